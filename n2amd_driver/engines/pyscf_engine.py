@@ -1,0 +1,176 @@
+"""pyscf adapter: Kohn–Sham DFT labels (PBE, HSE06, any pyscf functional).
+
+Periodic structures are computed at Γ with GTH pseudopotentials and a GTH basis; isolated ones as
+molecules with an all-electron Gaussian basis. H is the converged Kohn–Sham (Fock) matrix, S the
+overlap; both Γ-folded for cells. Forces: analytic, for molecules and for periodic semilocal
+functionals (pyscf's multigrid integration); pyscf has no periodic hybrid (HSE06) gradients, so those
+labels have energy, H and S but no forces.
+Slow by nature (tens of seconds for a 2-atom cell): batches go through :mod:`n2amd_driver.data.generate`,
+which shows progress and resumes without recomputing finished structures.
+"""
+from __future__ import annotations
+
+import numpy as np
+from ase import Atoms
+
+from ..basis import Basis
+from ..structure import StructureError, check_structure, describe
+from ..units import BOHR_ANG, HARTREE_EV
+from .base import EngineError, Labels, ReferenceEngine
+
+def _shell_ls(formatted) -> list[int]:
+    """l of every AO shell of a pyscf-formatted basis ([l, (kappa,) [exp, c1, c2, ...], ...]);
+    a shell with k contraction columns gives k shells, as pyscf lays out its AOs."""
+    out = []
+    for shell in formatted:
+        rows = [r for r in shell[1:] if isinstance(r, (list, tuple))]
+        out += [int(shell[0])] * (len(rows[0]) - 1)
+    return out
+
+
+_HYBRIDS = {"hse06", "hse", "pbe0", "b3lyp", "hsesol"}
+
+
+class PySCFEngine(ReferenceEngine):
+    """Kohn–Sham DFT through pyscf.
+
+    Parameters
+    ----------
+    method: exchange–correlation functional in pyscf syntax (``"PBE"``, ``"HSE06"``, ...).
+    basis: Gaussian basis; default ``gth-szv`` for cells and ``def2-svp`` for molecules.
+    pseudo: GTH pseudopotential for cells (default ``gth-pbe``).
+    ke_cutoff: plane-wave kinetic-energy cutoff for the periodic density grid, in hartree.
+    conv_tol: SCF energy convergence (hartree); max_cycle: SCF iterations allowed.
+    forces: compute analytic forces where pyscf can (default True).
+    """
+
+    name = "pyscf"
+
+    def __init__(self, method: str = "PBE", basis: str | None = None, pseudo: str = "gth-pbe",
+                 ke_cutoff: float | None = None, conv_tol: float = 1e-10, max_cycle: int = 100,
+                 forces: bool = True, charge: int = 0):
+        self.method = method
+        self.basis_name = basis
+        self.pseudo = pseudo
+        self.ke_cutoff = ke_cutoff
+        self.conv_tol = float(conv_tol)
+        self.max_cycle = int(max_cycle)
+        self.forces = bool(forces)
+        self.charge = int(charge)
+
+    @property
+    def hybrid(self) -> bool:
+        return self.method.lower().replace("-", "") in _HYBRIDS
+
+    def describe(self) -> dict:
+        return {"engine": self.name, "method": self.method, "basis": self.basis_name, "pseudo": self.pseudo,
+                "ke_cutoff_hartree": self.ke_cutoff, "conv_tol_hartree": self.conv_tol}
+
+    def _basis_for(self, periodic: bool) -> str:
+        return self.basis_name or ("gth-szv" if periodic else "def2-svp")
+
+    # ---- basis -------------------------------------------------------------------------------
+    def basis(self, elements, periodic: bool = True) -> Basis:
+        """Shells per element as pyscf orders them (each contraction of a shell is its own shell)."""
+        from pyscf import gto
+        from pyscf.pbc import gto as pbcgto
+
+        name = self._basis_for(periodic)
+        loader = pbcgto.basis.load if periodic else gto.basis.load
+        shells = {}
+        for el in sorted(set(elements)):
+            try:
+                raw = loader(name, el)
+            except Exception as exc:  # pyscf raises various types for a missing element
+                raise StructureError(f"element {el} is not available in pyscf basis '{name}': {exc}") from None
+            if not raw:
+                raise StructureError(f"element {el} is not available in pyscf basis '{name}'")
+            shells[el] = tuple(_shell_ls(gto.format_basis({el: raw})[el]))
+        return Basis(shells=shells, name=f"pyscf:{name}", engine_order="pyscf")
+
+    # ---- labels ------------------------------------------------------------------------------
+    def _build(self, atoms: Atoms):
+        periodic = bool(np.all(atoms.pbc))
+        geom = [(s, tuple(p)) for s, p in zip(atoms.get_chemical_symbols(), atoms.positions)]
+        if periodic:
+            from pyscf.pbc import gto as pbcgto
+
+            mol = pbcgto.Cell()
+            mol.a = atoms.cell.array
+            mol.pseudo = self.pseudo
+            if self.ke_cutoff is not None:
+                mol.ke_cutoff = self.ke_cutoff
+        else:
+            from pyscf import gto
+
+            mol = gto.Mole()
+        mol.atom = geom
+        mol.unit = "A"
+        mol.basis = self._basis_for(periodic)
+        mol.charge = self.charge
+        mol.cart = False
+        mol.verbose = 0
+        mol.build()
+        return mol, periodic
+
+    def _scf(self, mol, periodic: bool):
+        if periodic:
+            from pyscf.pbc import dft
+
+            mf = dft.RKS(mol)
+            if self.hybrid:
+                mf = mf.density_fit()  # exchange through Gaussian density fitting
+            else:
+                mf = mf.multigrid_numint()  # fast XC integration; also what pyscf's periodic gradients need
+        else:
+            from pyscf import dft
+
+            mf = dft.RKS(mol)
+        mf.xc = self.method
+        mf.conv_tol = self.conv_tol
+        mf.max_cycle = self.max_cycle
+        mf.verbose = 0
+        return mf
+
+    def label(self, atoms: Atoms, name: str | None = None) -> Labels:
+        label = describe(atoms, name)
+        check_structure(atoms, name=name)
+        periodic = bool(np.all(atoms.pbc))
+        basis = self.basis(set(atoms.get_chemical_symbols()), periodic=periodic)
+        try:
+            mol, periodic = self._build(atoms)
+        except Exception as exc:
+            raise EngineError(f"{label}: pyscf could not set up the structure: {exc}") from None
+        if mol.nelectron % 2:
+            raise EngineError(f"{label}: odd number of electrons ({mol.nelectron}); only closed shells are supported")
+        if mol.nao != basis.orbital_offsets(atoms.numbers)[-1]:
+            raise EngineError(f"{label}: pyscf built {mol.nao} orbitals, the basis description has "
+                              f"{basis.orbital_offsets(atoms.numbers)[-1]}")
+        mf = self._scf(mol, periodic)
+        energy = mf.kernel()
+        if not mf.converged:
+            raise EngineError(f"{label}: pyscf {self.method} SCF did not converge in {self.max_cycle} cycles")
+        forces = None
+        if self.forces and not (periodic and self.hybrid):
+            forces = -mf.nuc_grad_method().kernel() * (HARTREE_EV / BOHR_ANG)
+        S = np.asarray(mf.get_ovlp())
+        C, eps = np.asarray(mf.mo_coeff), np.asarray(mf.mo_energy)
+        if C.shape[1] == C.shape[0]:
+            # the Hamiltonian whose eigenpairs are exactly pyscf's converged orbitals (as for tblite)
+            H = (S @ C) * eps @ (S @ C).T
+        else:  # linearly dependent basis pruned by pyscf: fall back to the final Fock matrix
+            H = np.asarray(mf.get_fock())
+        scf_residual = float(np.abs(H - np.asarray(mf.get_fock(dm=mf.make_rdm1()))).max()) * HARTREE_EV
+        H = 0.5 * (H + H.T)
+        T = basis.engine_transform(atoms.numbers)
+        return Labels(
+            energy=float(energy) * HARTREE_EV,
+            forces=forces,
+            hamiltonian=T.T @ H @ T * HARTREE_EV,
+            overlap=T.T @ S @ T,
+            orbital_energies=eps * HARTREE_EV,
+            occupations=np.asarray(mf.mo_occ),
+            fold="gamma" if periodic else "none",
+            meta={"basis": basis.to_json(), "forces_available": forces is not None,
+                  "scf_residual_eV": scf_residual},
+        )

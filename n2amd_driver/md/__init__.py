@@ -1,0 +1,1 @@
+"""Molecular-dynamics engines (LAMMPS, i-PI) behind thin adapters."""

