@@ -113,8 +113,14 @@ def wigner_D(l: int, rotation: np.ndarray) -> np.ndarray:
     import torch
     from e3nn import o3
 
-    R = torch.as_tensor(np.asarray(rotation), dtype=torch.float64)
-    return o3.Irrep(l, (-1) ** l).D_from_matrix(R).numpy()
+    # e3nn builds D from float32 constants unless the default dtype is float64 (errors ~3e-7 otherwise)
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        R = torch.as_tensor(np.asarray(rotation), dtype=torch.float64)
+        return o3.Irrep(l, (-1) ** l).D_from_matrix(R).numpy()
+    finally:
+        torch.set_default_dtype(previous)
 
 
 @dataclass(frozen=True)

@@ -37,22 +37,18 @@ class NeighbourGraph:
 
     def reverse_edges(self) -> np.ndarray:
         """Index of the reverse edge j→i (shift −S) for each edge; a full list always has one."""
-        key = _edge_keys(self.edge_index[0], self.edge_index[1], self.shifts)
-        rkey = _edge_keys(self.edge_index[1], self.edge_index[0], -self.shifts)
-        order = np.argsort(key, kind="stable")
-        pos = np.searchsorted(key[order], rkey)
-        rev = order[np.clip(pos, 0, len(order) - 1)]
-        if len(rev) and not np.array_equal(key[rev], rkey):
+        i, j = self.edge_index
+        fwd = np.column_stack([i, j, self.shifts])
+        bwd = np.column_stack([j, i, -self.shifts])
+        _, ids = np.unique(np.concatenate([fwd, bwd]), axis=0, return_inverse=True)
+        ids = ids.reshape(-1)
+        E = len(fwd)
+        where = np.full(ids.max() + 1 if E else 0, -1, dtype=np.int64)
+        where[ids[:E]] = np.arange(E)
+        rev = where[ids[E:]]
+        if np.any(rev < 0):
             raise RuntimeError("neighbour list is not symmetric: some edge has no reverse")
         return rev
-
-
-def _edge_keys(i: np.ndarray, j: np.ndarray, shifts: np.ndarray) -> np.ndarray:
-    """One sortable integer per (i, j, shift); shifts assumed within ±2^15."""
-    s = (shifts.astype(np.int64) + 2**15) & 0xFFFF
-    return ((i.astype(np.int64) << 40) | (j.astype(np.int64) << 16)) * 2**32 + (
-        (s[:, 0] << 32) | (s[:, 1] << 16) | s[:, 2]
-    )
 
 
 def neighbour_graph(

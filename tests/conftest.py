@@ -1,0 +1,44 @@
+import numpy as np
+import pytest
+from ase import Atoms
+from ase.build import bulk, molecule
+
+
+def random_orthogonal(seed: int, improper: bool = False) -> np.ndarray:
+    """A random rotation (det +1), or a rotation followed by inversion (det −1)."""
+    q, r = np.linalg.qr(np.random.default_rng(seed).normal(size=(3, 3)))
+    q = q * np.sign(np.diag(r))
+    if np.linalg.det(q) < 0:
+        q[:, 0] *= -1
+    return -q if improper else q
+
+
+@pytest.fixture
+def si8() -> Atoms:
+    a = bulk("Si", "diamond", a=5.43, cubic=True)
+    a.rattle(0.05, seed=3)
+    return a
+
+
+@pytest.fixture
+def gaas8() -> Atoms:
+    a = bulk("GaAs", "zincblende", a=5.65, cubic=True)
+    a.rattle(0.05, seed=4)
+    return a
+
+
+@pytest.fixture
+def triclinic_si() -> Atoms:
+    """A 2-atom Si cell with a strongly skewed (triclinic) lattice."""
+    a = bulk("Si", "diamond", a=5.43)
+    a.set_cell(a.cell.array @ np.array([[1.0, 0.05, -0.03], [0.02, 0.97, 0.06], [-0.04, 0.01, 1.04]]),
+               scale_atoms=True)
+    a.rattle(0.03, seed=5)
+    return a
+
+
+@pytest.fixture
+def water() -> Atoms:
+    a = molecule("H2O")
+    a.rattle(0.02, seed=6)
+    return a
