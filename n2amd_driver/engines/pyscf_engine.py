@@ -3,8 +3,8 @@
 Periodic structures are computed at Γ with GTH pseudopotentials and a GTH basis; isolated ones as
 molecules with an all-electron Gaussian basis. H is the converged Kohn–Sham (Fock) matrix, S the
 overlap; both Γ-folded for cells. Forces: analytic, for molecules and for periodic semilocal
-functionals (pyscf's multigrid integration); pyscf has no periodic hybrid (HSE06) gradients, so those
-labels have energy, H and S but no forces.
+functionals (pyscf's multigrid integration); pyscf has no periodic hybrid (HSE06) or HF gradients, so
+those labels have energy, H and S but no forces.
 Slow by nature (tens of seconds for a 2-atom cell): batches go through :mod:`n2amd_driver.data.generate`,
 which shows progress and resumes without recomputing finished structures.
 """
@@ -36,7 +36,9 @@ class PySCFEngine(ReferenceEngine):
 
     Parameters
     ----------
-    method: exchange–correlation functional in pyscf syntax (``"PBE"``, ``"HSE06"``, ...).
+    method: exchange–correlation functional in pyscf syntax (``"PBE"``, ``"HSE06"``, ...), or ``"HF"``.
+        DFT integrates XC on a grid fixed in space, so rotating a molecule changes its DFT H by ~1e-5 eV;
+        Hartree–Fock uses analytic integrals only and is rotation-invariant to machine precision.
     basis: Gaussian basis; default ``gth-szv`` for cells and ``def2-svp`` for molecules.
     pseudo: GTH pseudopotential for cells (default ``gth-pbe``).
     ke_cutoff: plane-wave kinetic-energy cutoff for the periodic density grid, in hartree.
@@ -113,7 +115,24 @@ class PySCFEngine(ReferenceEngine):
         mol.build()
         return mol, periodic
 
+    @property
+    def hartree_fock(self) -> bool:
+        return self.method.upper() in ("HF", "RHF")
+
     def _scf(self, mol, periodic: bool):
+        if self.hartree_fock:  # analytic integrals only: exactly rotation-invariant (no XC grid)
+            if periodic:
+                from pyscf.pbc import scf
+
+                mf = scf.RHF(mol).density_fit()
+            else:
+                from pyscf import scf
+
+                mf = scf.RHF(mol)
+            mf.conv_tol = self.conv_tol
+            mf.max_cycle = self.max_cycle
+            mf.verbose = 0
+            return mf
         if periodic:
             from pyscf.pbc import dft
 
@@ -151,7 +170,7 @@ class PySCFEngine(ReferenceEngine):
         if not mf.converged:
             raise EngineError(f"{label}: pyscf {self.method} SCF did not converge in {self.max_cycle} cycles")
         forces = None
-        if self.forces and not (periodic and self.hybrid):
+        if self.forces and not (periodic and (self.hybrid or self.hartree_fock)):
             forces = -mf.nuc_grad_method().kernel() * (HARTREE_EV / BOHR_ANG)
         S = np.asarray(mf.get_ovlp())
         C, eps = np.asarray(mf.mo_coeff), np.asarray(mf.mo_energy)
