@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import sys
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -177,7 +178,7 @@ def generate(cfg: dict, output: str | os.PathLike, *, workers: int | None = None
             else:
                 h5format.mark_failed(f, i, err)
                 errors.append(err)
-                bar.write(f"[n2amd] {err}")
+                bar.write(f"[n2amd] {err}", file=sys.stderr)
             bar.update(1)
 
         if workers <= 1:
