@@ -78,7 +78,6 @@ def neighbour_graph(
     elif abs(np.linalg.det(cell)) < 1e-12:
         raise ValueError("periodic structure with a degenerate (zero-volume) cell")
     if len(positions) == 0:
-        empty = np.zeros((0,), dtype=np.int64)
         return NeighbourGraph(np.zeros((2, 0), np.int64), np.zeros((0, 3), np.int64), np.zeros((0, 3)), cutoff)
 
     nl = vesin.NeighborList(cutoff=float(cutoff), full_list=True)

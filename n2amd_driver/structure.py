@@ -73,17 +73,6 @@ def check_structure(
             )
 
 
-def make_atoms(numbers, positions, cell=None, pbc=False, velocities=None) -> Atoms:
-    """Build ASE ``Atoms`` from arrays (Å, Å/fs for velocities)."""
-    from ase.units import fs
-
-    atoms = Atoms(numbers=np.asarray(numbers), positions=np.asarray(positions, dtype=float),
-                  cell=None if cell is None else np.asarray(cell, dtype=float), pbc=pbc)
-    if velocities is not None:
-        atoms.set_velocities(np.asarray(velocities, dtype=float) / fs)  # ASE velocity unit is Å/(ASE time)
-    return atoms
-
-
 def rotate_atoms(atoms: Atoms, rotation: np.ndarray, translation=(0.0, 0.0, 0.0)) -> Atoms:
     """Apply x → Q·x + t to positions and lattice vectors (Q any 3×3 orthogonal matrix)."""
     Q = np.asarray(rotation, dtype=float)

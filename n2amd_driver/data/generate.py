@@ -131,7 +131,7 @@ def _prepare(cfg: dict, output: Path, engine, progress: bool, overwrite: bool):
         if f.attrs.get("job_complete_sampling") == 1:
             return f
     else:
-        from ..data.sampling import build_system
+        from .sampling import build_system
 
         elements = sorted(set(build_system(cfg["system"]).get_chemical_symbols()))
         basis = engine.basis(elements)
