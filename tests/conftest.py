@@ -29,6 +29,10 @@ def gaas8() -> Atoms:
 
 @pytest.fixture
 def triclinic_si() -> Atoms:
+    return make_triclinic_si()
+
+
+def make_triclinic_si() -> Atoms:
     """A 2-atom Si cell with a strongly skewed (triclinic) lattice."""
     a = bulk("Si", "diamond", a=5.43)
     a.set_cell(a.cell.array @ np.array([[1.0, 0.05, -0.03], [0.02, 0.97, 0.06], [-0.04, 0.01, 1.04]]),

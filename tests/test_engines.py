@@ -9,7 +9,7 @@ from n2amd_driver.basis import Basis
 from n2amd_driver.engines import EngineError, get_engine
 from n2amd_driver.structure import StructureError, rotate_atoms
 
-from .conftest import random_orthogonal
+from .conftest import make_triclinic_si, random_orthogonal
 
 
 def assert_blocks_rotate(engine, atoms, Q, atol=1e-10):
@@ -151,11 +151,22 @@ def test_pyscf_periodic_overlap_rotates_with_wigner_D(triclinic_si):
     np.testing.assert_allclose(overlap(rotate_atoms(triclinic_si, Q)), D @ S @ D.T, atol=1e-10)
 
 
-@pytest.mark.slow
-def test_pyscf_periodic_pbe_labels(triclinic_si):
-    """A full periodic PBE calculation: converged H reproduces orbital energies, analytic forces = −dE/dR."""
+def gamma_gap(lab) -> float:
+    nocc = int(round(lab.occupations.sum() / 2))
+    return lab.orbital_energies[nocc] - lab.orbital_energies[nocc - 1]
+
+
+@pytest.fixture(scope="module")
+def periodic_pbe():
     engine = get_engine("pyscf", method="PBE", basis="gth-szv", ke_cutoff=40)
-    lab = engine.label(triclinic_si)
+    atoms = make_triclinic_si()
+    return engine, atoms, engine.label(atoms)
+
+
+@pytest.mark.slow
+def test_pyscf_periodic_pbe_labels(periodic_pbe):
+    """A full periodic PBE calculation: converged H reproduces orbital energies, analytic forces = −dE/dR."""
+    engine, triclinic_si, lab = periodic_pbe
     assert lab.fold == "gamma" and lab.forces is not None
     np.testing.assert_allclose(sl.eigh(lab.hamiltonian, lab.overlap, eigvals_only=True), lab.orbital_energies,
                                atol=1e-8, rtol=0)
@@ -167,6 +178,19 @@ def test_pyscf_periodic_pbe_labels(triclinic_si):
         moved.positions[0, 0] += s * h
         e.append(engine.label(moved).energy)
     assert -(e[1] - e[0]) / (2 * h) == pytest.approx(lab.forces[0, 0], abs=2e-3)
+
+
+@pytest.mark.slow
+def test_pyscf_periodic_hse06_labels(periodic_pbe):
+    """HSE06 (range-separated hybrid) on the same cell: H and S without forces, and a wider gap than PBE."""
+    _, atoms, pbe_lab = periodic_pbe
+    lab = get_engine("pyscf", method="HSE06", basis="gth-szv", ke_cutoff=40).label(atoms)
+    assert lab.forces is None and lab.meta["forces_available"] is False
+    np.testing.assert_allclose(sl.eigh(lab.hamiltonian, lab.overlap, eigvals_only=True), lab.orbital_energies,
+                               atol=1e-8, rtol=0)
+    np.testing.assert_allclose(lab.overlap, pbe_lab.overlap, atol=1e-12)  # same basis, same geometry
+    # exact exchange opens the Kohn–Sham gap (Si: PBE underestimates it, HSE06 corrects most of that)
+    assert gamma_gap(lab) > gamma_gap(pbe_lab) + 0.3
 
 
 # ---- bad inputs --------------------------------------------------------------------------------
