@@ -73,12 +73,7 @@ def _cmd_label(args) -> int:
 
 
 def _gap_text(labels) -> str:
-    import numpy as np
-
-    occ, eps = labels.occupations, labels.orbital_energies
-    nel = occ.sum()
-    homo = eps[int(round(nel / 2)) - 1]
-    lumo = eps[int(round(nel / 2))]
+    homo, lumo = labels.band_edges()
     return f"HOMO {homo:.3f} eV, LUMO {lumo:.3f} eV, gap {lumo - homo:.3f} eV"
 
 

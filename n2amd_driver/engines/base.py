@@ -33,6 +33,11 @@ class Labels:
     fold: str = "none"  # "gamma" for Γ-folded periodic matrices
     meta: dict = field(default_factory=dict)
 
+    def band_edges(self) -> tuple[float, float]:
+        """(highest occupied, lowest unoccupied) orbital energy in eV, closed shell (2 electrons per orbital)."""
+        nocc = int(round(float(np.sum(self.occupations)) / 2))
+        return float(self.orbital_energies[nocc - 1]), float(self.orbital_energies[nocc])
+
     def as_dict(self) -> dict[str, np.ndarray]:
         """Array-valued labels that are present, keyed by name (for writing)."""
         out = {"energy": np.asarray(self.energy)}
