@@ -6,6 +6,7 @@ socket and inside the reference engines).
     n2amd data generate CONFIG.yaml -o data.h5 [--workers N]   sample + label a dataset (resumable)
     n2amd data info data.h5                                      summarise a dataset
     n2amd label STRUCTURE --engine tblite --method GFN2-xTB      label one structure, print a summary
+    n2amd namd hop CONFIG.yaml                                   FSSH/DISH populations and lifetimes
     n2amd demo                                                   run the bundled demo
 """
 from __future__ import annotations
@@ -17,21 +18,27 @@ from pathlib import Path
 ASSETS = Path(__file__).parent / "assets"
 
 
-def _cmd_data_generate(args) -> int:
+def parse_overrides(items) -> dict:
+    """``["a.b=1", "c=[1,2]"]`` → ``{"a": {"b": 1}, "c": [1, 2]}`` (values parsed as YAML)."""
     import yaml
 
+    overrides: dict = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"override '{item}' is not KEY=VALUE")
+        node = overrides
+        parts = key.split(".")
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+        node[parts[-1]] = yaml.safe_load(value)
+    return overrides
+
+
+def _cmd_data_generate(args) -> int:
     from .data.generate import generate, load_config
 
-    overrides = {}
-    if args.set:
-        for item in args.set:
-            key, _, value = item.partition("=")
-            node = overrides
-            parts = key.split(".")
-            for p in parts[:-1]:
-                node = node.setdefault(p, {})
-            node[parts[-1]] = yaml.safe_load(value)
-    cfg = load_config(args.config, overrides)
+    cfg = load_config(args.config, parse_overrides(args.set))
     summary = generate(cfg, args.output, workers=args.workers, progress=not args.quiet,
                        retry_failed=args.retry_failed, overwrite=args.overwrite)
     print(f"[n2amd] {summary.path}: {summary.done}/{summary.total} frames labelled "
@@ -117,6 +124,11 @@ def build_parser() -> argparse.ArgumentParser:
     lab.add_argument("--engine", default="tblite", choices=["tblite", "pyscf"])
     lab.add_argument("--method", default="GFN2-xTB", help="GFN1-xTB | GFN2-xTB (tblite); PBE | HSE06 | ... (pyscf)")
     lab.set_defaults(func=_cmd_label)
+
+    namd = sub.add_parser("namd", help="nonadiabatic dynamics: surface hopping (hop)", add_help=False,
+                          description="Same as 'python -m n2amd_driver.namd'; see 'n2amd namd --help'.")
+    namd.add_argument("namd_args", nargs=argparse.REMAINDER)
+    namd.set_defaults(func=lambda a: __import__("n2amd_driver.namd.__main__", fromlist=["main"]).main(a.namd_args))
 
     demo = sub.add_parser("demo", help="run the bundled demo on 64-atom Si")
     demo.add_argument("--workdir", default="runs/demo", help="run folder (default: runs/demo)")

@@ -1,0 +1,315 @@
+"""``python -m n2amd_driver.namd hop config.yaml``: populations and lifetimes from a couplings file.
+
+Runs on one process or under ``mpirun -n N``: initial times are dealt to ranks (i mod N); each initial
+time has its own random generator seeded from (seed, initial-time index), so populations do not depend
+on N. Every rank checkpoints its initial times every ``checkpoint_every_fs``; re-running the same command
+resumes from the checkpoints (also with another number of ranks). Rank 0 writes the results.
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from .hopping import HopSettings, HopState, Propagators, advance
+from .series import CouplingSeries
+
+#: Documented defaults of a hop config (YAML).
+DEFAULTS: dict = {
+    "input": {
+        "couplings": None,  # n2amd couplings HDF5 (from `namd couplings`)
+        "hefei": None,  # or a Hefei-NAMD folder with EIGTXT, NATXT, inp (INICON used if present)
+    },
+    "states": None,  # indices of the states to keep (default: all)
+    "method": "dish",  # dish | fssh
+    "carrier": "electron",  # electron | hole  (hole: "upward" means lower band energy)
+    "temperature_K": 300.0,
+    "nelm": 10,  # electronic sub-steps per MD step
+    "ntraj": 100,  # stochastic trajectories per initial time
+    "namdtime_fs": 1000.0,  # length of each run; the MD trajectory is reused head to tail if shorter
+    "initial": {
+        "times": 20,  # number of initial times spread evenly over the trajectory, or a list of MD steps
+        "state": "auto",  # auto: highest state (electron) / lowest (hole); or a state index in the window
+    },
+    "dephasing": "auto",  # auto (from the gap fluctuations), a DEPHTIME file, or an n×n list (fs)
+    "detailed_balance": True,
+    "seed": 0,
+    "record_every": 1,  # steps between recorded populations
+    "checkpoint_every_fs": 20000.0,
+    "output": "hop",  # output folder
+}
+
+
+def load_config(path=None, overrides: dict | None = None) -> dict:
+    from ..data.generate import _merge
+
+    cfg = copy.deepcopy(DEFAULTS)
+    if path is not None:
+        with open(path) as fh:
+            _merge(cfg, yaml.safe_load(fh) or {}, str(path))
+        base = Path(path).parent
+        for k in ("couplings", "hefei"):  # relative input paths are relative to the config file
+            if cfg["input"][k] and not Path(cfg["input"][k]).is_absolute():
+                cfg["input"][k] = str(base / cfg["input"][k])
+    if overrides:
+        _merge(cfg, overrides, "overrides")
+    return cfg
+
+
+def load_series(cfg: dict) -> tuple[CouplingSeries, np.ndarray | None]:
+    """The coupling series and, for Hefei-NAMD input with INICON, its (step, state) initial conditions."""
+    from .hefei import read_hefei, read_inicon
+
+    inicon = None
+    if cfg["input"]["couplings"]:
+        series = CouplingSeries.read_h5(cfg["input"]["couplings"])
+    elif cfg["input"]["hefei"]:
+        folder = Path(cfg["input"]["hefei"])
+        series, inp = read_hefei(folder)
+        if (folder / "INICON").exists():
+            raw = read_inicon(folder / "INICON")
+            inicon = np.column_stack([raw[:, 0] - 1, raw[:, 1] - int(inp.get("BMIN", 1))])
+    else:
+        raise ValueError("config needs input.couplings (HDF5) or input.hefei (folder)")
+    if cfg["states"] is not None:
+        series = series.select(cfg["states"])
+    return series, inicon
+
+
+def initial_conditions(cfg: dict, series: CouplingSeries, inicon) -> tuple[np.ndarray, np.ndarray]:
+    n, M = series.nstates, series.nsteps
+    if inicon is not None and cfg["initial"]["times"] == DEFAULTS["initial"]["times"]:
+        steps, states = inicon[:, 0], inicon[:, 1]
+    else:
+        times = cfg["initial"]["times"]
+        steps = np.asarray(times, int) if isinstance(times, (list, tuple)) else \
+            np.linspace(0, M - 1, int(times)).round().astype(int)
+        st = cfg["initial"]["state"]
+        if st == "auto":
+            st = 0 if cfg["carrier"] == "hole" else n - 1
+        states = np.full(len(steps), int(st))
+    if np.any(steps < 0) or np.any(steps >= M):
+        raise ValueError(f"initial steps must lie in 0..{M - 1}")
+    return steps, states
+
+
+def dephasing_times(cfg: dict, series: CouplingSeries):
+    from .dephasing import dephasing_matrix
+    from .hefei import read_dephtime
+
+    d = cfg["dephasing"]
+    if d == "auto":
+        return dephasing_matrix(series.energies, series.dt_fs)
+    tau = read_dephtime(d) if isinstance(d, str) else np.asarray(d, float)
+    return tau, None, None
+
+
+def _comm():
+    try:
+        from mpi4py import MPI
+    except ImportError:
+        return None
+    return MPI.COMM_WORLD
+
+
+def _hash(cfg: dict, series: CouplingSeries) -> str:
+    h = hashlib.sha256(json.dumps({k: v for k, v in cfg.items() if k not in ("output", "checkpoint_every_fs")},
+                                  sort_keys=True, default=str).encode())
+    h.update(series.energies.tobytes())
+    h.update(series.nac.tobytes())
+    return h.hexdigest()[:16]
+
+
+def run_hop(cfg: dict, progress: bool = True) -> dict | None:
+    """Run (or resume) a hop job; rank 0 returns the summary dict, other ranks None."""
+    comm = _comm()
+    rank, size = (comm.rank, comm.size) if comm is not None else (0, 1)
+    out = Path(cfg["output"])
+    ckdir = out / "checkpoint"
+    try:
+        series, inicon = load_series(cfg)
+        steps0, states0 = initial_conditions(cfg, series, inicon)
+        tau, t_deph, D_deph = dephasing_times(cfg, series)
+        settings = HopSettings(method=cfg["method"], nelm=int(cfg["nelm"]), ntraj=int(cfg["ntraj"]),
+                               temperature_K=float(cfg["temperature_K"]), hole=cfg["carrier"] == "hole",
+                               detailed_balance=bool(cfg["detailed_balance"]), dephasing_fs=tau)
+        nsteps = int(round(float(cfg["namdtime_fs"]) / series.dt_fs))
+        every = int(cfg["record_every"])
+        key = _hash(cfg, series)
+        mine = np.arange(rank, len(steps0), size)
+        t0 = time.time()
+        prop = Propagators(series, settings)
+        state, rec = _resume_or_start(ckdir, key, mine, steps0, states0, series.nstates, settings, cfg, nsteps, every)
+        chunk = max(1, int(round(float(cfg["checkpoint_every_fs"]) / series.dt_fs)))
+        bar = _progress(nsteps, state.steps_done, rank, progress, cfg["method"])
+        while state.steps_done < nsteps:
+            todo = min(chunk, nsteps - state.steps_done)
+
+            def record(st, k):
+                if st.steps_done % every == 0:
+                    idx = st.steps_done // every - 1
+                    rec["sh"][:, idx] = _onehot_mean(st.active, series.nstates)
+                    pop_c = np.abs(st.c) ** 2
+                    rec["c2"][:, idx] = pop_c if pop_c.ndim == 2 else pop_c.mean(axis=1)
+                    rec["step"][:, idx] = (k + 1) % series.energies.shape[0]
+
+            advance(state, prop, settings, todo, record)
+            _save_checkpoint(ckdir, rank, key, mine, state, rec)
+            if bar is not None:
+                bar.update(todo)
+        if bar is not None:
+            bar.close()
+        elapsed = time.time() - t0
+    except Exception as exc:  # a failing rank says why and stops all ranks; checkpoints stay on disk
+        print(f"[n2amd namd hop] rank {rank}: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+        if comm is not None and size > 1:
+            comm.Abort(1)
+        raise
+    gathered = comm.gather((mine, rec), root=0) if comm is not None and size > 1 else [(mine, rec)]
+    if rank != 0:
+        return None
+    return _write_results(cfg, series, settings, steps0, states0, gathered, nsteps, every, tau, t_deph, D_deph,
+                          elapsed, size)
+
+
+def _onehot_mean(active, n):
+    return np.stack([(active == s).mean(axis=1) for s in range(n)], axis=-1)
+
+
+def _progress(nsteps, done, rank, enabled, method):
+    if rank != 0 or not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=nsteps, initial=done, desc=f"{method.upper()} (rank 0)", unit="step", file=sys.stderr)
+
+
+def _resume_or_start(ckdir, key, mine, steps0, states0, n, settings, cfg, nsteps, every):
+    nrec = nsteps // every
+    if ckdir.exists():
+        found = {}
+        for f in sorted(ckdir.glob("rank*.npz")):
+            z = np.load(f, allow_pickle=False)
+            if str(z["key"]) != key:
+                raise ValueError(f"{f}: checkpoint of a different job (config or input changed); "
+                                 f"remove {ckdir} to start over")
+            for j, i in enumerate(z["inits"]):
+                found[int(i)] = (f, j)
+        if all(int(i) in found for i in mine) and len(mine):
+            return _load_states(found, mine, settings)
+    seeds = [np.random.SeedSequence([int(cfg["seed"]), int(i)]) for i in mine]
+    state = HopState.start(steps0[mine], states0[mine], n, settings, seeds)
+    rec = {"sh": np.zeros((len(mine), nrec, n)), "c2": np.zeros((len(mine), nrec, n)),
+           "step": np.zeros((len(mine), nrec), int)}
+    return state, rec
+
+
+def _load_states(found, mine, settings):
+    parts = {}
+    for i in mine:
+        f, j = found[int(i)]
+        z = parts.setdefault(f, dict(np.load(f, allow_pickle=False)))
+        parts[f] = z
+    rows = [(parts[found[int(i)][0]], found[int(i)][1]) for i in mine]
+    steps_done = {int(z["steps_done"]) for z, _ in rows}
+    if len(steps_done) != 1:
+        raise ValueError("checkpoints of this job stopped at different steps; remove them to start over")
+    take = lambda name: np.stack([z[name][j] for z, j in rows])
+    rngs = []
+    for z, j in rows:
+        g = np.random.default_rng()
+        g.bit_generator.state = json.loads(str(z["rng"][j]))
+        rngs.append(g)
+    state = HopState(take("step0"), take("init_state"), take("c"), take("active"),
+                     take("clocks") if settings.method == "dish" else None, steps_done.pop(), rngs)
+    rec = {"sh": take("sh"), "c2": take("c2"), "step": take("step")}
+    return state, rec
+
+
+def _save_checkpoint(ckdir, rank, key, mine, state, rec):
+    ckdir.mkdir(parents=True, exist_ok=True)
+    tmp = ckdir / f"rank{rank}.tmp.npz"
+    arrays = dict(key=key, inits=mine, steps_done=state.steps_done, step0=state.step0, init_state=state.init_state,
+                  c=state.c, active=state.active, rng=np.array([json.dumps(g.bit_generator.state) for g in state.rngs]),
+                  **rec)
+    if state.clocks is not None:
+        arrays["clocks"] = state.clocks
+    np.savez(tmp, **arrays)
+    os.replace(tmp, ckdir / f"rank{rank}.npz")  # atomic: a kill never leaves a half-written checkpoint
+
+
+def _write_results(cfg, series, settings, steps0, states0, gathered, nsteps, every, tau, t_deph, D_deph, elapsed,
+                   nranks):
+    import h5py
+
+    from .lifetime import fit_lifetime
+
+    ninit, n = len(steps0), series.nstates
+    nrec = nsteps // every
+    sh = np.zeros((ninit, nrec, n))
+    c2 = np.zeros((ninit, nrec, n))
+    kstep = np.zeros((ninit, nrec), int)
+    for mine, rec in gathered:
+        sh[mine], c2[mine], kstep[mine] = rec["sh"], rec["c2"], rec["step"]
+    t = (np.arange(nrec) + 1) * every * series.dt_fs
+    energy = np.einsum("itn,itn->it", sh, series.energies[kstep])  # carrier energy along each run, eV
+    p_init = sh[np.arange(ninit), :, states0]
+    fits = {kind: fit_lifetime(t, p_init, kind) for kind in ("exponential", "linear")}
+    out = Path(cfg["output"])
+    out.mkdir(parents=True, exist_ok=True)
+    with h5py.File(out / "populations.h5", "w") as f:
+        f.attrs["units"] = json.dumps({"time": "fs", "energy": "eV", "dephasing": "fs", "lifetime": "fs"})
+        f.attrs["config"] = json.dumps(cfg, default=str)
+        f["time_fs"] = t
+        f["populations"] = sh  # (initial time, time, state): fraction of trajectories in each state
+        f["populations_coefficients"] = c2  # mean |c|²
+        f["carrier_energy_eV"] = energy
+        f["initial_steps"], f["initial_states"] = steps0, states0
+        f["dephasing_fs"] = tau
+        for kind, fit in fits.items():
+            g = f.create_group(f"lifetime/{kind}")
+            g.attrs.update(tau_fs=fit.tau_fs, stderr_fs=fit.stderr_fs, window_fs=fit.window_fs)
+    header = "time_fs,carrier_energy_eV," + ",".join(f"P_state{s}" for s in range(n))
+    np.savetxt(out / "populations.csv", np.column_stack([t, energy.mean(0), sh.mean(0)]), delimiter=",",
+               header=header, comments="", fmt="%.8g")
+    summary = _summary(series, tau, fits, cfg, settings, ninit, nsteps, elapsed, nranks)
+    (out / "summary.txt").write_text(summary["text"] + "\n")
+    from .plots import plot_dephasing, plot_energy, plot_populations
+
+    plot_populations(out / "populations.png", t, sh.mean(0), series, fits["exponential"])
+    plot_energy(out / "energy.png", t, energy)
+    if t_deph is not None and D_deph is not None and D_deph.size:
+        plot_dephasing(out / "dephasing.png", t_deph, D_deph, tau)
+    return summary
+
+
+def _summary(series, tau, fits, cfg, settings, ninit, nsteps, elapsed, nranks) -> dict:
+    from ..units import HBAR_EV_FS
+
+    n = series.nstates
+    gap = float(np.mean(series.energies[:, -1] - series.energies[:, 0]))
+    rms = series.rms_nac_meV()
+    ij = (0, n - 1)
+    rate = ninit * settings.ntraj * nsteps / max(elapsed, 1e-9)
+    text = "\n".join([
+        f"{settings.method.upper()} {cfg['carrier']} dynamics, {n} states, T = {settings.temperature_K:g} K, "
+        f"{ninit} initial times × {settings.ntraj} trajectories × {nsteps * series.dt_fs / 1000:g} ps",
+        f"  {'averaged gap (top − bottom state)':38s} {gap:.4f} eV",
+        f"  {'pure-dephasing time (bottom–top)':38s} {tau[ij]:.2f} fs",
+        f"  {'RMS NAC |ħd| (bottom–top)':38s} {rms[ij]:.4f} meV",
+        f"  {'lifetime of the initial state':38s} {fits['exponential'].text()}",
+        f"  {'':38s} {fits['linear'].text()}",
+        f"  {'cost':38s} {elapsed:.1f} s on {nranks} rank(s): {rate:.3g} trajectory-steps/s",
+    ])
+    print(text)
+    return {"text": text, "gap_eV": gap, "dephasing_fs": float(tau[ij]), "rms_nac_meV": float(rms[ij]),
+            "lifetime_fs": fits["exponential"].tau_fs, "lifetime_stderr_fs": fits["exponential"].stderr_fs,
+            "lifetime_linear_fs": fits["linear"].tau_fs, "seconds": elapsed,
+            "hbar_eV_fs": HBAR_EV_FS}
