@@ -212,16 +212,15 @@ def _resume_or_start(ckdir, key, mine, steps0, states0, n, settings, cfg, nsteps
 
 
 def _load_states(found, mine, settings):
-    parts = {}
-    for i in mine:
-        f, j = found[int(i)]
-        z = parts.setdefault(f, dict(np.load(f, allow_pickle=False)))
-        parts[f] = z
-    rows = [(parts[found[int(i)][0]], found[int(i)][1]) for i in mine]
+    files = {f: dict(np.load(f, allow_pickle=False)) for f, _ in (found[int(i)] for i in mine)}
+    rows = [(files[found[int(i)][0]], found[int(i)][1]) for i in mine]  # (arrays of a file, row in it)
     steps_done = {int(z["steps_done"]) for z, _ in rows}
     if len(steps_done) != 1:
         raise ValueError("checkpoints of this job stopped at different steps; remove them to start over")
-    take = lambda name: np.stack([z[name][j] for z, j in rows])
+
+    def take(name):
+        return np.stack([z[name][j] for z, j in rows])
+
     rngs = []
     for z, j in rows:
         g = np.random.default_rng()
@@ -273,6 +272,9 @@ def _write_results(cfg, series, settings, steps0, states0, gathered, nsteps, eve
         f["carrier_energy_eV"] = energy
         f["initial_steps"], f["initial_states"] = steps0, states0
         f["dephasing_fs"] = tau
+        if t_deph is not None and D_deph is not None:
+            f["dephasing_function/time_fs"] = t_deph
+            f["dephasing_function/D"] = D_deph  # (state, state, time): D_ij(t) = exp(−g_ij(t))
         for kind, fit in fits.items():
             g = f.create_group(f"lifetime/{kind}")
             g.attrs.update(tau_fs=fit.tau_fs, stderr_fs=fit.stderr_fs, window_fs=fit.window_fs)
