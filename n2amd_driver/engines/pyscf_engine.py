@@ -87,7 +87,8 @@ class PySCFEngine(ReferenceEngine):
                 raise StructureError(f"element {el} is not available in pyscf basis '{name}': {exc}") from None
             if not raw:
                 raise StructureError(f"element {el} is not available in pyscf basis '{name}'")
-            shells[el] = tuple(_shell_ls(gto.format_basis({el: raw})[el]))
+            # pyscf lays out an atom's shells sorted by l (stably), whatever the order in the basis file
+            shells[el] = tuple(sorted(_shell_ls(gto.format_basis({el: raw})[el])))
         return Basis(shells=shells, name=f"pyscf:{name}", engine_order="pyscf")
 
     # ---- labels ------------------------------------------------------------------------------

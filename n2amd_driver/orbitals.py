@@ -1,0 +1,137 @@
+"""Atomic basis functions themselves: contracted Gaussian shells of the reference engines.
+
+The overlap S is not learned: it is computed from these functions (:mod:`n2amd_driver.overlap`).
+
+- **tblite GFN1/GFN2-xTB**: Slater-type orbitals expanded in ng Gaussians (STO-nG, Stewart 1970), with
+  the published per-element Slater exponents and principal quantum numbers (data in
+  ``assets/tblite_basis.json``). In GFN1, a second shell of the same l on an atom (H 2s) is
+  Gram–Schmidt orthogonalised to the first, as tblite does. Contractions are *not* renormalised (tblite
+  does not either: its 4s/4p 6G functions have norms 0.9999999 and 0.99999979).
+- **pyscf bases**: any basis pyscf knows (GTH or all-electron), normalised the way pyscf does it.
+
+Exponents are in bohr⁻²; a shell's coefficients multiply *normalised* primitive Gaussians.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+from ase.data import atomic_numbers, chemical_symbols
+
+from .basis import Basis
+
+_ASSETS = Path(__file__).parent / "assets"
+_STO_INDEX = {(1, 0): 0, (2, 0): 1, (3, 0): 2, (4, 0): 3, (5, 0): 4, (2, 1): 5, (3, 1): 6, (4, 1): 7, (5, 1): 8,
+              (3, 2): 9, (4, 2): 10, (5, 2): 11, (4, 3): 12, (5, 3): 13, (5, 4): 14}
+
+
+@dataclass(frozen=True)
+class GaussianShell:
+    """One contracted shell: Σ_k c_k · g_k(r) · Y_lm, g_k normalised primitives with exponent α_k (bohr⁻²)."""
+
+    l: int
+    exponents: tuple[float, ...]
+    coefficients: tuple[float, ...]
+
+
+def _primitive_overlap_s(a: np.ndarray, b: np.ndarray, l: int) -> np.ndarray:
+    """<g_a|g_b> of normalised same-centre primitives of angular momentum l."""
+    return (2.0 * np.sqrt(np.outer(a, b)) / np.add.outer(a, b)) ** (1.5 + l)
+
+
+@lru_cache(maxsize=None)
+def _tblite_data() -> dict:
+    return json.loads((_ASSETS / "tblite_basis.json").read_text())
+
+
+def _sto_ng(n: int, l: int, ng: int, zeta: float) -> tuple[np.ndarray, np.ndarray]:
+    table = _tblite_data()["stewart"]
+    if ng == 6 and n == 6:
+        t = table["6s" if l == 0 else "6p"]
+        alpha, coeff = np.array(t["alpha"]), np.array(t["coeff"])
+    else:
+        k = _STO_INDEX[(n, l)]
+        alpha, coeff = np.array(table[str(ng)]["alpha"][k]), np.array(table[str(ng)]["coeff"][k])
+    return alpha * zeta**2, coeff
+
+
+def tblite_shells(method: str, element: str) -> list[GaussianShell]:
+    """The contracted shells of ``element`` in tblite's ``method`` (GFN1-xTB or GFN2-xTB)."""
+    data = _tblite_data()
+    if method not in data:
+        raise ValueError(f"no tblite basis data for method '{method}' (have GFN1-xTB, GFN2-xTB)")
+    z = atomic_numbers.get(element)
+    if z is None or str(z) not in data[method]:
+        raise ValueError(f"element {element} is not parametrised in {method} (tblite covers H–Rn)")
+    raw = [(sh["l"], *_sto_ng(sh["n"], sh["l"], sh["ng"], sh["zeta"])) for sh in data[method][str(z)]]
+    out: list[GaussianShell] = []
+    first_of_l: dict[int, int] = {}
+    for idx, (l, a, c) in enumerate(raw):
+        if method == "GFN1-xTB" and l in first_of_l:
+            # Gram–Schmidt against the first shell of this l (tblite: s shells only, e.g. H 2s ⟂ 1s)
+            a0, c0 = raw[first_of_l[l]][1:]
+            ov = c0 @ _primitive_overlap_s(a0, a, l) @ c
+            a = np.concatenate([a, a0])
+            c = np.concatenate([c, -ov * c0])
+            c = c / np.sqrt(c @ _primitive_overlap_s(a, a, l) @ c)
+        else:
+            first_of_l.setdefault(l, idx)
+        out.append(GaussianShell(int(l), tuple(map(float, a)), tuple(map(float, c))))
+    return out
+
+
+def pyscf_shells(basis_name: str, element: str, periodic: bool = True) -> list[GaussianShell]:
+    """Shells of a pyscf basis (GTH bases for cells, any basis for molecules), pyscf-normalised."""
+    from pyscf import gto
+    from pyscf.pbc import gto as pbcgto
+
+    raw = (pbcgto.basis.load if periodic else gto.basis.load)(basis_name, element)
+    mol = gto.Mole(atom=[[element, (0.0, 0.0, 0.0)]], basis={element: raw}, unit="Bohr", verbose=0)
+    mol.spin = atomic_numbers[element] % 2
+    mol.build(dump_input=False, parse_arg=False)
+    out = []
+    for b in range(mol.nbas):
+        l = int(mol.bas_angular(b))
+        exps = mol.bas_exp(b)
+        cs = mol.bas_ctr_coeff(b)  # coefficients of normalised primitives (pyscf's contraction normalisation kept)
+        for k in range(cs.shape[1]):
+            out.append(GaussianShell(l, tuple(map(float, exps)), tuple(map(float, cs[:, k]))))
+    return out
+
+
+@dataclass(frozen=True)
+class BasisFunctions:
+    """Shells per element plus the orbital bookkeeping (:class:`~n2amd_driver.basis.Basis`)."""
+
+    shells: dict[str, tuple[GaussianShell, ...]]
+    name: str
+    #: lattice-sum pair cutoff in bohr (None: converge to ~1e-12); tblite truncates its sums, see overlap.py
+    pair_cutoff_bohr: float | None = None
+
+    @classmethod
+    def tblite(cls, method: str, elements) -> "BasisFunctions":
+        shells = {el: tuple(tblite_shells(method, el)) for el in sorted(set(elements))}
+        # tblite's neighbour cutoff: min(sqrt(2·intcut/α_min), 40 bohr) with intcut = 25 (basis/type.f90)
+        a_min = min(min(sh.exponents) for s in shells.values() for sh in s)
+        return cls(shells, f"tblite:{method}", min(np.sqrt(2 * 25.0 / a_min), 40.0))
+
+    @classmethod
+    def pyscf(cls, basis_name: str, elements, periodic: bool = True) -> "BasisFunctions":
+        shells = {el: tuple(pyscf_shells(basis_name, el, periodic)) for el in sorted(set(elements))}
+        return cls(shells, f"pyscf:{basis_name}")
+
+    @property
+    def basis(self) -> Basis:
+        """Orbital bookkeeping (shell l's per element, e3nn order)."""
+        return Basis({el: tuple(sh.l for sh in s) for el, s in self.shells.items()}, name=self.name,
+                     engine_order="e3nn")
+
+    def pyscf_basis_dict(self) -> dict:
+        return {el: [[sh.l] + [[a, c] for a, c in zip(sh.exponents, sh.coefficients)] for sh in s]
+                for el, s in self.shells.items()}
+
+    def min_exponent(self, numbers) -> float:
+        return min(min(sh.exponents) for z in set(numbers) for sh in self.shells[chemical_symbols[z]])
