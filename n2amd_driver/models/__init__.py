@@ -1,0 +1,1 @@
+"""Equivariant neural-network models (e3nn)."""

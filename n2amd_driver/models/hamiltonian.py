@@ -1,0 +1,192 @@
+"""E(3)-equivariant neural-network Hamiltonian: structure → H_ij(R) blocks → Γ-point H.
+
+Message passing (cutoff ``r_mp``) builds per-atom equivariant features; on-site blocks come from node
+features, off-site blocks (every pair i, j, T within ``r_block``, images of an atom itself included)
+from edge features h_i, h_j ⊗ Y(r̂_ij) with radial weights. Blocks are assembled from irreps with
+Wigner-3j symbols (:mod:`.blocks`), so rotations (proper and improper) act on them exactly as on the
+reference engine's blocks. Hermiticity H_ij(T) = H_ji(−T)ᵀ is imposed exactly by averaging each block
+with its reverse; translation and permutation invariance follow from using only relative vectors and
+sums over neighbours. Energies in eV, lengths in Å.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+from ase import Atoms
+from ase.data import chemical_symbols
+from e3nn import o3
+
+from ..basis import Basis
+from ..graph import neighbour_graph
+from .blocks import BlockLayout, fold_to_gamma
+from .layers import BesselBasis, Interaction, weighted_tensor_product
+
+
+@dataclass
+class HamiltonianConfig:
+    elements: list[str]
+    basis_json: str
+    r_mp: float = 5.0  # Å, message passing cutoff
+    r_block: float = 8.0  # Å, pair cutoff for off-site blocks
+    hidden: str = "32x0e+8x0o+16x1o+8x1e+8x2e+8x2o+4x3o+4x3e+4x4e"
+    layers: int = 2
+    lmax_sh: int = 4
+    num_basis: int = 8
+    avg_neighbours: float = 16.0
+    onsite_shift: dict = field(default_factory=dict)  # per element, mean on-site diagonal (eV) from data
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class HamiltonianModel(torch.nn.Module):
+    def __init__(self, config: HamiltonianConfig):
+        super().__init__()
+        self.config = config
+        self.basis = Basis.from_json(config.basis_json)
+        self.elements = list(config.elements)
+        S = len(self.elements)
+        self.z_to_species = {int(np.where(np.array(chemical_symbols) == el)[0][0]): k for k, el in enumerate(self.elements)}
+        self.layout = BlockLayout(self.basis, self.elements)
+        self.irreps_sh = o3.Irreps.spherical_harmonics(config.lmax_sh)
+        self.embed = o3.Linear(o3.Irreps(f"{S}x0e"), o3.Irreps("32x0e"))
+        self.rbf_mp = BesselBasis(config.r_mp, config.num_basis)
+        self.rbf_block = BesselBasis(config.r_block, config.num_basis)
+        irreps = o3.Irreps("32x0e")
+        self.interactions = torch.nn.ModuleList()
+        for _ in range(config.layers):
+            layer = Interaction(irreps, self.irreps_sh, config.hidden, config.num_basis, S, config.avg_neighbours)
+            self.interactions.append(layer)
+            irreps = layer.irreps_out
+        self.irreps_node = irreps
+        out = self.layout.irreps_out
+        self.onsite = o3.FullyConnectedTensorProduct(irreps, o3.Irreps(f"{S}x0e"), out)
+        # edge features: (h_i ⊕ h_j) ⊗ Y(r̂_ij), weighted by |r_ij|, then species-pair dependent mixing
+        pair_in = (irreps + irreps).sort().irreps.simplify()
+        self._pair_perm = None
+        self.edge_tp, self.edge_radial = weighted_tensor_product(pair_in, self.irreps_sh, o3.Irreps(config.hidden),
+                                                                 config.num_basis)
+        self.edge_out = o3.FullyConnectedTensorProduct(self.edge_tp.irreps_out.simplify(),
+                                                       o3.Irreps(f"{S * S}x0e"), out)
+        self.pair_in_irreps = pair_in
+        shift = torch.zeros(S, self.layout.nmax)
+        for k, el in enumerate(self.elements):
+            v = config.onsite_shift.get(el)
+            if v is not None:
+                shift[k, : len(v)] = torch.as_tensor(v)
+        self.register_buffer("onsite_shift", shift)
+
+    # ---- inputs --------------------------------------------------------------------------------
+    def species(self, numbers: np.ndarray) -> np.ndarray:
+        try:
+            return np.array([self.z_to_species[int(z)] for z in numbers])
+        except KeyError as exc:
+            raise ValueError(f"element {chemical_symbols[int(exc.args[0])]} is not in this model "
+                             f"(elements: {', '.join(self.elements)})") from None
+
+    def prepare(self, structures: list[Atoms], device=None) -> dict:
+        """Batch of structures → tensors and both graphs (message passing and block pairs)."""
+        dtype = next(self.parameters()).dtype
+        pos, spec, batch, cells, mp, blk = [], [], [], [], [[], []], [[], []]
+        mp_shift, blk_shift, norb_atom, orb_off, mat_off, mat_size = [], [], [], [], [], []
+        n0, moff = 0, 0
+        for b, atoms in enumerate(structures):
+            sp = self.species(atoms.numbers)
+            cell = atoms.cell.array if np.all(atoms.pbc) else np.zeros((3, 3))
+            g1 = neighbour_graph(atoms.positions, cell, atoms.pbc, self.config.r_mp)
+            g2 = neighbour_graph(atoms.positions, cell, atoms.pbc, self.config.r_block)
+            norb = np.array([self.layout.norb[s] for s in sp])
+            offs = np.concatenate([[0], np.cumsum(norb)])[:-1]
+            pos.append(atoms.positions)
+            spec.append(sp)
+            batch.append(np.full(len(atoms), b))
+            cells.append(cell)
+            mp[0].append(g1.edge_index[0] + n0), mp[1].append(g1.edge_index[1] + n0)
+            blk[0].append(g2.edge_index[0] + n0), blk[1].append(g2.edge_index[1] + n0)
+            mp_shift.append(g1.shifts), blk_shift.append(g2.shifts)
+            norb_atom.append(norb), orb_off.append(offs)
+            mat_off.append(moff), mat_size.append(int(norb.sum()))
+            moff += int(norb.sum()) ** 2
+            n0 += len(atoms)
+        cat = lambda xs: np.concatenate(xs)
+        t = lambda x, dt=torch.long: torch.as_tensor(x, dtype=dt, device=device)
+        blk_index = np.stack([cat(blk[0]), cat(blk[1])])
+        rev = _reverse(blk_index, cat(blk_shift))
+        return {
+            "positions": t(cat(pos), dtype), "species": t(cat(spec)), "batch": t(cat(batch)),
+            "cell": t(np.stack(cells), dtype), "mp_index": t(np.stack([cat(mp[0]), cat(mp[1])])),
+            "mp_shift": t(cat(mp_shift), dtype), "blk_index": t(blk_index), "blk_shift": t(cat(blk_shift), dtype),
+            "blk_reverse": t(rev), "norb_atom": t(cat(norb_atom)), "orb_offset": t(cat(orb_off)),
+            "mat_offset": t(mat_off), "mat_size": t(mat_size), "total": moff,
+        }
+
+    # ---- forward -------------------------------------------------------------------------------
+    def _vectors(self, d, index, shift):
+        i, j = index
+        return d["positions"][j] - d["positions"][i] + torch.einsum("ek,ekx->ex", shift, d["cell"][d["batch"][i]])
+
+    def forward(self, d: dict) -> dict:
+        S = len(self.elements)
+        onehot = torch.nn.functional.one_hot(d["species"], S).to(d["positions"].dtype)
+        h = self.embed(onehot)
+        vec = self._vectors(d, d["mp_index"], d["mp_shift"])
+        r = vec.norm(dim=1)
+        sh = o3.spherical_harmonics(self.irreps_sh, vec, normalize=True, normalization="component")
+        basis = self.rbf_mp(r)
+        ctr, nbr = d["mp_index"]
+        for layer in self.interactions:
+            h = layer(h, onehot, nbr, ctr, sh, basis)
+        # on-site tiles (one per atom), made symmetric
+        on = self.layout.tiles(self.onsite(h, onehot), d["species"] * S + d["species"])
+        on = 0.5 * (on + on.transpose(1, 2)) + torch.diag_embed(self.onsite_shift[d["species"]])
+        # off-site tiles for every pair within r_block, averaged with their reverse (exact Hermiticity)
+        i, j = d["blk_index"]
+        vb = self._vectors(d, d["blk_index"], d["blk_shift"])
+        shb = o3.spherical_harmonics(self.irreps_sh, vb, normalize=True, normalization="component")
+        x = torch.cat([h[i], h[j]], dim=1)
+        x = x[:, self._pair_order()]
+        e = self.edge_tp(x, shb, self.edge_radial(self.rbf_block(vb.norm(dim=1))))
+        pair = d["species"][i] * S + d["species"][j]
+        pair_onehot = torch.nn.functional.one_hot(pair, S * S).to(x.dtype)
+        off = self.layout.tiles(self.edge_out(e, pair_onehot), pair)
+        off = 0.5 * (off + off[d["blk_reverse"]].transpose(1, 2))
+        args = (d["norb_atom"], d["orb_offset"], d["mat_offset"], d["mat_size"], d["batch"], d["total"])
+        n_atoms = torch.arange(len(d["species"]), device=h.device)
+        H = fold_to_gamma(on, n_atoms, n_atoms, *args) + fold_to_gamma(off, i, j, *args)
+        return {"H_flat": H, "onsite": on, "offsite": off}
+
+    def _pair_order(self):
+        """Column permutation taking [h_i, h_j] (two copies of the node irreps) to the simplified order."""
+        if self._pair_perm is None:
+            irreps = self.irreps_node + self.irreps_node
+            _, p, _ = irreps.sort()
+            slices = irreps.slices()
+            order = [None] * len(irreps)
+            for k, pk in enumerate(p):
+                order[pk] = slices[k]
+            self._pair_perm = torch.cat([torch.arange(s.start, s.stop) for s in order])
+        return self._pair_perm
+
+    # ---- convenience ---------------------------------------------------------------------------
+    @staticmethod
+    def matrices(out: dict, d: dict) -> list[torch.Tensor]:
+        """Split the flat Γ-point vector into per-structure (norb × norb) matrices."""
+        mats = []
+        for off, n in zip(d["mat_offset"].tolist(), d["mat_size"].tolist()):
+            mats.append(out["H_flat"][off : off + n * n].reshape(n, n))
+        return mats
+
+    def hamiltonian(self, atoms: Atoms) -> np.ndarray:
+        """Γ-point H (eV, e3nn orbital order) of one structure."""
+        d = self.prepare([atoms])
+        with torch.no_grad():
+            return self.matrices(self(d), d)[0].cpu().numpy()
+
+
+def _reverse(index: np.ndarray, shifts: np.ndarray) -> np.ndarray:
+    from ..graph import NeighbourGraph
+
+    return NeighbourGraph(index, shifts.astype(np.int64), np.zeros((index.shape[1], 3)), 0.0).reverse_edges()
