@@ -84,6 +84,18 @@ def _gap_text(labels) -> str:
     return f"HOMO {homo:.3f} eV, LUMO {lumo:.3f} eV, gap {lumo - homo:.3f} eV"
 
 
+def _cmd_train_hamiltonian(args) -> int:
+    from .training.hamiltonian import DEFAULTS, train_hamiltonian
+    from .training.common import merge_config
+
+    cfg = merge_config(DEFAULTS, args.config, parse_overrides(args.set))
+    if not cfg["data"]:
+        raise ValueError("no training data: set 'data:' in the config or --set data=FILE.h5")
+    path = train_hamiltonian(cfg, progress=not args.quiet)
+    print(f"[n2amd] model written to {path}")
+    return 0
+
+
 def _cmd_demo(args) -> int:
     from .demo import run_demo
 
@@ -124,6 +136,18 @@ def build_parser() -> argparse.ArgumentParser:
     lab.add_argument("--engine", default="tblite", choices=["tblite", "pyscf"])
     lab.add_argument("--method", default="GFN2-xTB", help="GFN1-xTB | GFN2-xTB (tblite); PBE | HSE06 | ... (pyscf)")
     lab.set_defaults(func=_cmd_label)
+
+    train = sub.add_parser("train", help="train models on a dataset")
+    tsub = train.add_subparsers(dest="train_command", required=True)
+    th = tsub.add_parser(
+        "hamiltonian", help="fit the E(3)-equivariant Hamiltonian to reference H (eV, Γ-folded)",
+        description="Stage 1: MSE on Γ-point H elements (eV²); stage 2 adds eigenvalues within a window around the "
+                    "gap (eV). Defaults: n2amd_driver.training.hamiltonian.DEFAULTS. Re-running resumes from "
+                    "OUTPUT/checkpoint.pt; the best (EMA) model is OUTPUT/model.pt.")
+    th.add_argument("config", nargs="?", help="YAML config")
+    th.add_argument("--set", action="append", metavar="KEY=VALUE", help="override, e.g. --set train.epochs=50")
+    th.add_argument("-q", "--quiet", action="store_true")
+    th.set_defaults(func=_cmd_train_hamiltonian)
 
     namd = sub.add_parser("namd", help="nonadiabatic dynamics: surface hopping (hop)", add_help=False,
                           description="Same as 'python -m n2amd_driver.namd'; see 'n2amd namd --help'.")

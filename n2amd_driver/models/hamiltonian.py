@@ -31,9 +31,10 @@ class HamiltonianConfig:
     basis_json: str
     r_mp: float = 5.0  # Å, message passing cutoff
     r_block: float = 8.0  # Å, pair cutoff for off-site blocks
-    hidden: str = "32x0e+8x0o+16x1o+8x1e+8x2e+8x2o+4x3o+4x3e+4x4e"
+    hidden: str = "16x0e+4x0o+8x1o+4x1e+4x2e+4x2o+2x3o+2x3e+2x4e"
     layers: int = 2
-    lmax_sh: int = 4
+    lmax_sh: int = 2  # spherical harmonics in message passing
+    lmax_edge: int = 4  # spherical harmonics of the bond direction in off-site blocks (d–d needs 4)
     num_basis: int = 8
     avg_neighbours: float = 16.0
     onsite_shift: dict = field(default_factory=dict)  # per element, mean on-site diagonal (eV) from data
@@ -52,6 +53,7 @@ class HamiltonianModel(torch.nn.Module):
         self.z_to_species = {int(np.where(np.array(chemical_symbols) == el)[0][0]): k for k, el in enumerate(self.elements)}
         self.layout = BlockLayout(self.basis, self.elements)
         self.irreps_sh = o3.Irreps.spherical_harmonics(config.lmax_sh)
+        self.irreps_edge_sh = o3.Irreps.spherical_harmonics(config.lmax_edge)
         self.embed = o3.Linear(o3.Irreps(f"{S}x0e"), o3.Irreps("32x0e"))
         self.rbf_mp = BesselBasis(config.r_mp, config.num_basis)
         self.rbf_block = BesselBasis(config.r_block, config.num_basis)
@@ -66,9 +68,9 @@ class HamiltonianModel(torch.nn.Module):
         self.onsite = o3.FullyConnectedTensorProduct(irreps, o3.Irreps(f"{S}x0e"), out)
         # edge features: (h_i ⊕ h_j) ⊗ Y(r̂_ij), weighted by |r_ij|, then species-pair dependent mixing
         pair_in = (irreps + irreps).sort().irreps.simplify()
-        self._pair_perm = None
-        self.edge_tp, self.edge_radial = weighted_tensor_product(pair_in, self.irreps_sh, o3.Irreps(config.hidden),
-                                                                 config.num_basis)
+        self.register_buffer("pair_perm", _sort_permutation(irreps + irreps), persistent=False)
+        self.edge_tp, self.edge_radial = weighted_tensor_product(pair_in, self.irreps_edge_sh,
+                                                                 o3.Irreps(config.hidden), config.num_basis)
         self.edge_out = o3.FullyConnectedTensorProduct(self.edge_tp.irreps_out.simplify(),
                                                        o3.Irreps(f"{S * S}x0e"), out)
         self.pair_in_irreps = pair_in
@@ -145,9 +147,9 @@ class HamiltonianModel(torch.nn.Module):
         # off-site tiles for every pair within r_block, averaged with their reverse (exact Hermiticity)
         i, j = d["blk_index"]
         vb = self._vectors(d, d["blk_index"], d["blk_shift"])
-        shb = o3.spherical_harmonics(self.irreps_sh, vb, normalize=True, normalization="component")
+        shb = o3.spherical_harmonics(self.irreps_edge_sh, vb, normalize=True, normalization="component")
         x = torch.cat([h[i], h[j]], dim=1)
-        x = x[:, self._pair_order()]
+        x = x[:, self.pair_perm]
         e = self.edge_tp(x, shb, self.edge_radial(self.rbf_block(vb.norm(dim=1))))
         pair = d["species"][i] * S + d["species"][j]
         pair_onehot = torch.nn.functional.one_hot(pair, S * S).to(x.dtype)
@@ -157,18 +159,6 @@ class HamiltonianModel(torch.nn.Module):
         n_atoms = torch.arange(len(d["species"]), device=h.device)
         H = fold_to_gamma(on, n_atoms, n_atoms, *args) + fold_to_gamma(off, i, j, *args)
         return {"H_flat": H, "onsite": on, "offsite": off}
-
-    def _pair_order(self):
-        """Column permutation taking [h_i, h_j] (two copies of the node irreps) to the simplified order."""
-        if self._pair_perm is None:
-            irreps = self.irreps_node + self.irreps_node
-            _, p, _ = irreps.sort()
-            slices = irreps.slices()
-            order = [None] * len(irreps)
-            for k, pk in enumerate(p):
-                order[pk] = slices[k]
-            self._pair_perm = torch.cat([torch.arange(s.start, s.stop) for s in order])
-        return self._pair_perm
 
     # ---- convenience ---------------------------------------------------------------------------
     @staticmethod
@@ -190,3 +180,13 @@ def _reverse(index: np.ndarray, shifts: np.ndarray) -> np.ndarray:
     from ..graph import NeighbourGraph
 
     return NeighbourGraph(index, shifts.astype(np.int64), np.zeros((index.shape[1], 3)), 0.0).reverse_edges()
+
+
+def _sort_permutation(irreps: o3.Irreps) -> torch.Tensor:
+    """Column permutation taking features laid out as ``irreps`` to ``irreps.sort()`` order."""
+    _, p, _ = irreps.sort()
+    slices = irreps.slices()
+    order = [None] * len(irreps)
+    for k, pk in enumerate(p):
+        order[pk] = slices[k]
+    return torch.cat([torch.arange(s.start, s.stop) for s in order])

@@ -1,0 +1,87 @@
+"""Pieces every training loop here shares: config merging, seeds, devices, EMA, checkpoints, metrics."""
+from __future__ import annotations
+
+import copy
+import csv
+import os
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+
+
+def merge_config(defaults: dict, path=None, overrides: dict | None = None) -> dict:
+    from ..data.generate import _merge
+
+    cfg = copy.deepcopy(defaults)
+    if path is not None:
+        with open(path) as fh:
+            _merge(cfg, yaml.safe_load(fh) or {}, str(path))
+        base = Path(path).parent
+        if cfg.get("data") and not Path(cfg["data"]).is_absolute() and (base / cfg["data"]).exists():
+            cfg["data"] = str(base / cfg["data"])
+    if overrides:
+        _merge(cfg, overrides, "overrides")
+    return cfg
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+class EMA:
+    """Exponential moving average of parameters (evaluation and the saved model use the average)."""
+
+    def __init__(self, model: torch.nn.Module, decay: float):
+        self.decay = decay
+        self.updates = 0
+        self.shadow = {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+    @torch.no_grad()
+    def update(self, model: torch.nn.Module) -> None:
+        # warm-up: early on the average must not drag the (rapidly improving) weights back to their start
+        self.updates += 1
+        decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        for k, v in model.state_dict().items():
+            if v.dtype.is_floating_point:
+                self.shadow[k].mul_(decay).add_(v.detach(), alpha=1 - decay)
+            else:
+                self.shadow[k].copy_(v)
+
+    def swap_into(self, model: torch.nn.Module) -> dict:
+        """Load the averages into ``model``; returns the raw weights to restore afterwards."""
+        raw = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        model.load_state_dict(self.shadow)
+        return raw
+
+
+class MetricsLog:
+    """Append-only CSV of per-epoch metrics (survives restarts: resumed runs keep appending)."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+
+    def write(self, row: dict) -> None:
+        new = not self.path.exists()
+        with open(self.path, "a", newline="") as fh:
+            w = csv.DictWriter(fh, fieldnames=list(row))
+            if new:
+                w.writeheader()
+            w.writerow(row)
+
+
+def atomic_save(obj, path: Path) -> None:
+    """torch.save to a temporary file, then rename: a kill never leaves a half-written checkpoint."""
+    tmp = Path(str(path) + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)

@@ -1,0 +1,226 @@
+"""``n2amd train hamiltonian config.yaml``: fit the equivariant Hamiltonian to reference H (Γ-folded).
+
+Stage 1 fits the matrix elements (MSE on every element of the Γ-point H, eV²). From ``band_stage_epoch``
+on, a band-energy term is added: eigenvalues of the predicted H with the reference S (generalised
+problem, via Cholesky) against the reference eigenvalues, for the states within ``band_window_eV`` of
+the gap (as in N2AMD/HamGNN). AdamW, plateau learning-rate schedule, early stopping on the validation
+loss, EMA of the weights, seeded splits, checkpoints every epoch (resume by re-running), a progress bar
+with live MAEs, ``metrics.csv``, and ``model.pt`` (best EMA weights + full config + basis + units),
+loadable with :func:`load_hamiltonian_model`.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .common import EMA, MetricsLog, atomic_save, merge_config, pick_device, seed_everything
+
+DEFAULTS: dict = {
+    "data": None,  # n2amd HDF5 dataset with hamiltonian + overlap labels
+    "split": {"fractions": [0.8, 0.1, 0.1], "seed": 0},  # train / validation / test
+    "model": {"r_mp": 5.0, "r_block": 8.0, "layers": 2, "lmax_sh": 2, "lmax_edge": 4, "num_basis": 8,
+              "hidden": "16x0e+4x0o+8x1o+4x1e+4x2e+4x2o+2x3o+2x3e+2x4e"},
+    "dtype": "float64",  # float64 | float32
+    "device": "auto",  # auto (cuda if present) | cpu | cuda
+    "train": {
+        "epochs": 200, "batch_size": 2, "lr": 3e-3, "weight_decay": 0.0,
+        "plateau_factor": 0.5, "plateau_patience": 10, "min_lr": 1e-5,
+        "early_stopping": 40,  # epochs without validation improvement
+        "ema": 0.99,
+        "band_stage_epoch": 150,  # start of stage 2 (band-energy term); > epochs disables it
+        "band_weight": 0.1, "band_window_eV": 2.0,
+        "seed": 0,
+    },
+    "output": "runs/hamiltonian",
+}
+
+UNITS = {"hamiltonian": "eV", "length": "Å"}
+
+
+def load_frames(path, dtype) -> list[dict]:
+    from ..data import h5format
+
+    frames = []
+    with h5format.open_dataset(path) as f:
+        basis_json = f.attrs["basis"]
+        engine = json.loads(f.attrs["engine"])
+        for i in h5format.frame_ids(f):
+            g = f["frames"][h5format.frame_key(i)]
+            if "hamiltonian" not in g:
+                raise ValueError(f"{path}: frame {i} has no Hamiltonian label")
+            frames.append({"atoms": h5format.read_atoms(g), "H": torch.as_tensor(g["hamiltonian"][()], dtype=dtype),
+                           "S": torch.as_tensor(g["overlap"][()], dtype=dtype),
+                           "eps": torch.as_tensor(g["orbital_energies"][()], dtype=dtype),
+                           "occ": g["occupations"][()]})
+    return frames, basis_json, engine
+
+
+def onsite_means(frames, basis) -> dict:
+    """Mean diagonal of each element's on-site block (eV): the model learns deviations from it."""
+    out = {}
+    for fr in frames:
+        offs = basis.orbital_offsets(fr["atoms"].numbers)
+        d = torch.diagonal(fr["H"]).numpy()
+        for a, el in enumerate(fr["atoms"].get_chemical_symbols()):
+            out.setdefault(el, []).append(d[offs[a] : offs[a + 1]])
+    return {el: np.mean(v, axis=0).tolist() for el, v in out.items()}
+
+
+def band_window(eps_ref: torch.Tensor, occ, window: float) -> torch.Tensor:
+    nocc = int(round(float(np.sum(occ)) / 2))
+    vbm, cbm = eps_ref[nocc - 1], eps_ref[nocc]
+    return (eps_ref >= vbm - window) & (eps_ref <= cbm + window)
+
+
+def generalized_eigvalsh(H: torch.Tensor, S: torch.Tensor) -> torch.Tensor:
+    L = torch.linalg.cholesky(S)
+    Linv = torch.linalg.solve_triangular(L, torch.eye(len(S), dtype=S.dtype, device=S.device), upper=False)
+    return torch.linalg.eigvalsh(Linv @ H @ Linv.T)
+
+
+def evaluate(model, frames, batch_size, device, window) -> dict:
+    """MAEs (meV): H elements, eigenvalues within the window, VBM, CBM, gap."""
+    h_err, e_err, vbm, cbm, gap = [], [], [], [], []
+    with torch.no_grad():
+        for k in range(0, len(frames), batch_size):
+            chunk = frames[k : k + batch_size]
+            d = model.prepare([fr["atoms"] for fr in chunk], device)
+            mats = model.matrices(model(d), d)
+            for fr, H in zip(chunk, mats):
+                H = H.cpu()
+                h_err.append((H - fr["H"]).abs().mean().item())
+                eps = generalized_eigvalsh(H, fr["S"])
+                sel = band_window(fr["eps"], fr["occ"], window)
+                e_err.append((eps[sel] - fr["eps"][sel]).abs().mean().item())
+                nocc = int(round(float(np.sum(fr["occ"])) / 2))
+                dv = (eps[nocc - 1] - fr["eps"][nocc - 1]).item()
+                dc = (eps[nocc] - fr["eps"][nocc]).item()
+                vbm.append(abs(dv)), cbm.append(abs(dc)), gap.append(abs(dc - dv))
+    m = lambda x: 1000 * float(np.mean(x)) if x else float("nan")
+    return {"H_mae_meV": m(h_err), "eig_mae_meV": m(e_err), "vbm_mae_meV": m(vbm), "cbm_mae_meV": m(cbm),
+            "gap_mae_meV": m(gap)}
+
+
+def train_hamiltonian(cfg: dict, progress: bool = True) -> Path:
+    from tqdm.auto import tqdm
+
+    from ..basis import Basis
+    from ..data.torch_dataset import split_indices
+    from ..models.hamiltonian import HamiltonianConfig, HamiltonianModel
+
+    t = cfg["train"]
+    out = Path(cfg["output"])
+    out.mkdir(parents=True, exist_ok=True)
+    dtype = {"float64": torch.float64, "float32": torch.float32}[cfg["dtype"]]
+    torch.set_default_dtype(dtype)
+    device = pick_device(cfg["device"])
+    seed_everything(int(t["seed"]))
+    frames, basis_json, engine = load_frames(cfg["data"], dtype)
+    tr, va, te = split_indices(len(frames), tuple(cfg["split"]["fractions"]), int(cfg["split"]["seed"]))
+    train, val = [frames[i] for i in tr], [frames[i] for i in va] or [frames[i] for i in tr]
+    basis = Basis.from_json(basis_json)
+    elements = sorted({el for fr in frames for el in fr["atoms"].get_chemical_symbols()})
+    mcfg = HamiltonianConfig(elements=elements, basis_json=basis_json, onsite_shift=onsite_means(train, basis),
+                             **cfg["model"])
+    model = HamiltonianModel(mcfg).to(device=device, dtype=dtype)
+    opt = torch.optim.AdamW(model.parameters(), lr=float(t["lr"]), weight_decay=float(t["weight_decay"]))
+    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=float(t["plateau_factor"]),
+                                                       patience=int(t["plateau_patience"]), min_lr=float(t["min_lr"]))
+    ema = EMA(model, float(t["ema"]))
+    start, best, since_best = 0, float("inf"), 0
+    ckpt = out / "checkpoint.pt"
+    if ckpt.exists():  # resume
+        state = torch.load(ckpt, map_location=device, weights_only=False)
+        model.load_state_dict(state["model"]), opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        ema.shadow, ema.updates = state["ema"], state.get("ema_updates", 0)
+        start, best, since_best = state["epoch"] + 1, state["best"], state["since_best"]
+        torch.set_rng_state(state["rng"])
+    metrics = MetricsLog(out / "metrics.csv")
+    rng = np.random.default_rng(int(t["seed"]))
+    bar = tqdm(range(start, int(t["epochs"])), desc="train H", unit="epoch", disable=not progress,
+               initial=start, total=int(t["epochs"]))
+    t0 = time.time()
+    for epoch in bar:
+        model.train()
+        stage2 = epoch >= int(t["band_stage_epoch"])
+        order = rng.permutation(len(train))
+        losses = []
+        for k in range(0, len(order), int(t["batch_size"])):
+            chunk = [train[i] for i in order[k : k + int(t["batch_size"])]]
+            d = model.prepare([fr["atoms"] for fr in chunk], device)
+            mats = model.matrices(model(d), d)
+            loss = sum(((H - fr["H"].to(device)) ** 2).mean() for H, fr in zip(mats, chunk)) / len(chunk)
+            if stage2:
+                band = 0.0
+                for H, fr in zip(mats, chunk):
+                    eps = generalized_eigvalsh(H, fr["S"].to(device))
+                    sel = band_window(fr["eps"], fr["occ"], float(t["band_window_eV"])).to(device)
+                    band = band + ((eps[sel] - fr["eps"].to(device)[sel]) ** 2).mean()
+                loss = loss + float(t["band_weight"]) * band / len(chunk)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            ema.update(model)
+            losses.append(loss.item())
+        model.eval()
+        raw = ema.swap_into(model)
+        ev = evaluate(model, val, int(t["batch_size"]), device, float(t["band_window_eV"]))
+        score = ev["H_mae_meV"] + (ev["eig_mae_meV"] if stage2 else 0.0)
+        if score < best:
+            best, since_best = score, 0
+            save_model(model, out / "model.pt", cfg, engine, ev, epoch)
+        else:
+            since_best += 1
+        model.load_state_dict(raw)
+        sched.step(score)
+        row = {"epoch": epoch, "stage": 2 if stage2 else 1, "train_loss_eV2": float(np.mean(losses)),
+               "lr": opt.param_groups[0]["lr"], **{f"val_{k}": v for k, v in ev.items()},
+               "seconds": round(time.time() - t0, 1)}
+        metrics.write(row)
+        bar.set_postfix(H=f"{ev['H_mae_meV']:.2f}meV", eig=f"{ev['eig_mae_meV']:.1f}meV", lr=f"{row['lr']:.1e}")
+        atomic_save({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                     "ema": ema.shadow, "ema_updates": ema.updates, "epoch": epoch, "best": best, "since_best": since_best,
+                     "rng": torch.get_rng_state()}, ckpt)
+        if since_best >= int(t["early_stopping"]):
+            bar.write(f"[n2amd] early stopping at epoch {epoch}: no validation improvement for {since_best} epochs")
+            break
+    bar.close()
+    (out / "split.json").write_text(json.dumps({"train": tr.tolist(), "validation": va.tolist(), "test": te.tolist()}))
+    return out / "model.pt"
+
+
+def save_model(model, path: Path, cfg: dict, engine: dict, metrics: dict, epoch: int) -> None:
+    from .. import __version__
+
+    atomic_save({"kind": "hamiltonian", "config": model.config.to_dict(), "state_dict": model.state_dict(),
+                 "dtype": str(next(model.parameters()).dtype).replace("torch.", ""), "units": UNITS,
+                 "reference": engine, "training": cfg, "validation": metrics, "epoch": epoch,
+                 "package_version": __version__}, path)
+
+
+def load_hamiltonian_model(path, device: str = "auto"):
+    """Load a model file written by training: ``model = load_hamiltonian_model("model.pt")``."""
+    from ..models.hamiltonian import HamiltonianConfig, HamiltonianModel
+
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:
+        raise ValueError(f"{path}: not a readable model file: {exc}") from None
+    if not isinstance(state, dict) or state.get("kind") != "hamiltonian":
+        raise ValueError(f"{path}: not an n2amd Hamiltonian model file")
+    dtype = getattr(torch, state["dtype"])
+    prev = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        model = HamiltonianModel(HamiltonianConfig(**state["config"]))
+    finally:
+        torch.set_default_dtype(prev)
+    model.load_state_dict(state["state_dict"])
+    model.to(device=pick_device(device), dtype=dtype).eval()
+    model.info = {k: state[k] for k in ("reference", "validation", "epoch", "units", "package_version")}
+    return model
