@@ -96,6 +96,19 @@ def _cmd_train_hamiltonian(args) -> int:
     return 0
 
 
+def _cmd_bands(args) -> int:
+    from ase.io import read
+
+    from .bands import compare_bands
+    from .training.hamiltonian import load_hamiltonian_model
+
+    stats = compare_bands(load_hamiltonian_model(args.model), read(args.structure), Path(args.output), args.npoints)
+    print(f"VBM error {stats['vbm_error_meV']:+.1f} meV, CBM error {stats['cbm_error_meV']:+.1f} meV, "
+          f"gap {stats['gap_model_eV']:.3f} eV (reference {stats['gap_reference_eV']:.3f} eV), "
+          f"eigenvalue MAE within ±2 eV of the gap {stats['eig_mae_window_meV']:.1f} meV; plot: {args.output}")
+    return 0
+
+
 def _cmd_demo(args) -> int:
     from .demo import run_demo
 
@@ -148,6 +161,16 @@ def build_parser() -> argparse.ArgumentParser:
     th.add_argument("--set", action="append", metavar="KEY=VALUE", help="override, e.g. --set train.epochs=50")
     th.add_argument("-q", "--quiet", action="store_true")
     th.set_defaults(func=_cmd_train_hamiltonian)
+
+    bands = sub.add_parser("bands", help="band structure of a Hamiltonian model vs the reference engine (PNG)",
+                           description="Model bands along the lattice's high-symmetry path (eV, relative to the VBM), "
+                                       "the reference engine's Γ levels on top, and both Γ DOS; prints band-edge "
+                                       "errors (meV).")
+    bands.add_argument("model", help="model.pt from 'n2amd train hamiltonian'")
+    bands.add_argument("structure", help="any ASE-readable periodic structure")
+    bands.add_argument("-o", "--output", default="bands.png")
+    bands.add_argument("--npoints", type=int, default=60, help="k-points along the path (default 60)")
+    bands.set_defaults(func=_cmd_bands)
 
     namd = sub.add_parser("namd", help="nonadiabatic dynamics: surface hopping (hop)", add_help=False,
                           description="Same as 'python -m n2amd_driver.namd'; see 'n2amd namd --help'.")

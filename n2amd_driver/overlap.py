@@ -62,7 +62,8 @@ def _shifts(atoms1: Atoms, atoms2: Atoms, cutoff: float) -> np.ndarray:
     return np.unique(np.concatenate([np.zeros((1, 3), np.int64), g.shifts]), axis=0)
 
 
-def _lattice_sum(bf: BasisFunctions, atoms1: Atoms, atoms2: Atoms, intor: str, ncomp: int, cutoff: float | None):
+def _lattice_sum(bf: BasisFunctions, atoms1: Atoms, atoms2: Atoms, intor: str, ncomp: int, cutoff: float | None,
+                 kpt=None):
     from pyscf import gto
 
     if len(atoms1) != len(atoms2) or np.any(atoms1.numbers != atoms2.numbers):
@@ -76,15 +77,18 @@ def _lattice_sum(bf: BasisFunctions, atoms1: Atoms, atoms2: Atoms, intor: str, n
     mol1 = _mol(bf, numbers, atoms1.positions)
     shifts = _shifts(atoms1, atoms2, cutoff)
     cell = atoms1.cell.array if np.all(atoms1.pbc) else np.zeros((3, 3))
-    out = np.zeros((ncomp, norb, norb))
+    out = np.zeros((ncomp, norb, norb), dtype=float if kpt is None else complex)
     for start in range(0, len(shifts), _SHIFT_BATCH):
-        T = shifts[start : start + _SHIFT_BATCH] @ cell  # (nT, 3) Å
+        n_T = shifts[start : start + _SHIFT_BATCH]
+        T = n_T @ cell  # (nT, 3) Å
         img = (atoms2.positions[None, :, :] + T[:, None, :]).reshape(-1, 3)
         mol2 = _mol(bf, np.tile(numbers, len(T)), img)
         blk = np.asarray(gto.intor_cross(intor, mol1, mol2)).reshape(ncomp, norb, len(T), norb)
         d = np.linalg.norm(img.reshape(len(T), -1, 3)[:, None, :, :] - atoms1.positions[None, :, None, :], axis=-1)
         near = d < cutoff  # (nT, N1, N2) atom pairs within the cutoff
         mask = near[:, atom_of_orb][:, :, atom_of_orb]  # (nT, norb, norb)
+        if kpt is not None:  # Bloch sum: phase exp(2πi k·n_T) per image
+            mask = mask * np.exp(2j * np.pi * n_T @ np.asarray(kpt, float))[:, None, None]
         out += np.einsum("caTb,Tab->cab", blk, mask)
     perm = _from_pyscf_order(bf, numbers)
     out = out[:, perm][:, :, perm]
@@ -111,9 +115,9 @@ def _from_pyscf_order(bf: BasisFunctions, numbers) -> np.ndarray:
     return np.asarray(perm)
 
 
-def overlap_matrix(bf: BasisFunctions, atoms: Atoms, cutoff_ang: float | None = None) -> np.ndarray:
-    """S(R) (Γ-folded for periodic cells), e3nn order."""
-    return _lattice_sum(bf, atoms, atoms, "int1e_ovlp", 1, cutoff_ang)[0]
+def overlap_matrix(bf: BasisFunctions, atoms: Atoms, cutoff_ang: float | None = None, kpt=None) -> np.ndarray:
+    """S(R) (Γ-folded for periodic cells), e3nn order; with ``kpt`` (fractional) the Bloch matrix S(k)."""
+    return _lattice_sum(bf, atoms, atoms, "int1e_ovlp", 1, cutoff_ang, kpt)[0]
 
 
 def cross_overlap(bf: BasisFunctions, atoms1: Atoms, atoms2: Atoms, cutoff_ang: float | None = None) -> np.ndarray:

@@ -1,0 +1,63 @@
+"""`n2amd train hamiltonian` and `n2amd bands` end to end on a tiny dataset."""
+import csv
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from ase.build import bulk
+from ase.io import write
+
+from n2amd_driver.data.generate import generate, load_config
+from n2amd_driver.training.hamiltonian import load_hamiltonian_model
+
+N2AMD = [sys.executable, "-m", "n2amd_driver.cli"]
+
+
+@pytest.fixture(scope="module")
+def tiny_dataset(tmp_path_factory):
+    path = tmp_path_factory.mktemp("ham") / "si.h5"
+    cfg = load_config(None, {"sampling": {"method": "rattle", "temperatures": [300], "strains": [0.0, 0.01],
+                                          "frames_per_condition": 2}})
+    assert generate(cfg, path, workers=1, progress=False).done == 4
+    return path
+
+
+def test_train_resume_load_and_bands(tiny_dataset, tmp_path):
+    out = tmp_path / "run"
+    common = ["train", "hamiltonian", "--set", f"data={tiny_dataset}", "--set", f"output={out}",
+              "--set", "model.r_block=5.0", "--set", "train.band_stage_epoch=1", "--set", "train.batch_size=2"]
+    r = subprocess.run(N2AMD + common + ["--set", "train.epochs=2"], capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr
+    assert "train H" in r.stderr and "meV" in r.stderr  # progress bar with live MAEs
+    rows = list(csv.DictReader(open(out / "metrics.csv")))
+    assert [int(x["epoch"]) for x in rows] == [0, 1] and rows[1]["stage"] == "2"
+    # resume: re-running with more epochs continues from the checkpoint instead of starting over
+    r = subprocess.run(N2AMD + common + ["--set", "train.epochs=3"], capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr
+    rows = list(csv.DictReader(open(out / "metrics.csv")))
+    assert [int(x["epoch"]) for x in rows] == [0, 1, 2]  # a restart from scratch would log epochs 0, 1 again
+    assert all(np.isfinite(float(x["val_H_mae_meV"])) for x in rows)
+    # the model file is self-contained: one call loads it, with config, units and reference
+    model = load_hamiltonian_model(out / "model.pt")
+    assert model.info["units"]["hamiltonian"] == "eV" and model.info["reference"]["method"] == "GFN2-xTB"
+    atoms = bulk("Si", "diamond", a=5.43, cubic=True)
+    H = model.hamiltonian(atoms)
+    assert H.shape == (72, 72) and np.allclose(H, H.T)
+    path = tmp_path / "si2.xyz"
+    write(path, bulk("Si", "diamond", a=5.43))
+    r = subprocess.run(N2AMD + ["bands", str(out / "model.pt"), str(path), "-o", str(tmp_path / "b.png"),
+                                "--npoints", "12"], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    assert "VBM error" in r.stdout and (tmp_path / "b.png").stat().st_size > 10_000
+
+
+def test_bad_model_file_is_named(tmp_path):
+    bad = tmp_path / "model.pt"
+    bad.write_bytes(b"not a model")
+    with pytest.raises(ValueError, match="model.pt: not a readable model file"):
+        load_hamiltonian_model(bad)
+    torch.save({"kind": "something else"}, bad)
+    with pytest.raises(ValueError, match="not an n2amd Hamiltonian model file"):
+        load_hamiltonian_model(bad)
