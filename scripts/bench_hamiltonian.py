@@ -1,0 +1,101 @@
+"""Hamiltonian model: accuracy on held-out cells and speed against the reference engine, side by side.
+
+    .venv/bin/python scripts/bench_hamiltonian.py MODEL.pt TEST.h5 [--speed-sizes 64 216] [--out bench_h.json]
+
+Accuracy (held-out frames of TEST.h5, never used in training): H-element MAE, eigenvalue MAE within
+±2 eV of the gap, VBM/CBM MAE, gap error — the model's H with S from the basis functions, against the
+labels (reference H, S and orbital energies). Speed: wall time per snapshot of model H + S + dense
+generalised eigensolve against a tblite single point (same method as the labels) on the same rattled
+cells, in one run, and their ratio. Prints a markdown table and writes JSON.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def accuracy(model, test_path, window=2.0):
+    from n2amd_driver.data import h5format
+    from n2amd_driver.electronic import band_edges, eigh
+    from n2amd_driver.orbitals import BasisFunctions
+    from n2amd_driver.overlap import overlap_matrix
+
+    rows = []
+    with h5format.open_dataset(test_path) as f:
+        for i in h5format.frame_ids(f):
+            g = f["frames"][h5format.frame_key(i)]
+            atoms = h5format.read_atoms(g)
+            bf = BasisFunctions.tblite(model.info["reference"]["method"], atoms.get_chemical_symbols())
+            H_ref, eps_ref, occ = g["hamiltonian"][()], g["orbital_energies"][()], g["occupations"][()]
+            H = model.hamiltonian(atoms)
+            eps = eigh(H, overlap_matrix(bf, atoms))[0]
+            nel = occ.sum()
+            vr, cr = band_edges(eps_ref, nel)
+            vm, cm = band_edges(eps, nel)
+            sel = (eps_ref > vr - window) & (eps_ref < cr + window)
+            rows.append({"frame": i, "source": g.attrs.get("source", ""), "natoms": len(atoms),
+                         "H_mae_meV": 1000 * float(np.abs(H - H_ref).mean()),
+                         "eig_mae_meV": 1000 * float(np.abs(eps[sel] - eps_ref[sel]).mean()),
+                         "vbm_err_meV": 1000 * (vm - vr), "cbm_err_meV": 1000 * (cm - cr),
+                         "gap_err_meV": 1000 * ((cm - vm) - (cr - vr))})
+    return rows
+
+
+def speed(model, n_cells: int, repeats: int = 2):
+    from ase.build import bulk
+
+    from n2amd_driver.electronic import eigh
+    from n2amd_driver.engines import get_engine
+    from n2amd_driver.orbitals import BasisFunctions
+    from n2amd_driver.overlap import overlap_matrix
+
+    atoms = bulk("Si", "diamond", a=5.43, cubic=True).repeat(n_cells)
+    atoms.rattle(0.02, seed=3)
+    bf = BasisFunctions.tblite(model.info["reference"]["method"], ["Si"])
+    model.hamiltonian(atoms)  # warm-up
+    t = time.perf_counter()
+    for _ in range(repeats):
+        eigh(model.hamiltonian(atoms), overlap_matrix(bf, atoms))
+    t_model = (time.perf_counter() - t) / repeats
+    engine = get_engine("tblite", method=model.info["reference"]["method"])
+    t = time.perf_counter()
+    engine.label(atoms)
+    t_ref = time.perf_counter() - t
+    return {"natoms": len(atoms), "model_s": t_model, "reference_s": t_ref, "speedup": t_ref / t_model}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("model")
+    ap.add_argument("test")
+    ap.add_argument("--speed-sizes", type=int, nargs="*", default=[2, 3], help="supercells of the 8-atom cell")
+    ap.add_argument("--out", default="bench_hamiltonian.json")
+    args = ap.parse_args()
+    from n2amd_driver.training.hamiltonian import load_hamiltonian_model
+
+    model = load_hamiltonian_model(args.model)
+    acc = accuracy(model, args.test)
+    spd = [speed(model, n) for n in args.speed_sizes]
+    Path(args.out).write_text(json.dumps({"accuracy": acc, "speed": spd, "threads": os.cpu_count()}, indent=1))
+    keys = ["H_mae_meV", "eig_mae_meV", "vbm_err_meV", "cbm_err_meV", "gap_err_meV"]
+    print("| frame | source | " + " | ".join(keys) + " |")
+    print("| --- | --- | " + " | ".join("---:" for _ in keys) + " |")
+    for r in acc:
+        print(f"| {r['frame']} | {r['source']} | " + " | ".join(f"{r[k]:.1f}" for k in keys) + " |")
+    print("| mean abs | | " + " | ".join(f"{np.mean([abs(r[k]) for r in acc]):.1f}" for k in keys) + " |")
+    print("\n| atoms | model H + S + eigh (s) | tblite single point (s) | ratio |")
+    print("| ---: | ---: | ---: | ---: |")
+    for s in spd:
+        print(f"| {s['natoms']} | {s['model_s']:.2f} | {s['reference_s']:.1f} | {s['speedup']:.1f}× |")
+
+
+if __name__ == "__main__":
+    main()
