@@ -12,7 +12,6 @@ def compare_bands(model, atoms, output: Path, npoints: int = 60, window_eV: floa
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from ase.data import chemical_symbols
 
     from .electronic import band_edges, band_structure, dos, eigh
     from .engines import get_engine

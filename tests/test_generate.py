@@ -4,9 +4,7 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-import numpy as np
 import pytest
 
 from n2amd_driver.data import h5format

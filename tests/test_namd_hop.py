@@ -1,5 +1,4 @@
 """Surface hopping against the analytic cases (shared notes, namd.md) and the job's guarantees."""
-import os
 import signal
 import subprocess
 import sys

@@ -8,7 +8,6 @@ retries failed ones) — an interrupted job loses at most the structures in flig
 """
 from __future__ import annotations
 
-import copy
 import json
 import os
 import sys
@@ -19,7 +18,6 @@ from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 from . import h5format
 
@@ -57,24 +55,9 @@ DEFAULTS: dict = {
 
 def load_config(path: str | os.PathLike | None = None, overrides: dict | None = None) -> dict:
     """Defaults ← YAML file ← overrides (nested dicts merged key by key)."""
-    cfg = copy.deepcopy(DEFAULTS)
-    if path is not None:
-        with open(path) as fh:
-            user = yaml.safe_load(fh) or {}
-        _merge(cfg, user, where=str(path))
-    if overrides:
-        _merge(cfg, overrides, where="command line")
-    return cfg
+    from ..config import load_config as _load
 
-
-def _merge(base: dict, new: dict, where: str) -> None:
-    for k, v in new.items():
-        if k not in base:
-            raise ValueError(f"{where}: unknown setting '{k}' (known: {', '.join(base)})")
-        if isinstance(base[k], dict) and k != "options" and isinstance(v, dict):
-            _merge(base[k], v, f"{where}:{k}")
-        else:
-            base[k] = v
+    return _load(DEFAULTS, path, overrides)
 
 
 def make_engine(label: dict):

@@ -10,7 +10,6 @@ sums over neighbours. Energies in eV, lengths in Å.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, field
 
 import numpy as np

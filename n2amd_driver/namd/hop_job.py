@@ -7,7 +7,6 @@ resumes from the checkpoints (also with another number of ranks). Rank 0 writes 
 """
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import os
@@ -16,7 +15,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 from .hopping import HopSettings, HopState, Propagators, advance
 from .series import CouplingSeries
@@ -48,19 +46,9 @@ DEFAULTS: dict = {
 
 
 def load_config(path=None, overrides: dict | None = None) -> dict:
-    from ..data.generate import _merge
+    from ..config import load_config as _load
 
-    cfg = copy.deepcopy(DEFAULTS)
-    if path is not None:
-        with open(path) as fh:
-            _merge(cfg, yaml.safe_load(fh) or {}, str(path))
-        base = Path(path).parent
-        for k in ("couplings", "hefei"):  # relative input paths are relative to the config file
-            if cfg["input"][k] and not Path(cfg["input"][k]).is_absolute():
-                cfg["input"][k] = str(base / cfg["input"][k])
-    if overrides:
-        _merge(cfg, overrides, "overrides")
-    return cfg
+    return _load(DEFAULTS, path, overrides, relative_paths=("input.couplings", "input.hefei"))
 
 
 def load_series(cfg: dict) -> tuple[CouplingSeries, np.ndarray | None]:

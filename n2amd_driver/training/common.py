@@ -1,7 +1,6 @@
 """Pieces every training loop here shares: config merging, seeds, devices, EMA, checkpoints, metrics."""
 from __future__ import annotations
 
-import copy
 import csv
 import os
 import random
@@ -9,22 +8,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
 
 
 def merge_config(defaults: dict, path=None, overrides: dict | None = None) -> dict:
-    from ..data.generate import _merge
+    from ..config import load_config
 
-    cfg = copy.deepcopy(defaults)
-    if path is not None:
-        with open(path) as fh:
-            _merge(cfg, yaml.safe_load(fh) or {}, str(path))
-        base = Path(path).parent
-        if cfg.get("data") and not Path(cfg["data"]).is_absolute() and (base / cfg["data"]).exists():
-            cfg["data"] = str(base / cfg["data"])
-    if overrides:
-        _merge(cfg, overrides, "overrides")
-    return cfg
+    return load_config(defaults, path, overrides, relative_paths=("data",))
 
 
 def seed_everything(seed: int) -> None:

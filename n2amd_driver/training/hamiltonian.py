@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .common import EMA, MetricsLog, atomic_save, merge_config, pick_device, seed_everything
+from .common import EMA, MetricsLog, atomic_save, pick_device, seed_everything
 
 DEFAULTS: dict = {
     "data": None,  # n2amd HDF5 dataset with hamiltonian + overlap labels

@@ -1,0 +1,39 @@
+"""Plain YAML configs: documented defaults ← a YAML file ← command-line overrides."""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import yaml
+
+#: keys whose values are free-form dicts (passed through to an engine), not merged key by key
+_FREE_FORM = {"options"}
+
+
+def load_config(defaults: dict, path=None, overrides: dict | None = None, relative_paths=()) -> dict:
+    """Merge ``defaults`` with the YAML file at ``path`` and then ``overrides``; unknown keys are errors
+    that name the file and the key. Values at the dotted keys in ``relative_paths`` that are relative
+    paths are taken relative to the config file's folder."""
+    cfg = copy.deepcopy(defaults)
+    if path is not None:
+        with open(path) as fh:
+            merge(cfg, yaml.safe_load(fh) or {}, str(path))
+        for dotted in relative_paths:
+            node, *keys = dotted.split(".")
+            parent, key = (cfg, node) if not keys else (cfg[node], keys[-1])
+            value = parent.get(key)
+            if value and not Path(value).is_absolute():
+                parent[key] = str(Path(path).parent / value)
+    if overrides:
+        merge(cfg, overrides, "command line")
+    return cfg
+
+
+def merge(base: dict, new: dict, where: str) -> None:
+    for k, v in new.items():
+        if k not in base:
+            raise ValueError(f"{where}: unknown setting '{k}' (known: {', '.join(base)})")
+        if isinstance(base[k], dict) and k not in _FREE_FORM and isinstance(v, dict):
+            merge(base[k], v, f"{where}:{k}")
+        else:
+            base[k] = v
