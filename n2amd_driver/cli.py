@@ -6,6 +6,7 @@ socket and inside the reference engines).
     n2amd data generate CONFIG.yaml -o data.h5 [--workers N]   sample + label a dataset (resumable)
     n2amd data info data.h5                                      summarise a dataset
     n2amd label STRUCTURE --engine tblite --method GFN2-xTB      label one structure, print a summary
+    n2amd namd couplings CONFIG.yaml                             energies and NAC along an MD trajectory
     n2amd namd hop CONFIG.yaml                                   FSSH/DISH populations and lifetimes
     n2amd demo                                                   run the bundled demo
 """
@@ -172,7 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
     bands.add_argument("--npoints", type=int, default=60, help="k-points along the path (default 60)")
     bands.set_defaults(func=_cmd_bands)
 
-    namd = sub.add_parser("namd", help="nonadiabatic dynamics: surface hopping (hop)", add_help=False,
+    namd = sub.add_parser("namd", help="nonadiabatic dynamics: couplings along MD, surface hopping (hop)", add_help=False,
                           description="Same as 'python -m n2amd_driver.namd'; see 'n2amd namd --help'.")
     namd.add_argument("namd_args", nargs=argparse.REMAINDER)
     namd.set_defaults(func=lambda a: __import__("n2amd_driver.namd.__main__", fromlist=["main"]).main(a.namd_args))

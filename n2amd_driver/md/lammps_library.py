@@ -68,3 +68,38 @@ def load_atoms(lmp, atoms: Atoms, symbols_by_type: list[str], workdir: str | os.
     lmp.command(f"read_data {path}")
     for t, s in enumerate(symbols_by_type, start=1):
         lmp.command(f"mass {t} {atomic_masses[atomic_numbers[s]]}")
+
+
+def classical_trajectory(atoms: Atoms, dump_path, temperature_K: float, nsteps: int, timestep_fs: float = 1.0,
+                         every: int = 1, equilibration_fs: float = 1000.0, seed: int = 1, potential="auto") -> Path:
+    """MD with a bundled classical potential (Tersoff for Si, BOP for GaAs), written as a LAMMPS
+    ``dump custom`` (id element xu yu zu vx vy vz, metal units: Å, Å/ps): Langevin equilibration at
+    ``temperature_K``, then ``nsteps`` NVE steps with a frame every ``every`` steps. Trajectories for tests and
+    validation of the couplings post-processor; production MD uses the package's models (LAMMPS/i-PI)."""
+    import tempfile
+
+    from ..data.sampling import _potential_commands
+
+    elements = sorted(set(atoms.get_chemical_symbols()), key=atoms.get_chemical_symbols().index)
+    dump_path = Path(dump_path)
+    dump_path.parent.mkdir(parents=True, exist_ok=True)
+    lmp = open_lammps()
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            load_atoms(lmp, atoms, elements, tmp)
+        for c in _potential_commands(elements, potential):
+            lmp.command(c)
+        lmp.command(f"timestep {timestep_fs / 1000.0}")
+        lmp.command(f"velocity all create {temperature_K} {seed} mom yes rot no dist gaussian")
+        lmp.command("fix nve all nve")
+        lmp.command(f"fix bath all langevin {temperature_K} {temperature_K} 0.1 {seed + 1} zero yes")
+        lmp.command(f"run {int(round(equilibration_fs / timestep_fs))}")
+        lmp.command("unfix bath")
+        lmp.command("reset_timestep 0")
+        lmp.command(f"dump traj all custom {every} {dump_path} id element xu yu zu vx vy vz")
+        lmp.command(f"dump_modify traj element {' '.join(elements)} sort id format float %.10f")
+        lmp.command(f"run {nsteps}")
+        lmp.command("undump traj")
+    finally:
+        lmp.close()
+    return dump_path

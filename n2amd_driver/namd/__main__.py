@@ -17,13 +17,30 @@ def main(argv=None) -> int:
     h.add_argument("config", help="YAML config")
     h.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config value (e.g. ntraj=200)")
     h.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    c = sub.add_parser("couplings", help="energies, overlaps and NAC along an MD trajectory",
+                       description="Model (or tblite reference) Hamiltonian per snapshot, generalised eigenpairs in a "
+                                   "band window, cross-time overlaps, phase-corrected Hammes-Schiffer-Tully NAC; one "
+                                   "HDF5 file (+ Hefei-NAMD/PYXAID exports, plots). Defaults: "
+                                   "n2amd_driver.namd.couplings_job.DEFAULTS. Resumes from checkpoints when re-run.")
+    c.add_argument("config", help="YAML config")
+    c.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config value (e.g. dt_fs=1)")
+    c.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     args = p.parse_args(argv)
     from ..cli import parse_overrides
-    from .hop_job import load_config, run_hop
 
     try:
-        cfg = load_config(args.config, parse_overrides(args.set))
-        run_hop(cfg, progress=not args.quiet)
+        if args.command == "hop":
+            from .hop_job import load_config, run_hop
+
+            run_hop(load_config(args.config, parse_overrides(args.set)), progress=not args.quiet)
+        else:
+            from .couplings_job import load_config, run_couplings
+
+            summary = run_couplings(load_config(args.config, parse_overrides(args.set)), progress=not args.quiet)
+            if summary is not None:
+                print(f"[n2amd namd couplings] {summary['snapshots']} snapshots, bands {summary['bands_1based']}, "
+                      f"<gap> = {summary['average_gap_eV']:.3f} eV, {summary['wall_s']} s on {summary['ranks']} "
+                      f"rank(s) -> {summary['output']}")
     except (ValueError, FileNotFoundError) as exc:
         print(f"n2amd namd: error: {exc}", file=sys.stderr)
         return 2

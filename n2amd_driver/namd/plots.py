@@ -69,3 +69,54 @@ def plot_dephasing(path, t_fs, D, tau) -> None:
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
+
+
+def plot_couplings(prefix, series, vbm=None, cbm=None) -> list[str]:
+    """Band energies vs time, |NAC| vs time for neighbouring states, and the RMS-NAC heat map (meV):
+    ``<prefix>_energies.png``, ``<prefix>_nac.png``, ``<prefix>_nac_map.png``."""
+    from ..units import HBAR_EV_FS
+
+    plt = _plt()
+    prefix = str(prefix)
+    t = np.arange(series.energies.shape[0]) * series.dt_fs
+    labels = series.bands if series.bands is not None else np.arange(series.nstates)
+    fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=120)
+    for s in range(series.nstates):
+        ax.plot(t, series.energies[:, s], lw=0.8)
+    if vbm is not None:
+        ax.plot(t, vbm, "k--", lw=0.8, label="VBM")
+        ax.plot(t, cbm, "k:", lw=0.8, label="CBM")
+        ax.legend(fontsize=7)
+    ax.set_xlabel("time (fs)")
+    ax.set_ylabel("energy (eV)")
+    ax.set_title(f"band energies (bands {labels[0]}–{labels[-1]})")
+    fig.tight_layout()
+    fig.savefig(prefix + "_energies.png")
+    plt.close(fig)
+
+    tm = (np.arange(series.nsteps) + 0.5) * series.dt_fs
+    fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=120)
+    for s in range(series.nstates - 1):
+        ax.plot(tm, 1000 * HBAR_EV_FS * np.abs(series.nac[:, s, s + 1]), lw=0.7, label=f"{labels[s]}–{labels[s + 1]}")
+    ax.set_xlabel("time (fs)")
+    ax.set_ylabel("|ħ d| (meV)")
+    ax.set_yscale("log")
+    ax.set_title("nonadiabatic couplings between neighbouring states")
+    ax.legend(fontsize=6, ncol=2)
+    fig.tight_layout()
+    fig.savefig(prefix + "_nac.png")
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(5.0, 4.2), dpi=120)
+    im = ax.imshow(series.rms_nac_meV(), cmap="viridis", origin="lower")
+    ticks = np.arange(series.nstates)
+    ax.set_xticks(ticks, [str(b) for b in labels], fontsize=6)
+    ax.set_yticks(ticks, [str(b) for b in labels], fontsize=6)
+    ax.set_xlabel("band")
+    ax.set_ylabel("band")
+    fig.colorbar(im, ax=ax, label="RMS |ħ d| (meV)")
+    ax.set_title("RMS nonadiabatic coupling")
+    fig.tight_layout()
+    fig.savefig(prefix + "_nac_map.png")
+    plt.close(fig)
+    return [prefix + s for s in ("_energies.png", "_nac.png", "_nac_map.png")]

@@ -70,6 +70,17 @@ def onsite_means(frames, basis) -> dict:
     return {el: np.mean(v, axis=0).tolist() for el, v in out.items()}
 
 
+def valence_electrons_per_element(frames) -> dict:
+    """Electrons per atom of each element, solved from the reference occupations of the frames
+    (least squares over frames; exact integers for the engines' valence counts). Stored in the model
+    file so that band edges of new structures need no reference calculation."""
+    elements = sorted({el for fr in frames for el in fr["atoms"].get_chemical_symbols()})
+    A = np.array([[fr["atoms"].get_chemical_symbols().count(el) for el in elements] for fr in frames], float)
+    b = np.array([float(np.sum(fr["occ"])) for fr in frames])
+    x = np.linalg.lstsq(A, b, rcond=None)[0]
+    return {el: float(v) for el, v in zip(elements, x)}
+
+
 def band_window(eps_ref: torch.Tensor, occ, window: float) -> torch.Tensor:
     nocc = int(round(float(np.sum(occ)) / 2))
     vbm, cbm = eps_ref[nocc - 1], eps_ref[nocc]
@@ -131,6 +142,7 @@ def train_hamiltonian(cfg: dict, progress: bool = True) -> Path:
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=float(t["plateau_factor"]),
                                                        patience=int(t["plateau_patience"]), min_lr=float(t["min_lr"]))
     ema = EMA(model, float(t["ema"]))
+    cfg = {**cfg, "valence_electrons": valence_electrons_per_element(frames)}
     start, best, since_best = 0, float("inf"), 0
     ckpt = out / "checkpoint.pt"
     if ckpt.exists():  # resume
@@ -199,7 +211,8 @@ def save_model(model, path: Path, cfg: dict, engine: dict, metrics: dict, epoch:
 
     atomic_save({"kind": "hamiltonian", "config": model.config.to_dict(), "state_dict": model.state_dict(),
                  "dtype": str(next(model.parameters()).dtype).replace("torch.", ""), "units": UNITS,
-                 "reference": engine, "training": cfg, "validation": metrics, "epoch": epoch,
+                 "reference": engine, "training": cfg,
+                 "valence_electrons": cfg.get("valence_electrons", {}), "validation": metrics, "epoch": epoch,
                  "package_version": __version__}, path)
 
 
@@ -222,5 +235,15 @@ def load_hamiltonian_model(path, device: str = "auto"):
         torch.set_default_dtype(prev)
     model.load_state_dict(state["state_dict"])
     model.to(device=pick_device(device), dtype=dtype).eval()
-    model.info = {k: state[k] for k in ("reference", "validation", "epoch", "units", "package_version")}
+    model.info = {k: state.get(k) for k in ("reference", "validation", "epoch", "units", "package_version",
+                                            "valence_electrons")}
     return model
+
+
+def model_electrons(model, atoms) -> float:
+    """Valence electrons of ``atoms`` for a loaded model (from the counts stored at training)."""
+    counts = model.info.get("valence_electrons") or {}
+    missing = sorted(set(atoms.get_chemical_symbols()) - set(counts))
+    if missing:
+        raise ValueError(f"the model file has no valence-electron count for {missing}; give n_electrons explicitly")
+    return float(round(sum(counts[el] for el in atoms.get_chemical_symbols())))

@@ -1,0 +1,79 @@
+"""Where the Γ-point Hamiltonian of a snapshot comes from: a trained model or a reference engine.
+
+Both give (H, S, n_electrons) in eV, e3nn orbital order, and the analytic basis functions that the
+cross-time overlaps S(t; t+dt) are computed from, so the couplings code path is the same for both.
+"""
+from __future__ import annotations
+
+import numpy as np
+from ase import Atoms
+
+from ..orbitals import BasisFunctions
+from ..overlap import overlap_matrix
+
+
+class ModelSource:
+    """H from a trained Hamiltonian model; S from the basis functions of the model's reference engine."""
+
+    def __init__(self, path, device: str = "auto"):
+        from ..training.hamiltonian import load_hamiltonian_model
+
+        self.path = str(path)
+        self.model = load_hamiltonian_model(path, device=device)
+        self.reference = self.model.info["reference"]
+        if self.reference.get("engine") != "tblite":
+            raise ValueError(f"{path}: couplings need analytic basis functions; supported for tblite references, "
+                             f"this model was trained on {self.reference.get('engine')}")
+        self._bf: dict = {}
+
+    def basis_functions(self, atoms: Atoms) -> BasisFunctions:
+        key = tuple(sorted(set(atoms.get_chemical_symbols())))
+        if key not in self._bf:
+            self._bf[key] = BasisFunctions.tblite(self.reference["method"], key)
+        return self._bf[key]
+
+    def electronic(self, atoms: Atoms) -> tuple[np.ndarray, np.ndarray, float]:
+        from ..training.hamiltonian import model_electrons
+
+        H = self.model.hamiltonian(atoms)
+        if not np.all(np.isfinite(H)):
+            raise ValueError("the model Hamiltonian contains NaN/inf")
+        return H, overlap_matrix(self.basis_functions(atoms), atoms), model_electrons(self.model, atoms)
+
+    def describe(self) -> dict:
+        return {"source": "model", "model": self.path, "reference": self.reference}
+
+
+class EngineSource:
+    """H and S from a reference engine's converged calculation (tblite); cross overlaps from its basis."""
+
+    def __init__(self, engine: str = "tblite", **options):
+        from ..engines import get_engine
+
+        if engine != "tblite":
+            raise ValueError(f"reference couplings are supported with the tblite engine, not '{engine}'")
+        self.engine = get_engine(engine, **options)
+        self._bf: dict = {}
+
+    def basis_functions(self, atoms: Atoms) -> BasisFunctions:
+        key = tuple(sorted(set(atoms.get_chemical_symbols())))
+        if key not in self._bf:
+            self._bf[key] = BasisFunctions.tblite(self.engine.method, key)
+        return self._bf[key]
+
+    def electronic(self, atoms: Atoms) -> tuple[np.ndarray, np.ndarray, float]:
+        lab = self.engine.label(atoms)
+        return lab.hamiltonian, lab.overlap, float(np.sum(lab.occupations))
+
+    def describe(self) -> dict:
+        return {"source": "engine", **self.engine.describe()}
+
+
+def make_source(spec: dict, device: str = "auto"):
+    """``{model: file.pt}`` or ``{engine: tblite, method: GFN1-xTB, ...engine options}``."""
+    spec = dict(spec)
+    if spec.get("model"):
+        return ModelSource(spec["model"], device=device)
+    if spec.get("engine"):
+        return EngineSource(spec.pop("engine"), **{k: v for k, v in spec.items() if k != "model" and v is not None})
+    raise ValueError("hamiltonian: give either 'model: FILE.pt' or 'engine: tblite' (with method: GFN1-xTB/GFN2-xTB)")

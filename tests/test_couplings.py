@@ -1,0 +1,272 @@
+"""Couplings along MD trajectories: trajectory readers, overlaps between steps, phase correction, NAC, the MPI
+job (chunk boundaries, rank independence, resume), exports. Reference: tblite GFN1-xTB on 8-atom Si cells."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from ase.build import bulk
+
+from n2amd_driver.namd.couplings import correct, nac_from_overlaps, phase_signs, state_overlaps, tracking_permutations
+from n2amd_driver.trajectory import TrajectoryError, read_trajectory, remove_drift, unwrap
+
+ROOT = Path(__file__).resolve().parents[1]
+WINDOW = {"valence": 3, "conduction": 3, "bands": None}
+
+
+@pytest.fixture(scope="module")
+def si8_dump(tmp_path_factory):
+    from n2amd_driver.md.lammps_library import classical_trajectory
+
+    path = tmp_path_factory.mktemp("traj") / "si8.dump"
+    atoms = bulk("Si", "diamond", a=5.43, cubic=True)
+    return classical_trajectory(atoms, path, 600.0, 8, timestep_fs=1.0, every=1, equilibration_fs=200.0, seed=5)
+
+
+@pytest.fixture(scope="module")
+def source():
+    from n2amd_driver.namd.sources import EngineSource
+
+    return EngineSource("tblite", method="GFN1-xTB")
+
+
+# ---- pure functions -----------------------------------------------------------------------------------------------
+def test_phase_signs_and_nac_antisymmetry():
+    rng = np.random.default_rng(0)
+    n, M = 5, 6
+    Q = [np.linalg.qr(rng.normal(size=(n, n)))[0] for _ in range(M + 1)]
+    # slowly rotating orthonormal states with random sign flips per snapshot
+    base = [np.eye(n)]
+    for k in range(M):
+        A = 0.02 * rng.normal(size=(n, n))
+        A = A - A.T
+        base.append(base[-1] @ (np.eye(n) + A + A @ A / 2))
+    flips = rng.choice([-1.0, 1.0], size=(M + 1, n))
+    C = [b * f for b, f in zip(base, flips)]
+    O = np.array([C[k].T @ C[k + 1] for k in range(M)])
+    res = correct(np.tile(np.arange(n, dtype=float), (M + 1, 1)), O, dt_fs=1.0)
+    assert np.all(np.diagonal(res.overlaps, axis1=1, axis2=2) > 0)
+    np.testing.assert_allclose(res.nac, -np.swapaxes(res.nac, 1, 2), atol=0)
+    np.testing.assert_array_equal(res.signs, flips * flips[0])  # the accumulated signs undo the random flips
+    assert Q  # (random orthogonal matrices only used to vary the generator state)
+
+
+def test_tracking_follows_character_through_a_swap():
+    n = 3
+    O = np.array([np.eye(n), np.eye(n)[:, [1, 0, 2]], np.eye(n)])  # states 0 and 1 swap energy order at step 1
+    perm = tracking_permutations(O)
+    np.testing.assert_array_equal(perm[2], [1, 0, 2])
+    res = correct(np.array([[0, 1, 2], [0, 1, 2], [0, 1, 2], [0, 1, 2.0]]), O, 1.0, track=True)
+    assert res.reorderings == 1
+    np.testing.assert_allclose(res.energies[2], [1, 0, 2])
+    np.testing.assert_allclose(res.nac, 0, atol=1e-15)
+    np.testing.assert_array_equal(perm[3], [1, 0, 2])  # the labels keep following the character afterwards
+    untracked = correct(np.zeros((4, 3)), O, 1.0, track=False)
+    assert untracked.overlaps[1, 0, 0] == 0 and untracked.overlaps[1, 0, 1] == 1  # without tracking, state 0 "jumps"
+
+
+def test_nac_formula_two_level_rotation():
+    """|1>,|2> rotating by angle θ per step: d_12 = −sin θ / dt to first order (Hammes-Schiffer–Tully: (O12 − O21)/2dt)."""
+    th, dt = 0.01, 0.5
+    O = np.array([[np.cos(th), -np.sin(th)], [np.sin(th), np.cos(th)]])
+    d = nac_from_overlaps(O[None], dt)[0]
+    assert d[0, 1] == pytest.approx(-np.sin(th) / dt)
+    assert phase_signs(O[None]).shape == (2, 2)
+
+
+# ---- trajectories -------------------------------------------------------------------------------------------------
+def test_lammps_dump_reader(si8_dump):
+    frames = read_trajectory(si8_dump)
+    assert len(frames) == 9 and frames[0].get_chemical_symbols() == ["Si"] * 8
+    v = frames[3].arrays["velocities_A_fs"]
+    # finite-difference velocity from the unwrapped positions (1 fs apart) agrees with the dumped one (Å/ps → Å/fs)
+    fd = (frames[4].positions - frames[2].positions) / 2.0
+    assert np.abs(fd - v).max() < 2e-3
+    # kinetic temperature of the NVE segment is near 600 K (8 atoms: loose)
+    ekin = 0.5 * frames[3].get_masses() @ (v**2).sum(1) * 103.6427  # amu Å²/fs² → eV
+    assert 50 < ekin / (1.5 * 8 * 8.617e-5) < 2000
+
+
+def test_lammps_dump_types_and_errors(tmp_path):
+    txt = ("ITEM: TIMESTEP\n0\nITEM: NUMBER OF ATOMS\n2\nITEM: BOX BOUNDS pp pp pp\n0 5\n0 5\n0 5\n"
+           "ITEM: ATOMS id type x y z ix iy iz\n2 1 1.0 1.0 1.0 1 0 0\n1 2 4.0 4.0 4.0 0 0 -1\n")
+    p = tmp_path / "a.dump"
+    p.write_text(txt)
+    with pytest.raises(TrajectoryError, match="type map"):
+        read_trajectory(p)
+    a = read_trajectory(p, type_map=["Ga", "As"])[0]
+    assert a.get_chemical_symbols() == ["As", "Ga"]  # sorted by id
+    np.testing.assert_allclose(a.positions, [[4, 4, -1], [6, 1, 1]])  # image flags unwrap
+    with pytest.raises(TrajectoryError, match="not in the type map"):
+        read_trajectory(p, type_map=["Ga"])
+    p.write_text(txt[:-20])
+    with pytest.raises(TrajectoryError, match="line|truncated|columns"):
+        read_trajectory(p, type_map=["Ga", "As"])
+    p.write_text(txt.replace(" type ", " element ").replace("2 1 1.0", "2 Xx 1.0"))
+    with pytest.raises(TrajectoryError, match="unknown element"):
+        read_trajectory(p)
+
+
+def test_ipi_xyz_reader_and_extxyz(tmp_path):
+    import ase.io
+
+    from n2amd_driver.units import BOHR_ANG
+
+    p = tmp_path / "sim.pos_0.xyz"
+    p.write_text("2\n# CELL(abcABC):   10.0  10.0  12.0  90.00000  90.00000  90.00000  Step: 7  Bead: 0 "
+                 "positions{atomic_unit}  cell{atomic_unit}\nSi 1.0 2.0 3.0\nSi 0.0 0.0 0.0\n")
+    a = read_trajectory(p)[0]
+    assert a.info["timestep"] == 7
+    np.testing.assert_allclose(a.cell.lengths(), np.array([10, 10, 12]) * BOHR_ANG)
+    np.testing.assert_allclose(a.positions[0], np.array([1, 2, 3]) * BOHR_ANG)
+    q = tmp_path / "t.extxyz"
+    b = bulk("Si", "diamond", a=5.43)
+    ase.io.write(q, [b, b], format="extxyz")
+    assert len(read_trajectory(q)) == 2
+
+
+def test_unwrap_and_drift():
+    a = bulk("Si", "diamond", a=5.43, cubic=True)
+    b = a.copy()
+    b.positions[0] += [-0.1, 0, 0]
+    b.wrap()  # atom 0 re-enters on the other side
+    u = unwrap([a, b])
+    np.testing.assert_allclose(u[1].positions[0], a.positions[0] + [-0.1, 0, 0], atol=1e-12)
+    c = a.copy()
+    c.positions += [0.3, -0.2, 0.1]
+    r = remove_drift([a, c])
+    np.testing.assert_allclose(r[1].positions, a.positions, atol=1e-12)
+
+
+# ---- physics of the overlaps --------------------------------------------------------------------------------------
+def test_self_overlap_identity_and_static_zero_nac(source):
+    from n2amd_driver.namd.couplings_job import snapshot
+    from n2amd_driver.overlap import cross_overlap
+
+    a = bulk("Si", "diamond", a=5.43, cubic=True)
+    a.rattle(0.05, seed=2)
+    eps, C, *_ = snapshot(source, a, WINDOW)
+    O = state_overlaps(C, cross_overlap(source.basis_functions(a), a, a), C)
+    np.testing.assert_allclose(O, np.eye(len(eps)), atol=1e-7)  # basis S vs tblite S agree to ~1e-8
+    res = correct(np.array([eps, eps]), O[None], 1.0)
+    assert np.abs(res.nac).max() < 1e-7
+
+
+def test_rigid_translation_coupling_is_the_momentum_matrix_element(source):
+    """Without drift removal, translating every atom by δ gives d_ij = −(δ/dt)·<ψ_i|∇ψ_j> (analytic gradient
+    integrals): the basis-motion term that only the cross-time overlap S(t; t+dt) contains (S(t) alone gives 0).
+    This spurious coupling of a uniform translation is why the job removes the centre-of-mass drift."""
+    from n2amd_driver.namd.couplings_job import snapshot
+    from n2amd_driver.overlap import cross_overlap, overlap_gradient
+
+    a = bulk("Si", "diamond", a=5.43, cubic=True)
+    a.rattle(0.05, seed=1)
+    delta = np.array([0.004, -0.002, 0.003])
+    b = a.copy()
+    b.positions += delta
+    ea, Ca, *_ = snapshot(source, a, WINDOW)
+    eb, Cb, *_ = snapshot(source, b, WINDOW)
+    bf = source.basis_functions(a)
+    res = correct(np.array([ea, eb]), state_overlaps(Ca, cross_overlap(bf, a, b), Cb)[None], 1.0)
+    C = Ca * res.signs[0]
+    grad = -np.einsum("ai,xab,bj->xij", C, overlap_gradient(bf, a), C)  # <ψ_i|∇ψ_j>, Å⁻¹
+    predicted = -np.einsum("x,xij->ij", delta, grad)
+    assert np.abs(predicted).max() > 3e-4  # a real effect (×1000 the tolerance below) at this displacement
+    np.testing.assert_allclose(res.nac[0], predicted, atol=2e-7)
+    wrong = correct(np.array([ea, eb]), state_overlaps(Ca, source.electronic(a)[1], Cb)[None], 1.0)
+    assert np.abs(wrong.nac).max() < 1e-9
+
+
+# ---- the job ------------------------------------------------------------------------------------------------------
+def _cfg(tmp, dump, **kw):
+    from n2amd_driver.namd.couplings_job import load_config
+
+    over = {"trajectory": str(dump), "dt_fs": 1.0, "hamiltonian": {"engine": "tblite", "method": "GFN1-xTB"},
+            "window": WINDOW, "output": str(tmp / "c.h5"), "plots": False}
+    over.update(kw)
+    return load_config(None, over)
+
+
+def test_job_static_and_translated_trajectories_give_zero_nac(tmp_path):
+    import ase.io
+
+    from n2amd_driver.namd.couplings_job import run_couplings
+    from n2amd_driver.namd.series import CouplingSeries
+
+    a = bulk("Si", "diamond", a=5.43, cubic=True)
+    a.rattle(0.04, seed=3)
+    frames = [a.copy() for _ in range(3)]
+    for k, f in enumerate(frames):
+        f.positions += k * np.array([0.01, 0.02, -0.015])  # rigid translation
+    ase.io.write(tmp_path / "t.extxyz", frames, format="extxyz")
+    run_couplings(_cfg(tmp_path, tmp_path / "t.extxyz"), progress=False)
+    s = CouplingSeries.read_h5(tmp_path / "c.h5")
+    assert s.nac.shape == (2, 6, 6)
+    assert np.abs(s.nac).max() < 1e-7
+    np.testing.assert_allclose(s.energies[0], s.energies[2], atol=1e-6)
+
+
+def test_job_chunks_ranks_resume_and_exports(tmp_path, si8_dump):
+    """Same NAC whatever the chunking (1 vs 2 MPI ranks), after a resume from partial checkpoints, and through
+    the Hefei-NAMD export/import round trip."""
+    import h5py
+
+    from n2amd_driver.namd.couplings_job import run_couplings
+    from n2amd_driver.namd.hefei import read_hefei
+    from n2amd_driver.namd.series import CouplingSeries
+
+    cfg = _cfg(tmp_path, si8_dump, exports={"hefei": str(tmp_path / "hefei"), "pyxaid": str(tmp_path / "pyxaid")},
+               plots=True, keep_checkpoint=True)
+    one = run_couplings(cfg, progress=False)
+    s1 = CouplingSeries.read_h5(tmp_path / "c.h5")
+    assert one["snapshots"] == 9 and s1.nac.shape == (8, 6, 6)
+    np.testing.assert_allclose(s1.nac, -np.swapaxes(s1.nac, 1, 2), atol=0)
+    with h5py.File(tmp_path / "c.h5") as f:
+        assert np.all(np.diagonal(f["overlaps"][()], axis1=1, axis2=2) > 0.9)
+    for png in ("c_energies.png", "c_nac.png", "c_nac_map.png"):
+        assert (tmp_path / png).stat().st_size > 1000
+    # Hefei-NAMD round trip
+    back, inp = read_hefei(tmp_path / "hefei")
+    np.testing.assert_allclose(back.nac, s1.nac, rtol=1e-9, atol=1e-15)
+    np.testing.assert_allclose(back.energies, s1.energies, atol=1e-9)
+    assert inp["BMIN"] == s1.bands[0] and inp["BMAX"] == s1.bands[-1]
+    assert len(list((tmp_path / "pyxaid").glob("Ham_*_re"))) == 8
+
+    # resume: drop half the checkpoints and re-run with the same config → identical
+    ck = Path(str(tmp_path / "c.h5") + ".ckpt")
+    for f in sorted(ck.glob("*.npz"))[::2]:
+        f.unlink()
+    run_couplings(cfg, progress=False)
+    np.testing.assert_array_equal(CouplingSeries.read_h5(tmp_path / "c.h5").nac, s1.nac)
+
+    # two MPI ranks (chunk boundary in the middle of the trajectory), fresh checkpoints
+    out2 = tmp_path / "c2.h5"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [str(Path(sys.executable).parent / "mpirun"), "-n", "2", sys.executable, "-m", "n2amd_driver.namd", "couplings",
+           "--set", f"trajectory={si8_dump}", "--set", "dt_fs=1.0", "--set", "hamiltonian.engine=tblite",
+           "--set", "hamiltonian.method=GFN1-xTB", "--set", "window.valence=3", "--set", "window.conduction=3",
+           "--set", f"output={out2}", "--set", "plots=false", "-q", str(ROOT / "tests" / "data" / "empty.yaml")]
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    s2 = CouplingSeries.read_h5(out2)
+    assert s2.meta["nranks"] == 2
+    np.testing.assert_allclose(s2.nac, s1.nac, atol=1e-12)
+    np.testing.assert_allclose(s2.energies, s1.energies, atol=1e-12)
+
+
+def test_job_bad_inputs(tmp_path):
+    from n2amd_driver.namd.couplings_job import load_config, run_couplings
+
+    with pytest.raises(ValueError, match="dt_fs"):
+        load_config(None, {"trajectory": "x.dump"})
+    (tmp_path / "bad.dump").write_text("ITEM: TIMESTEP\nzero\n")
+    with pytest.raises(TrajectoryError):
+        run_couplings(_cfg(tmp_path, tmp_path / "bad.dump"), progress=False)
+    with pytest.raises(ValueError, match="outside"):
+        from n2amd_driver.namd.couplings import window_bands
+
+        window_bands(32, 72, bands=[1, 100])
