@@ -1,0 +1,146 @@
+"""Model vs reference couplings along one MD trajectory (the N2AMD paper's Table 1 analogue), with timings.
+
+    .venv/bin/python scripts/validate_couplings.py MODEL.pt [--trajectory traj.dump] [--steps 500] \
+        [--out runs/validate_couplings]
+
+Without ``--trajectory`` a 64-atom Si trajectory at 300 K (1 fs, Tersoff in LAMMPS, NVE after Langevin
+equilibration) is made first. The couplings job runs on the same snapshots with the model's Hamiltonian
+(1 and 2 MPI ranks) and with the model's reference engine (tblite, 2 ranks); the script reports VBM/CBM
+energy MAE, |NAC| MAE for VBM–CBM and neighbouring pairs, RMS NAC of both, the average gap, seconds per
+snapshot and the 2-rank speed-up, as a markdown table and JSON, plus a comparison plot.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def run_job(out: Path, traj: Path, hamiltonian: list[str], ranks: int, window: tuple[int, int]) -> float:
+    cmd = [sys.executable, "-m", "n2amd_driver.namd", "couplings", str(ROOT / "tests" / "data" / "empty.yaml"),
+           "--set", f"trajectory={traj}", "--set", "dt_fs=1.0", "--set", f"output={out}", "--set", "plots=true",
+           "--set", f"window.valence={window[0]}", "--set", f"window.conduction={window[1]}", "-q"]
+    for h in hamiltonian:
+        cmd += ["--set", h]
+    if ranks > 1:
+        cmd = [str(Path(sys.executable).parent / "mpirun"), "-n", str(ranks)] + cmd
+    t = time.perf_counter()
+    subprocess.run(cmd, check=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    return time.perf_counter() - t
+
+
+def compare(model_h5: Path, ref_h5: Path) -> dict:
+    import h5py
+
+    from n2amd_driver.namd.series import CouplingSeries
+    from n2amd_driver.units import HBAR_EV_FS
+
+    m, r = CouplingSeries.read_h5(model_h5), CouplingSeries.read_h5(ref_h5)
+    with h5py.File(model_h5) as fm, h5py.File(ref_h5) as fr:
+        vm, cm, vr, cr = fm["vbm_eV"][()], fm["cbm_eV"][()], fr["vbm_eV"][()], fr["cbm_eV"][()]
+    nv = int(m.meta["vbm_band_1based"]) - int(m.bands[0])  # index of the VBM in the window
+    meV = 1000 * HBAR_EV_FS  # fs⁻¹ → meV
+    pairs = {"VBM-CBM": (nv, nv + 1), "VBM-1/VBM": (nv - 1, nv), "CBM/CBM+1": (nv + 1, nv + 2)}
+    out = {"snapshots": int(m.energies.shape[0]), "vbm_mae_meV": 1000 * float(np.mean(np.abs(vm - vr))),
+           "cbm_mae_meV": 1000 * float(np.mean(np.abs(cm - cr))),
+           "gap_model_eV": float(np.mean(cm - vm)), "gap_reference_eV": float(np.mean(cr - vr)),
+           "window_energy_mae_meV": 1000 * float(np.mean(np.abs(m.energies - r.energies)))}
+    for name, (i, j) in pairs.items():
+        dm, dr = np.abs(m.nac[:, i, j]) * meV, np.abs(r.nac[:, i, j]) * meV
+        out[name] = {"nac_mae_meV": float(np.mean(np.abs(dm - dr))), "rms_model_meV": float(np.sqrt(np.mean(dm**2))),
+                     "rms_reference_meV": float(np.sqrt(np.mean(dr**2)))}
+        out[name]["mae_over_rms_reference"] = out[name]["nac_mae_meV"] / out[name]["rms_reference_meV"]
+    return out, (m, r, vm, cm, vr, cr, nv)
+
+
+def plot(path: Path, data) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from n2amd_driver.units import HBAR_EV_FS
+
+    m, r, vm, cm, vr, cr, nv = data
+    t = np.arange(len(vm)) * m.dt_fs
+    fig, ax = plt.subplots(2, 1, figsize=(6.4, 6.0), dpi=120, sharex=True)
+    ax[0].plot(t, vr, "k-", lw=1, label="VBM tblite")
+    ax[0].plot(t, vm, "C0--", lw=1, label="VBM model")
+    ax[0].plot(t, cr, "k-", lw=1, alpha=0.6, label="CBM tblite")
+    ax[0].plot(t, cm, "C3--", lw=1, label="CBM model")
+    ax[0].set_ylabel("energy (eV)")
+    ax[0].legend(fontsize=7, ncol=2)
+    tm = (np.arange(m.nsteps) + 0.5) * m.dt_fs
+    ax[1].plot(tm, 1000 * HBAR_EV_FS * np.abs(r.nac[:, nv, nv + 1]), "k-", lw=0.8, label="tblite")
+    ax[1].plot(tm, 1000 * HBAR_EV_FS * np.abs(m.nac[:, nv, nv + 1]), "C3--", lw=0.8, label="model")
+    ax[1].set_ylabel("|ħ d| VBM–CBM (meV)")
+    ax[1].set_xlabel("time (fs)")
+    ax[1].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("model")
+    ap.add_argument("--trajectory")
+    ap.add_argument("--steps", type=int, default=500, help="MD steps (1 fs) when the trajectory is made here")
+    ap.add_argument("--window", type=int, nargs=2, default=[4, 4], help="valence and conduction states")
+    ap.add_argument("--out", default="runs/validate_couplings")
+    args = ap.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    traj = Path(args.trajectory) if args.trajectory else out / "si64_300K.dump"
+    if not traj.exists():
+        from ase.build import bulk
+
+        from n2amd_driver.md.lammps_library import classical_trajectory
+
+        atoms = bulk("Si", "diamond", a=5.43, cubic=True).repeat(2)
+        classical_trajectory(atoms, traj, 300.0, args.steps, 1.0, 1, equilibration_fs=2000.0, seed=2024)
+    import torch
+
+    method = torch.load(args.model, map_location="cpu", weights_only=False)["reference"]["method"]
+    model_h = [f"hamiltonian.model={Path(args.model).resolve()}"]
+    ref_h = ["hamiltonian.engine=tblite", f"hamiltonian.method={method}"]
+    w = tuple(args.window)
+    timings = {"model_1rank_s": run_job(out / "model_1.h5", traj, model_h, 1, w),
+               "model_2ranks_s": run_job(out / "model_2.h5", traj, model_h, 2, w),
+               "reference_2ranks_s": run_job(out / "reference.h5", traj, ref_h, 2, w)}
+    res, data = compare(out / "model_2.h5", out / "reference.h5")
+    n = res["snapshots"]
+    res.update(timings)
+    res.update({"model_s_per_snapshot_1rank": timings["model_1rank_s"] / n,
+                "model_s_per_snapshot_2ranks": timings["model_2ranks_s"] / n,
+                "reference_s_per_snapshot_2ranks": timings["reference_2ranks_s"] / n,
+                "speedup_2ranks": timings["model_1rank_s"] / timings["model_2ranks_s"],
+                "model": str(args.model), "trajectory": str(traj), "reference_method": method})
+    plot(out / "model_vs_reference.png", data)
+    (out / "validate_couplings.json").write_text(json.dumps(res, indent=2))
+    print(f"| quantity | model | {method} |\n| --- | ---: | ---: |")
+    print(f"| average gap (eV) | {res['gap_model_eV']:.3f} | {res['gap_reference_eV']:.3f} |")
+    for name in ("VBM-CBM", "VBM-1/VBM", "CBM/CBM+1"):
+        p = res[name]
+        print(f"| RMS NAC {name} (meV) | {p['rms_model_meV']:.3f} | {p['rms_reference_meV']:.3f} |")
+    print(f"\nVBM MAE {res['vbm_mae_meV']:.1f} meV, CBM MAE {res['cbm_mae_meV']:.1f} meV over {n} snapshots")
+    for name in ("VBM-CBM", "VBM-1/VBM", "CBM/CBM+1"):
+        p = res[name]
+        print(f"|NAC| MAE {name}: {p['nac_mae_meV']:.4f} meV = {100 * p['mae_over_rms_reference']:.1f}% of the "
+              "reference RMS")
+    print(f"time per snapshot: model {res['model_s_per_snapshot_1rank']:.2f} s (1 rank), "
+          f"{res['model_s_per_snapshot_2ranks']:.2f} s (2 ranks, speed-up {res['speedup_2ranks']:.2f}); "
+          f"tblite {res['reference_s_per_snapshot_2ranks']:.2f} s (2 ranks)")
+
+
+if __name__ == "__main__":
+    main()
