@@ -85,14 +85,19 @@ def _gap_text(labels) -> str:
     return f"HOMO {homo:.3f} eV, LUMO {lumo:.3f} eV, gap {lumo - homo:.3f} eV"
 
 
-def _cmd_train_hamiltonian(args) -> int:
-    from .training.hamiltonian import DEFAULTS, train_hamiltonian
+def _cmd_train(args) -> int:
     from .training.common import merge_config
 
+    if args.train_command == "hamiltonian":
+        from .training.hamiltonian import DEFAULTS, train_hamiltonian as train
+    elif args.train_command == "forcefield":
+        from .training.forcefield import DEFAULTS, train_forcefield as train
+    else:
+        from .models.nnh import NNH_DEFAULTS as DEFAULTS, fit_remainder as train
     cfg = merge_config(DEFAULTS, args.config, parse_overrides(args.set))
     if not cfg["data"]:
         raise ValueError("no training data: set 'data:' in the config or --set data=FILE.h5")
-    path = train_hamiltonian(cfg, progress=not args.quiet)
+    path = train(cfg, progress=not args.quiet)
     print(f"[n2amd] model written to {path}")
     return 0
 
@@ -161,7 +166,26 @@ def build_parser() -> argparse.ArgumentParser:
     th.add_argument("config", nargs="?", help="YAML config")
     th.add_argument("--set", action="append", metavar="KEY=VALUE", help="override, e.g. --set train.epochs=50")
     th.add_argument("-q", "--quiet", action="store_true")
-    th.set_defaults(func=_cmd_train_hamiltonian)
+    th.set_defaults(func=_cmd_train)
+    tf = tsub.add_parser(
+        "forcefield", help="fit the equivariant MLFF to reference energies (eV), forces (eV/Å), stress (eV/Å³)",
+        description="Loss: w_E·MSE(E/N) + w_F·MSE(F) + w_S·MSE(stress); optional sharpness-aware minimisation "
+                    "(train.sam_rho > 0). Defaults: n2amd_driver.training.forcefield.DEFAULTS. Re-running resumes "
+                    "from OUTPUT/checkpoint.pt; the best (EMA) model is OUTPUT/model.pt.")
+    tf.add_argument("config", nargs="?", help="YAML config")
+    tf.add_argument("--set", action="append", metavar="KEY=VALUE", help="override, e.g. --set train.sam_rho=0.05")
+    tf.add_argument("-q", "--quiet", action="store_true")
+    tf.set_defaults(func=_cmd_train)
+    tn = tsub.add_parser(
+        "nnh", help="NNH-MD forces: band energy of a Hamiltonian model + a fitted short-range remainder",
+        description="Computes the band free energy, forces and stress of the Hamiltonian model on every frame "
+                    "(eV, eV/Å, eV/Å³), fits an MLFF to the reference minus those, and writes OUTPUT/model.pt "
+                    "(usable by the ASE calculator, LAMMPS and i-PI). Defaults: n2amd_driver.models.nnh.NNH_DEFAULTS.")
+    tn.add_argument("config", nargs="?", help="YAML config")
+    tn.add_argument("--set", action="append", metavar="KEY=VALUE",
+                    help="override, e.g. --set hamiltonian=runs/h_si64/model.pt --set data=runs/si64_train.h5")
+    tn.add_argument("-q", "--quiet", action="store_true")
+    tn.set_defaults(func=_cmd_train)
 
     bands = sub.add_parser("bands", help="band structure of a Hamiltonian model vs the reference engine (PNG)",
                            description="Model bands along the lattice's high-symmetry path (eV, relative to the VBM), "

@@ -127,7 +127,11 @@ class HamiltonianModel(torch.nn.Module):
     # ---- forward -------------------------------------------------------------------------------
     def _vectors(self, d, index, shift):
         i, j = index
-        return d["positions"][j] - d["positions"][i] + torch.einsum("ek,ekx->ex", shift, d["cell"][d["batch"][i]])
+        b = d["batch"][i]
+        vec = d["positions"][j] - d["positions"][i] + torch.einsum("ek,ekx->ex", shift, d["cell"][b])
+        if "strain" in d:  # homogeneous strain r → r (1 + ε), for stress derivatives (NNH forces)
+            vec = vec + torch.einsum("ex,exy->ey", vec, d["strain"][b])
+        return vec
 
     def forward(self, d: dict) -> dict:
         S = len(self.elements)

@@ -13,7 +13,7 @@ import torch
 def merge_config(defaults: dict, path=None, overrides: dict | None = None) -> dict:
     from ..config import load_config
 
-    return load_config(defaults, path, overrides, relative_paths=("data",))
+    return load_config(defaults, path, overrides, relative_paths=("data", "hamiltonian"))
 
 
 def seed_everything(seed: int) -> None:
@@ -74,3 +74,29 @@ def atomic_save(obj, path: Path) -> None:
     tmp = Path(str(path) + ".tmp")
     torch.save(obj, tmp)
     os.replace(tmp, path)
+
+
+def make_optimizer(model: torch.nn.Module, t: dict):
+    """AdamW + plateau schedule + EMA from the ``train`` section of a config."""
+    opt = torch.optim.AdamW(model.parameters(), lr=float(t["lr"]), weight_decay=float(t["weight_decay"]))
+    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=float(t["plateau_factor"]),
+                                                       patience=int(t["plateau_patience"]), min_lr=float(t["min_lr"]))
+    return opt, sched, EMA(model, float(t["ema"]))
+
+
+def save_checkpoint(path: Path, model, opt, sched, ema: EMA, epoch: int, best: float, since_best: int) -> None:
+    atomic_save({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                 "ema": ema.shadow, "ema_updates": ema.updates, "epoch": epoch, "best": best,
+                 "since_best": since_best, "rng": torch.get_rng_state()}, path)
+
+
+def load_checkpoint(path: Path, model, opt, sched, ema: EMA, device) -> tuple[int, float, int]:
+    """Restore a run from ``path`` if it exists; returns (first epoch to run, best score, epochs since best)."""
+    if not Path(path).exists():
+        return 0, float("inf"), 0
+    state = torch.load(path, map_location=device, weights_only=False)
+    model.load_state_dict(state["model"]), opt.load_state_dict(state["optimizer"])
+    sched.load_state_dict(state["scheduler"])
+    ema.shadow, ema.updates = state["ema"], state.get("ema_updates", 0)
+    torch.set_rng_state(state["rng"])
+    return state["epoch"] + 1, state["best"], state["since_best"]

@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .common import EMA, MetricsLog, atomic_save, pick_device, seed_everything
+from .common import (MetricsLog, atomic_save, load_checkpoint, make_optimizer, pick_device, save_checkpoint,
+                     seed_everything)
 
 DEFAULTS: dict = {
     "data": None,  # n2amd HDF5 dataset with hamiltonian + overlap labels
@@ -138,20 +139,10 @@ def train_hamiltonian(cfg: dict, progress: bool = True) -> Path:
     mcfg = HamiltonianConfig(elements=elements, basis_json=basis_json, onsite_shift=onsite_means(train, basis),
                              **cfg["model"])
     model = HamiltonianModel(mcfg).to(device=device, dtype=dtype)
-    opt = torch.optim.AdamW(model.parameters(), lr=float(t["lr"]), weight_decay=float(t["weight_decay"]))
-    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=float(t["plateau_factor"]),
-                                                       patience=int(t["plateau_patience"]), min_lr=float(t["min_lr"]))
-    ema = EMA(model, float(t["ema"]))
+    opt, sched, ema = make_optimizer(model, t)
     cfg = {**cfg, "valence_electrons": valence_electrons_per_element(frames)}
-    start, best, since_best = 0, float("inf"), 0
     ckpt = out / "checkpoint.pt"
-    if ckpt.exists():  # resume
-        state = torch.load(ckpt, map_location=device, weights_only=False)
-        model.load_state_dict(state["model"]), opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        ema.shadow, ema.updates = state["ema"], state.get("ema_updates", 0)
-        start, best, since_best = state["epoch"] + 1, state["best"], state["since_best"]
-        torch.set_rng_state(state["rng"])
+    start, best, since_best = load_checkpoint(ckpt, model, opt, sched, ema, device)  # resume if present
     metrics = MetricsLog(out / "metrics.csv")
     rng = np.random.default_rng(int(t["seed"]))
     bar = tqdm(range(start, int(t["epochs"])), desc="train H", unit="epoch", disable=not progress,
@@ -195,9 +186,7 @@ def train_hamiltonian(cfg: dict, progress: bool = True) -> Path:
                "seconds": round(time.time() - t0, 1)}
         metrics.write(row)
         bar.set_postfix(H=f"{ev['H_mae_meV']:.2f}meV", eig=f"{ev['eig_mae_meV']:.1f}meV", lr=f"{row['lr']:.1e}")
-        atomic_save({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                     "ema": ema.shadow, "ema_updates": ema.updates, "epoch": epoch, "best": best, "since_best": since_best,
-                     "rng": torch.get_rng_state()}, ckpt)
+        save_checkpoint(ckpt, model, opt, sched, ema, epoch, best, since_best)
         if since_best >= int(t["early_stopping"]):
             bar.write(f"[n2amd] early stopping at epoch {epoch}: no validation improvement for {since_best} epochs")
             break

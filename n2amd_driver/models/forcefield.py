@@ -1,0 +1,149 @@
+"""E(3)-equivariant machine-learned force field (NequIP class): structure → energy, forces, stress.
+
+Per-atom energies come from equivariant message passing (the :class:`~.layers.Interaction` layers the
+Hamiltonian model uses too) read out from the final scalars, scaled and shifted per species
+(E_i = scale · ε_i + shift_Z, shift and scale fitted to the training data). The total energy is their
+sum; forces are −∂E/∂x by autograd and the stress is (1/V) ∂E/∂ε for a homogeneous strain ε applied to
+every edge vector (ASE sign convention), so all three are consistent by construction. Only relative
+vectors enter, and the radial envelope makes energies, forces and their derivatives vanish smoothly at
+``r_cut``. Energies in eV, lengths in Å, forces eV/Å, stress eV/Å³.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+from ase import Atoms
+from ase.data import atomic_numbers, chemical_symbols
+from e3nn import o3
+
+from ..graph import neighbour_graph
+from .layers import BesselBasis, Interaction
+
+
+@dataclass
+class ForceFieldConfig:
+    elements: list[str]
+    r_cut: float = 5.0  # Å
+    hidden: str = "32x0e+8x1o+8x1e+4x2e+4x2o"
+    layers: int = 3
+    lmax_sh: int = 2
+    num_basis: int = 8
+    avg_neighbours: float = 16.0
+    energy_shift: dict = field(default_factory=dict)  # eV per atom of each element (least squares on data)
+    energy_scale: float = 1.0  # eV (RMS force component of the data)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class ForceFieldModel(torch.nn.Module):
+    def __init__(self, config: ForceFieldConfig):
+        super().__init__()
+        self.config = config
+        self.elements = list(config.elements)
+        S = len(self.elements)
+        self.z_to_species = {atomic_numbers[el]: k for k, el in enumerate(self.elements)}
+        self.irreps_sh = o3.Irreps.spherical_harmonics(config.lmax_sh)
+        self.embed = o3.Linear(o3.Irreps(f"{S}x0e"), o3.Irreps("32x0e"))
+        self.rbf = BesselBasis(config.r_cut, config.num_basis)
+        irreps = o3.Irreps("32x0e")
+        self.interactions = torch.nn.ModuleList()
+        for _ in range(config.layers):
+            layer = Interaction(irreps, self.irreps_sh, config.hidden, config.num_basis, S, config.avg_neighbours)
+            self.interactions.append(layer)
+            irreps = layer.irreps_out
+        self.readout1 = o3.Linear(irreps, o3.Irreps("16x0e"))
+        self.readout2 = o3.Linear(o3.Irreps("16x0e"), o3.Irreps("1x0e"))
+        shift = torch.tensor([float(config.energy_shift.get(el, 0.0)) for el in self.elements])
+        self.register_buffer("shift", shift)
+        self.register_buffer("scale", torch.tensor(float(config.energy_scale)))
+
+    # ---- inputs --------------------------------------------------------------------------------
+    def species(self, numbers) -> np.ndarray:
+        try:
+            return np.array([self.z_to_species[int(z)] for z in numbers], dtype=np.int64)
+        except KeyError as exc:
+            raise ValueError(f"element {chemical_symbols[int(exc.args[0])]} is not in this force field "
+                             f"(elements: {', '.join(self.elements)})") from None
+
+    def prepare(self, structures: list[Atoms], device=None) -> dict:
+        """Batch of structures → tensors with one disjoint periodic graph (edges within ``r_cut``)."""
+        dtype = self.shift.dtype
+        pos, spec, batch, cells, src, dst, shifts, vols = [], [], [], [], [], [], [], []
+        n0 = 0
+        for b, atoms in enumerate(structures):
+            periodic = bool(np.any(atoms.pbc))
+            cell = atoms.cell.array if periodic else np.zeros((3, 3))
+            g = neighbour_graph(atoms.positions, cell, atoms.pbc, self.config.r_cut)
+            pos.append(atoms.positions), spec.append(self.species(atoms.numbers))
+            batch.append(np.full(len(atoms), b)), cells.append(cell)
+            src.append(g.edge_index[0] + n0), dst.append(g.edge_index[1] + n0), shifts.append(g.shifts)
+            vols.append(abs(np.linalg.det(cell)) if np.all(atoms.pbc) else np.nan)
+            n0 += len(atoms)
+        t = lambda x, dt=torch.long: torch.as_tensor(np.concatenate(x) if isinstance(x, list) else x,
+                                                      dtype=dt, device=device)
+        return {"positions": t(pos, dtype), "species": t(spec), "batch": t(batch),
+                "cell": torch.as_tensor(np.stack(cells), dtype=dtype, device=device),
+                "edge_index": torch.as_tensor(np.stack([np.concatenate(src), np.concatenate(dst)]), device=device),
+                "shifts": t(shifts, dtype), "volume": torch.as_tensor(vols, dtype=dtype, device=device),
+                "num_structures": len(structures)}
+
+    # ---- forward -------------------------------------------------------------------------------
+    def forward(self, d: dict, forces: bool = True, stress: bool = False) -> dict:
+        """Energies (eV) per structure and per atom; forces (eV/Å) and stress (eV/Å³, (B,3,3)) by autograd.
+        In training mode the derivatives keep their graph, so losses on forces can be back-propagated."""
+        pos = d["positions"]
+        B = d["num_structures"]
+        if forces and not pos.requires_grad:
+            pos = pos.detach().requires_grad_(True)
+        strain = torch.zeros(B, 3, 3, dtype=pos.dtype, device=pos.device, requires_grad=stress)
+        i, j = d["edge_index"]
+        b = d["batch"][i]
+        vec = pos[j] - pos[i] + torch.einsum("ek,ekx->ex", d["shifts"], d["cell"][b])
+        vec = vec + torch.einsum("ex,exy->ey", vec, strain[b])  # r → r (1 + ε)
+        e_atom = self.atomic_energies(d["species"], i, j, vec)
+        energy = torch.zeros(B, dtype=e_atom.dtype, device=e_atom.device).index_add(0, d["batch"], e_atom)
+        out = {"energy": energy, "energies": e_atom}
+        wrt = ([pos] if forces else []) + ([strain] if stress else [])
+        if wrt:
+            grads = torch.autograd.grad(energy.sum(), wrt, create_graph=self.training)
+            if forces:
+                out["forces"] = -grads[0]
+            if stress:
+                g = grads[-1]
+                out["stress"] = 0.5 * (g + g.transpose(1, 2)) / d["volume"][:, None, None]
+        return out
+
+    def atomic_energies(self, species, src, dst, vec) -> torch.Tensor:
+        S = len(self.elements)
+        onehot = torch.nn.functional.one_hot(species, S).to(vec.dtype)
+        h = self.embed(onehot)
+        sh = o3.spherical_harmonics(self.irreps_sh, vec, normalize=True, normalization="component")
+        basis = self.rbf(vec.norm(dim=1))
+        for layer in self.interactions:
+            h = layer(h, onehot, src, dst, sh, basis)
+        eps = self.readout2(torch.nn.functional.silu(self.readout1(h)))[:, 0]
+        return self.scale * eps + self.shift[species]
+
+    # ---- convenience ---------------------------------------------------------------------------
+    def evaluate(self, atoms: Atoms, stress: bool | None = None) -> dict[str, np.ndarray]:
+        """Energy (eV), per-atom energies, forces (eV/Å) and, for fully periodic cells, stress (eV/Å³, 3×3)."""
+        stress = bool(np.all(atoms.pbc)) if stress is None else stress
+        d = self.prepare([atoms], self.shift.device)
+        out = self(d, forces=True, stress=stress)
+        res = {"energy": float(out["energy"][0].detach()), "energies": out["energies"].detach().cpu().numpy(),
+               "forces": out["forces"].detach().cpu().numpy()}
+        if stress:
+            res["stress"] = out["stress"][0].detach().cpu().numpy()
+        return res
+
+
+def energy_shifts(structures: list[Atoms], energies: np.ndarray) -> dict[str, float]:
+    """Per-element energies (eV/atom) that best explain the totals (least squares over structures);
+    with one element this is just the mean energy per atom."""
+    elements = sorted({el for a in structures for el in a.get_chemical_symbols()})
+    A = np.array([[a.get_chemical_symbols().count(el) for el in elements] for a in structures], float)
+    x = np.linalg.lstsq(A, np.asarray(energies, float), rcond=None)[0]
+    return {el: float(v) for el, v in zip(elements, x)}

@@ -1,0 +1,251 @@
+"""NNH-MD forces: energy and forces from the neural-network Hamiltonian itself.
+
+    E(R) = Ω_band(R) + E_rem(R),    Ω_band = Σ_n f_n ε_n − T S_el   (Mermin free energy, Fermi smearing kT)
+
+ε_n solve H(R) c = ε S(R) c with the model's Γ-point H and the analytic overlap S of the reference
+basis. With ρ = Σ f_n c_n c_nᵀ and W = Σ f_n ε_n c_n c_nᵀ held fixed, the surrogate
+
+    E_s(R) = Tr(ρ H(R)) − Tr(W S(R))
+
+has exactly the gradient of Ω_band (Hellmann–Feynman plus the Pulay term of the non-orthogonal basis;
+no back-propagation through the eigensolver), so forces are −∂E_s/∂R: the H part by autograd through
+the model, the S part from the analytic <∂φ|φ> integrals. Stress uses the same surrogate under a
+homogeneous strain (H part by autograd, S part by a central difference of S, step 1e-5). E_rem is a
+short-range MLFF fitted to the reference minus the band terms (:func:`fit_remainder`). Units: eV, Å.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from ase import Atoms
+
+from ..electronic import eigh
+from ..orbitals import BasisFunctions
+from ..overlap import overlap_gradient, overlap_matrix
+
+KB_EV = 8.617333262e-5  # eV/K
+
+
+def fermi_occupations(eps: np.ndarray, n_electrons: float, kT: float) -> tuple[np.ndarray, float, float]:
+    """Occupations f_n ∈ [0, 2] (spin-unpolarised), chemical potential μ (eV) and the electronic entropy
+    term T·S_el (eV). ``kT`` in eV; ``kT = 0`` fills the lowest n_electrons/2 levels (μ mid-gap)."""
+    eps = np.asarray(eps, float)
+    nocc = n_electrons / 2
+    if kT <= 0:
+        k = int(round(nocc))
+        f = np.zeros_like(eps)
+        f[:k] = 2.0
+        mu = 0.5 * (eps[k - 1] + eps[k]) if 0 < k < len(eps) else float(eps[max(k - 1, 0)])
+        return f, float(mu), 0.0
+    lo, hi = eps.min() - 20 * kT, eps.max() + 20 * kT
+    occ = lambda mu: 2.0 * _fermi((eps - mu) / kT)
+    for _ in range(200):  # bisection: robust for any spectrum
+        mu = 0.5 * (lo + hi)
+        if occ(mu).sum() < n_electrons:
+            lo = mu
+        else:
+            hi = mu
+    f = occ(mu)
+    p = np.clip(f / 2, 1e-300, 1.0)
+    q = np.clip(1 - f / 2, 1e-300, 1.0)
+    TS = -kT * 2.0 * float(np.sum(p * np.log(p) + q * np.log(q)))
+    return f, float(mu), TS
+
+
+def _fermi(x: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 - np.tanh(0.5 * x))  # = 1/(1+e^x), without overflow
+
+
+def density_matrices(C: np.ndarray, eps: np.ndarray, f: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """ρ = C diag(f) Cᵀ and the energy-weighted W = C diag(f ε) Cᵀ (only occupied columns are used)."""
+    occ = f > 1e-14
+    Co = C[:, occ]
+    return (Co * f[occ]) @ Co.T, (Co * (f[occ] * eps[occ])) @ Co.T
+
+
+def pulay_forces(W: np.ndarray, G: np.ndarray, orbital_offsets: np.ndarray) -> np.ndarray:
+    """+Tr(W ∂S/∂R_C) per atom (eV/Å) from G[x,a,b] = <∂_x φ_a|φ_b>: ∂S_ab/∂R_C = G_ab (δ_CB − δ_CA)."""
+    atom_of_orb = np.repeat(np.arange(len(orbital_offsets) - 1), np.diff(orbital_offsets))
+    per_b = np.einsum("ab,xab->bx", W, G)  # Σ_a W_ab G_x,ab  (derivative through φ_b's centre)
+    per_a = np.einsum("ab,xab->ax", W, G)
+    out = np.zeros((len(orbital_offsets) - 1, 3))
+    np.add.at(out, atom_of_orb, per_b - per_a)
+    return out
+
+
+class NNHModel:
+    """Band energy of a Hamiltonian model + optional remainder MLFF; ``evaluate`` like the MLFF's."""
+
+    def __init__(self, hamiltonian_model, remainder=None, kT: float = 0.0, path: str | None = None):
+        self.h = hamiltonian_model
+        self.remainder = remainder
+        self.kT = float(kT)
+        self.path = path
+        ref = self.h.info.get("reference") or {}
+        if ref.get("engine") != "tblite":
+            raise ValueError("NNH forces need the analytic basis of a tblite-trained Hamiltonian model")
+        self.method = ref["method"]
+        self._bf: dict = {}
+
+    def basis_functions(self, atoms: Atoms) -> BasisFunctions:
+        key = tuple(sorted(set(atoms.get_chemical_symbols())))
+        if key not in self._bf:
+            self._bf[key] = BasisFunctions.tblite(self.method, key)
+        return self._bf[key]
+
+    def band_terms(self, atoms: Atoms, stress: bool = False) -> dict:
+        """Ω_band (eV), its forces (eV/Å), optionally stress (eV/Å³), and the electronic extras."""
+        from ..training.hamiltonian import model_electrons
+
+        bf = self.basis_functions(atoms)
+        d = self.h.prepare([atoms])
+        d["positions"] = d["positions"].detach().requires_grad_(True)
+        if stress:
+            d["strain"] = torch.zeros(1, 3, 3, dtype=d["positions"].dtype, requires_grad=True)
+        H_t = self.h.matrices(self.h(d), d)[0]
+        H = H_t.detach().cpu().numpy().astype(float)
+        if not np.all(np.isfinite(H)):
+            raise FloatingPointError("the model Hamiltonian contains NaN/inf")
+        S = overlap_matrix(bf, atoms)
+        eps, C = eigh(H, S)
+        n_el = model_electrons(self.h, atoms)
+        f, mu, TS = fermi_occupations(eps, n_el, self.kT)
+        rho, W = density_matrices(C, eps, f)
+        surrogate = (torch.as_tensor(rho, dtype=H_t.dtype) * H_t).sum()
+        wrt = [d["positions"]] + ([d["strain"]] if stress else [])
+        grads = torch.autograd.grad(surrogate, wrt)
+        offs = bf.basis.orbital_offsets(atoms.numbers)
+        forces = -grads[0].cpu().numpy().astype(float) + pulay_forces(W, overlap_gradient(bf, atoms), offs)
+        nocc = int(round(n_el / 2))
+        out = {"energy": float(np.dot(f, eps) - TS), "forces": forces,
+               "extras": {"vbm_eV": float(eps[nocc - 1]), "cbm_eV": float(eps[nocc]),
+                          "gap_eV": float(eps[nocc] - eps[nocc - 1]), "mu_eV": mu,
+                          "band_energy_eV": float(np.dot(f, eps))}}
+        if stress:
+            V = atoms.get_volume()
+            dH = grads[1][0].cpu().numpy().astype(float)
+            dS = np.zeros((3, 3))
+            h = 1e-5
+            for p in range(3):
+                for q in range(3):
+                    e = np.zeros((3, 3))
+                    e[p, q] = h
+                    tr = []
+                    for sgn in (1, -1):
+                        b = atoms.copy()
+                        b.set_cell(atoms.cell.array @ (np.eye(3) + sgn * e), scale_atoms=True)
+                        tr.append(np.sum(W * overlap_matrix(bf, b)))
+                    dS[p, q] = (tr[0] - tr[1]) / (2 * h)
+            s = dH - dS
+            out["stress"] = 0.5 * (s + s.T) / V
+        return out
+
+    def evaluate(self, atoms: Atoms, stress: bool | None = None) -> dict:
+        stress = bool(np.all(atoms.pbc)) if stress is None else stress
+        out = self.band_terms(atoms, stress)
+        if self.remainder is not None:
+            rem = self.remainder.evaluate(atoms, stress=stress)
+            out["energy"] += rem["energy"]
+            out["forces"] = out["forces"] + rem["forces"]
+            if stress:
+                out["stress"] = out["stress"] + rem["stress"]
+        return out
+
+
+def save_nnh_model(path, hamiltonian_path, remainder_path=None, kT: float = 0.0) -> Path:
+    """One file holding the Hamiltonian model, the remainder MLFF and the smearing (kT in eV)."""
+    from ..training.common import atomic_save
+
+    load = lambda p: torch.load(p, map_location="cpu", weights_only=False)
+    state = {"kind": "nnh", "hamiltonian": load(hamiltonian_path), "kT_eV": float(kT),
+             "remainder": load(remainder_path) if remainder_path else None,
+             "units": {"energy": "eV", "length": "Å", "forces": "eV/Å"}}
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    atomic_save(state, Path(path))
+    return Path(path)
+
+
+def load_nnh_model(path, device: str = "auto") -> NNHModel:
+    import tempfile
+
+    from ..training.forcefield import load_forcefield_model
+    from ..training.hamiltonian import load_hamiltonian_model
+
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    if state.get("kind") != "nnh":
+        raise ValueError(f"{path}: not an n2amd NNH model file")
+    with tempfile.TemporaryDirectory() as tmp:  # the part loaders read files; reuse them
+        torch.save(state["hamiltonian"], Path(tmp) / "h.pt")
+        hm = load_hamiltonian_model(Path(tmp) / "h.pt", device="cpu")
+        rem = None
+        if state.get("remainder") is not None:
+            torch.save(state["remainder"], Path(tmp) / "r.pt")
+            rem = load_forcefield_model(Path(tmp) / "r.pt", device="cpu", dtype="float64")
+    return NNHModel(hm, rem, state["kT_eV"], str(path))
+
+
+NNH_DEFAULTS: dict = {
+    "hamiltonian": None,  # model.pt from 'n2amd train hamiltonian' (tblite reference)
+    "data": None,  # n2amd dataset with energy/forces/stress labels from the same reference
+    "kT_eV": 0.0,  # Fermi smearing (eV); 0 = fixed integer occupations (insulators)
+    "remainder": {"model": {"r_cut": 4.0, "layers": 2, "hidden": "16x0e+8x1o+4x2e"},
+                  "train": {"epochs": 100, "batch_size": 2, "early_stopping": 20}},
+    "output": "runs/nnh",
+}
+
+
+def residual_dataset(nnh: NNHModel, data, out_path, progress: bool = True) -> Path:
+    """The reference labels minus the band terms of ``nnh`` (energy, forces, stress): what the
+    remainder MLFF has to learn. Written as an n2amd dataset next to the output."""
+    import json
+
+    from tqdm.auto import tqdm
+
+    from ..data import h5format
+
+    with h5format.open_dataset(data) as f:
+        engine = json.loads(f.attrs["engine"])
+        items = [(i, h5format.read_atoms(f["frames"][h5format.frame_key(i)]),
+                  h5format.read_frame(f["frames"][h5format.frame_key(i)], ("energy", "forces", "stress")))
+                 for i in h5format.frame_ids(f)]
+    with h5format.create_dataset(out_path, engine={**engine, "residual_of": "NNH band energy"}, basis_json=None,
+                                 overwrite=True) as g:
+        for i, atoms, lab in tqdm(items, desc="band terms", unit="frame", disable=not progress):
+            periodic = bool(np.all(atoms.pbc)) and "stress" in lab
+            band = nnh.band_terms(atoms, stress=periodic)
+            res = {"energy": np.asarray(float(lab["energy"]) - band["energy"]), "forces": lab["forces"] - band["forces"]}
+            if periodic:
+                res["stress"] = lab["stress"] - band["stress"]
+            h5format.write_structure(g, i, atoms, source="residual")
+            h5format.write_labels(g, i, res, fold="none")
+    return Path(out_path)
+
+
+def fit_remainder(cfg: dict, progress: bool = True) -> Path:
+    """``n2amd train nnh``: band terms of the Hamiltonian model on the data, an MLFF fitted to the rest,
+    both saved as one NNH model file (OUTPUT/model.pt)."""
+    from ..config import merge
+    from ..training.forcefield import DEFAULTS as FF_DEFAULTS
+    from ..training.forcefield import train_forcefield
+    from ..training.hamiltonian import load_hamiltonian_model
+
+    for key in ("hamiltonian", "data"):
+        if not cfg.get(key):
+            raise ValueError(f"NNH training needs '{key}:' (a path) in the config or --set {key}=...")
+    out = Path(cfg["output"])
+    out.mkdir(parents=True, exist_ok=True)
+    hm = load_hamiltonian_model(cfg["hamiltonian"], device="cpu")
+    nnh = NNHModel(hm, None, float(cfg["kT_eV"]))
+    resid = out / "residual.h5"
+    if not resid.exists():  # the band terms are the slow part: computed once, kept for resumed runs
+        residual_dataset(nnh, cfg["data"], out / "residual.tmp.h5", progress)
+        (out / "residual.tmp.h5").rename(resid)
+    import copy
+
+    ff_cfg = copy.deepcopy(FF_DEFAULTS)
+    merge(ff_cfg, cfg["remainder"], "remainder")
+    ff_cfg.update({"data": str(resid), "output": str(out / "remainder")})
+    rem_path = train_forcefield(ff_cfg, progress)
+    return save_nnh_model(out / "model.pt", cfg["hamiltonian"], rem_path, float(cfg["kT_eV"]))

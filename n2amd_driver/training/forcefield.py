@@ -1,0 +1,233 @@
+"""``n2amd train forcefield config.yaml``: fit the equivariant MLFF to reference energies, forces, stress.
+
+Loss = w_E · MSE(E/N) [eV²/atom²] + w_F · MSE(F) [eV²/Å²] + w_S · MSE(σ) [eV²/Å⁶], on the [A] datasets.
+AdamW, plateau schedule, EMA, early stopping on the validation loss, seeds, checkpoints every epoch (re-run
+to resume), progress bar with live MAEs, ``metrics.csv``. Optional sharpness-aware minimisation
+(``train.sam_rho`` > 0, the Allegro-Legato recipe): the gradient is taken at w + ρ g/|g| and the step is
+made from w, which favours flat minima and more robust MD. ``model.pt`` holds the best EMA weights with
+the full config, units and reference; load it with :func:`load_forcefield_model`.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .common import (MetricsLog, atomic_save, load_checkpoint, make_optimizer, pick_device, save_checkpoint,
+                     seed_everything)
+
+DEFAULTS: dict = {
+    "data": None,  # n2amd HDF5 dataset with energy + forces (+ stress) labels
+    "split": {"fractions": [0.9, 0.1, 0.0], "seed": 0},  # train / validation / test
+    "model": {"r_cut": 5.0, "layers": 3, "lmax_sh": 2, "num_basis": 8, "hidden": "32x0e+8x1o+8x1e+4x2e+4x2o"},
+    "dtype": "float32",  # float32 | float64
+    "device": "auto",
+    "train": {
+        "epochs": 300, "batch_size": 4, "lr": 5e-3, "weight_decay": 0.0,
+        "plateau_factor": 0.5, "plateau_patience": 10, "min_lr": 1e-5,
+        "early_stopping": 40, "ema": 0.99,
+        "energy_weight": 1.0,  # on (E/N)², eV²
+        "force_weight": 1.0,  # on F², eV²/Å²
+        "stress_weight": 100.0,  # on σ², eV²/Å⁶ (stress values are ~1e-2 eV/Å³)
+        "sam_rho": 0.0,  # > 0: sharpness-aware minimisation with this radius
+        "seed": 0,
+    },
+    "output": "runs/forcefield",
+}
+
+UNITS = {"energy": "eV", "length": "Å", "forces": "eV/Å", "stress": "eV/Å^3 (ASE sign)"}
+
+
+def load_frames(path) -> tuple[list[dict], dict]:
+    """Structures with energy (eV), forces (eV/Å) and, if labelled, stress (eV/Å³) from an n2amd dataset."""
+    from ..data import h5format
+
+    frames = []
+    with h5format.open_dataset(path) as f:
+        engine = json.loads(f.attrs["engine"])
+        for i in h5format.frame_ids(f):
+            g = f["frames"][h5format.frame_key(i)]
+            if "forces" not in g:
+                raise ValueError(f"{path}: frame {i} has no force labels")
+            frames.append({"atoms": h5format.read_atoms(g), "energy": float(g["energy"][()]),
+                           "forces": np.asarray(g["forces"][()]),
+                           "stress": np.asarray(g["stress"][()]) if "stress" in g else None})
+    return frames, engine
+
+
+def _targets(chunk, device, dtype) -> dict:
+    t = lambda x: torch.as_tensor(np.asarray(x), dtype=dtype, device=device)
+    natoms = t([len(fr["atoms"]) for fr in chunk])
+    out = {"energy": t([fr["energy"] for fr in chunk]), "natoms": natoms,
+           "forces": t(np.concatenate([fr["forces"] for fr in chunk]))}
+    if all(fr["stress"] is not None and np.all(fr["atoms"].pbc) for fr in chunk):
+        out["stress"] = t(np.stack([fr["stress"] for fr in chunk]))
+    return out
+
+
+def loss_terms(model, chunk, device, weights: dict | None = None) -> tuple[torch.Tensor, dict]:
+    """Weighted loss of a batch and its parts (eV-based squared errors)."""
+    dtype = model.shift.dtype
+    y = _targets(chunk, device, dtype)
+    d = model.prepare([fr["atoms"] for fr in chunk], device)
+    out = model(d, forces=True, stress="stress" in y)
+    parts = {"energy": (((out["energy"] - y["energy"]) / y["natoms"]) ** 2).mean(),
+             "forces": ((out["forces"] - y["forces"]) ** 2).mean()}
+    if "stress" in y:
+        parts["stress"] = ((out["stress"] - y["stress"]) ** 2).mean()
+    w = weights or {}
+    loss = sum(float(w.get(f"{k}_weight", 1.0)) * v for k, v in parts.items())
+    return loss, parts
+
+
+def evaluate(model, frames, batch_size: int, device) -> dict:
+    """MAEs: energy (meV/atom), forces (meV/Å), stress (meV/Å³)."""
+    de, df, ds = [], [], []
+    for k in range(0, len(frames), batch_size):
+        chunk = frames[k : k + batch_size]
+        d = model.prepare([fr["atoms"] for fr in chunk], device)
+        y = _targets(chunk, device, model.shift.dtype)
+        out = model(d, forces=True, stress="stress" in y)
+        de += (((out["energy"] - y["energy"]) / y["natoms"]).abs()).tolist()
+        df.append((out["forces"] - y["forces"]).abs().detach().reshape(-1).cpu())
+        if "stress" in y:
+            ds.append((out["stress"] - y["stress"]).abs().detach().reshape(-1).cpu())
+    m = lambda x: 1000 * float(torch.cat(x).mean()) if x else float("nan")
+    return {"E_mae_meV_atom": 1000 * float(np.mean(de)), "F_mae_meV_A": m(df), "S_mae_meV_A3": m(ds)}
+
+
+def sam_step(model, opt, chunk, device, t: dict) -> float:
+    """One sharpness-aware step: gradient at w + ρ g/|g|, update applied from w."""
+    rho = float(t["sam_rho"])
+    loss, _ = loss_terms(model, chunk, device, t)
+    params = [p for p in model.parameters() if p.requires_grad]
+    grads = torch.autograd.grad(loss, params, allow_unused=True)
+    norm = torch.sqrt(sum((g**2).sum() for g in grads if g is not None)) + 1e-12
+    eps = [None if g is None else rho * g / norm for g in grads]
+    with torch.no_grad():
+        for p, e in zip(params, eps):
+            if e is not None:
+                p.add_(e)
+    opt.zero_grad()
+    loss_adv, _ = loss_terms(model, chunk, device, t)
+    loss_adv.backward()
+    with torch.no_grad():
+        for p, e in zip(params, eps):
+            if e is not None:
+                p.sub_(e)
+    opt.step()
+    return loss.item()
+
+
+def train_forcefield(cfg: dict, progress: bool = True) -> Path:
+    from tqdm.auto import tqdm
+
+    from ..data.torch_dataset import split_indices
+    from ..models.forcefield import ForceFieldConfig, ForceFieldModel, energy_shifts
+
+    t = cfg["train"]
+    out = Path(cfg["output"])
+    out.mkdir(parents=True, exist_ok=True)
+    dtype = {"float64": torch.float64, "float32": torch.float32}[cfg["dtype"]]
+    torch.set_default_dtype(dtype)
+    device = pick_device(cfg["device"])
+    seed_everything(int(t["seed"]))
+    frames, engine = load_frames(cfg["data"])
+    tr, va, te = split_indices(len(frames), tuple(cfg["split"]["fractions"]), int(cfg["split"]["seed"]))
+    train, val = [frames[i] for i in tr], [frames[i] for i in va] or [frames[i] for i in tr]
+    elements = sorted({el for fr in frames for el in fr["atoms"].get_chemical_symbols()})
+    shifts = energy_shifts([fr["atoms"] for fr in train], np.array([fr["energy"] for fr in train]))
+    scale = float(np.sqrt(np.mean(np.concatenate([fr["forces"].ravel() for fr in train]) ** 2)))
+    nbr = np.mean([_mean_neighbours(fr["atoms"], float(cfg["model"]["r_cut"])) for fr in train[:8]])
+    mcfg = ForceFieldConfig(elements=elements, energy_shift=shifts, energy_scale=scale, avg_neighbours=float(nbr),
+                            **cfg["model"])
+    model = ForceFieldModel(mcfg).to(device=device, dtype=dtype)
+    opt, sched, ema = make_optimizer(model, t)
+    ckpt = out / "checkpoint.pt"
+    start, best, since_best = load_checkpoint(ckpt, model, opt, sched, ema, device)
+    metrics = MetricsLog(out / "metrics.csv")
+    rng = np.random.default_rng(int(t["seed"]) + start)
+    bs = int(t["batch_size"])
+    bar = tqdm(range(start, int(t["epochs"])), desc="train FF", unit="epoch", disable=not progress,
+               initial=start, total=int(t["epochs"]))
+    t0 = time.time()
+    for epoch in bar:
+        model.train()
+        order = rng.permutation(len(train))
+        losses = []
+        for k in range(0, len(order), bs):
+            chunk = [train[i] for i in order[k : k + bs]]
+            if float(t["sam_rho"]) > 0:
+                losses.append(sam_step(model, opt, chunk, device, t))
+            else:
+                loss, _ = loss_terms(model, chunk, device, t)
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                losses.append(loss.item())
+            ema.update(model)
+        model.eval()
+        raw = ema.swap_into(model)
+        ev = evaluate(model, val, bs, device)
+        # validation score in the loss's own weighting, with MAEs in eV-based units
+        score = float(t["energy_weight"]) * ev["E_mae_meV_atom"] + float(t["force_weight"]) * ev["F_mae_meV_A"]
+        if score < best:
+            best, since_best = score, 0
+            save_model(model, out / "model.pt", cfg, engine, ev, epoch)
+        else:
+            since_best += 1
+        model.load_state_dict(raw)
+        sched.step(score)
+        row = {"epoch": epoch, "train_loss": float(np.mean(losses)), "lr": opt.param_groups[0]["lr"],
+               **{f"val_{k}": v for k, v in ev.items()}, "seconds": round(time.time() - t0, 1)}
+        metrics.write(row)
+        bar.set_postfix(E=f"{ev['E_mae_meV_atom']:.2f}meV/at", F=f"{ev['F_mae_meV_A']:.1f}meV/Å",
+                        lr=f"{row['lr']:.1e}")
+        save_checkpoint(ckpt, model, opt, sched, ema, epoch, best, since_best)
+        if since_best >= int(t["early_stopping"]):
+            bar.write(f"[n2amd] early stopping at epoch {epoch}: no validation improvement for {since_best} epochs")
+            break
+    bar.close()
+    (out / "split.json").write_text(json.dumps({"train": tr.tolist(), "validation": va.tolist(), "test": te.tolist()}))
+    return out / "model.pt"
+
+
+def _mean_neighbours(atoms, r_cut: float) -> float:
+    from ..graph import graph_from_atoms
+
+    return graph_from_atoms(atoms, r_cut).num_edges / max(len(atoms), 1)
+
+
+def save_model(model, path: Path, cfg: dict, engine: dict, metrics: dict, epoch: int) -> None:
+    from .. import __version__
+
+    atomic_save({"kind": "forcefield", "config": model.config.to_dict(), "state_dict": model.state_dict(),
+                 "dtype": str(model.shift.dtype).replace("torch.", ""), "units": UNITS, "reference": engine,
+                 "training": cfg, "validation": metrics, "epoch": epoch, "package_version": __version__}, path)
+
+
+def load_forcefield_model(path, device: str = "auto", dtype: str | None = None):
+    """Load a model file written by training: ``ff = load_forcefield_model("model.pt")``.
+    ``dtype`` ("float32"/"float64") overrides the trained precision (e.g. float64 for tight checks)."""
+    from ..models.forcefield import ForceFieldConfig, ForceFieldModel
+
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:
+        raise ValueError(f"{path}: not a readable model file: {exc}") from None
+    if not isinstance(state, dict) or state.get("kind") != "forcefield":
+        raise ValueError(f"{path}: not an n2amd force-field model file")
+    dt = getattr(torch, dtype or state["dtype"])
+    prev = torch.get_default_dtype()
+    torch.set_default_dtype(dt)
+    try:
+        model = ForceFieldModel(ForceFieldConfig(**state["config"]))
+    finally:
+        torch.set_default_dtype(prev)
+    model.load_state_dict({k: v.to(dt) if v.is_floating_point() else v for k, v in state["state_dict"].items()})
+    model.to(device=pick_device(device), dtype=dt).eval()
+    model.info = {k: state.get(k) for k in ("reference", "validation", "epoch", "units", "package_version")}
+    return model

@@ -1,0 +1,261 @@
+"""The MLFF and NNH forces: derivatives, symmetries, locality, training (plain and SAM), ASE calculator."""
+import csv
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from ase import Atoms
+from ase.build import bulk, molecule
+
+from n2amd_driver import N2AMDCalculator
+from n2amd_driver.models.forcefield import ForceFieldConfig, ForceFieldModel
+from n2amd_driver.models.nnh import NNHModel, density_matrices, fermi_occupations
+from n2amd_driver.structure import rotate_atoms
+
+from .conftest import random_orthogonal
+
+N2AMD = [sys.executable, "-m", "n2amd_driver.cli"]
+
+
+@pytest.fixture(scope="module")
+def ff():
+    torch.set_default_dtype(torch.float64)
+    torch.manual_seed(0)
+    cfg = ForceFieldConfig(elements=["Si", "O", "H"], hidden="16x0e+8x1o+4x1e+4x2e", layers=2,
+                           energy_shift={"Si": -50.0, "O": -20.0, "H": -10.0}, energy_scale=0.7)
+    return ForceFieldModel(cfg).double().eval()
+
+
+def skewed_si():
+    a = bulk("Si", "diamond", 5.43, cubic=True)
+    a.set_cell(a.cell.array @ np.array([[1.0, 0.04, 0.0], [0.03, 0.98, 0.05], [0.0, -0.02, 1.03]]), scale_atoms=True)
+    a.rattle(0.08, seed=11)
+    return a
+
+
+def fd_energy(model, atoms, i, x, h=1e-5):
+    e = []
+    for s in (1, -1):
+        b = atoms.copy()
+        b.positions[i, x] += s * h
+        e.append(model.evaluate(b, stress=False)["energy"])
+    return -(e[0] - e[1]) / (2 * h)
+
+
+def fd_stress(model, atoms, p, q, h=1e-5):
+    e = []
+    for s in (1, -1):
+        E = np.zeros((3, 3))
+        E[p, q] = s * h
+        b = atoms.copy()
+        b.set_cell(atoms.cell.array @ (np.eye(3) + E), scale_atoms=True)
+        e.append(model.evaluate(b, stress=False)["energy"])
+    return (e[0] - e[1]) / (2 * h) / atoms.get_volume()
+
+
+def test_forces_are_minus_energy_gradient_and_stress_is_strain_derivative(ff):
+    a = skewed_si()
+    r = ff.evaluate(a)
+    assert np.abs(r["forces"]).max() > 1e-2  # a non-trivial check
+    for i, x in [(0, 0), (3, 1), (7, 2)]:
+        assert r["forces"][i, x] == pytest.approx(fd_energy(ff, a, i, x), rel=1e-6, abs=1e-8)
+    S = np.array([[fd_stress(ff, a, p, q) for q in range(3)] for p in range(3)])
+    np.testing.assert_allclose(r["stress"], 0.5 * (S + S.T), rtol=1e-6, atol=1e-9)
+    assert r["energy"] == pytest.approx(r["energies"].sum(), rel=1e-12)
+
+
+@pytest.mark.parametrize("improper", [False, True])
+def test_rotation_translation_permutation(ff, improper):
+    a = skewed_si()
+    r = ff.evaluate(a)
+    Q = random_orthogonal(5 + improper, improper)
+    b = rotate_atoms(a, Q, (0.7, -1.1, 2.3))
+    rb = ff.evaluate(b)
+    assert rb["energy"] == pytest.approx(r["energy"], rel=1e-12)
+    np.testing.assert_allclose(rb["forces"], r["forces"] @ Q.T, atol=1e-10)
+    np.testing.assert_allclose(rb["stress"], Q @ r["stress"] @ Q.T, atol=1e-10)
+    perm = np.random.default_rng(2).permutation(len(a))
+    rp = ff.evaluate(a[perm])
+    assert rp["energy"] == pytest.approx(r["energy"], rel=1e-12)
+    np.testing.assert_allclose(rp["forces"], r["forces"][perm], atol=1e-10)
+
+
+def test_far_apart_fragments_are_additive(ff):
+    w, s = molecule("H2O"), molecule("SiH4")
+    w.rattle(0.05, seed=1)
+    both = w + Atoms(s.numbers, s.positions + [20.0, 0, 0])
+    e = ff.evaluate(both, stress=False)
+    assert e["energy"] == pytest.approx(ff.evaluate(w)["energy"] + ff.evaluate(s)["energy"], rel=1e-12)
+    np.testing.assert_allclose(e["forces"][:3], ff.evaluate(w)["forces"], atol=1e-12)
+
+
+def test_energy_and_forces_vanish_smoothly_at_cutoff(ff):
+    rc = ff.config.r_cut
+    iso = 2 * ff.evaluate(Atoms("Si", positions=[[0, 0, 0]]))["energy"]
+
+    def dimer(r):
+        out = ff.evaluate(Atoms("Si2", positions=[[0, 0, 0], [r, 0, 0]]))
+        return out["energy"] - iso, out["forces"][1, 0]
+
+    e_in, f_in = zip(*[dimer(rc - d) for d in (0.2, 0.1, 0.05, 0.02)])
+    assert all(abs(x) > 0 for x in e_in)
+    # the envelope has zero value, slope and curvature at r_c: E ~ δ³ and F ~ δ² as δ → 0
+    assert abs(e_in[3]) < abs(e_in[2]) < abs(e_in[1]) < abs(e_in[0])
+    assert abs(e_in[3] / e_in[2]) < (0.02 / 0.05) ** 2.5 and abs(f_in[3] / f_in[2]) < (0.02 / 0.05) ** 1.5
+    e_out, f_out = dimer(rc + 1e-6)
+    assert e_out == 0.0 and f_out == 0.0
+
+
+def test_wrapping_atoms_into_the_cell_changes_nothing(ff):
+    a = skewed_si()
+    a.positions[2] += a.cell[0] * 2 - a.cell[1]
+    a.positions[5] -= a.cell[2]
+    r = ff.evaluate(a)
+    b = a.copy()
+    b.wrap()
+    rb = ff.evaluate(b)
+    assert rb["energy"] == pytest.approx(r["energy"], rel=1e-12)
+    np.testing.assert_allclose(rb["forces"], r["forces"], atol=1e-10)
+    np.testing.assert_allclose(rb["stress"], r["stress"], atol=1e-12)
+
+
+def test_unknown_element_is_named(ff):
+    with pytest.raises(ValueError, match="element Ga is not in this force field"):
+        ff.evaluate(bulk("GaAs", "zincblende", 5.65))
+
+
+def test_ase_calculator_md_and_nonfinite_guard(ff):
+    from ase.md.verlet import VelocityVerlet
+    from ase.units import fs
+
+    a = skewed_si()
+    a.calc = N2AMDCalculator(ff)
+    assert a.get_stress().shape == (6,)
+    np.testing.assert_allclose(a.get_stress(voigt=False), ff.evaluate(a)["stress"], atol=1e-12)
+    assert a.get_potential_energies().shape == (8,)
+    a.set_momenta(np.zeros((8, 3)))
+    VelocityVerlet(a, 0.5 * fs).run(5)
+    assert np.all(np.isfinite(a.positions))
+
+    class Broken:
+        def evaluate(self, atoms, stress=False):
+            return {"energy": 0.0, "forces": np.full((len(atoms), 3), np.nan)}
+
+    b = skewed_si()
+    b.calc = N2AMDCalculator(Broken())
+    with pytest.raises(FloatingPointError, match="non-finite"):
+        b.get_forces()
+
+
+def test_fermi_occupations_and_density_matrices():
+    eps = np.array([-3.0, -2.0, -1.0, -1.0 + 1e-3, 0.5, 2.0])
+    for kT in (0.0, 0.05, 0.3):
+        f, mu, TS = fermi_occupations(eps, 6.0, kT)
+        assert f.sum() == pytest.approx(6.0, abs=1e-10) and np.all((f >= 0) & (f <= 2))
+        assert (TS == 0.0) if kT == 0 else (TS > 0)
+    f, mu, TS = fermi_occupations(eps, 4.0, 1e-4)
+    np.testing.assert_allclose(f, [2, 2, 0, 0, 0, 0], atol=1e-8)
+    C = np.linalg.qr(np.random.default_rng(0).normal(size=(6, 6)))[0]
+    rho, W = density_matrices(C, eps, f)
+    assert np.trace(rho) == pytest.approx(4.0) and np.trace(W) == pytest.approx(2 * (-3.0 - 2.0))
+
+
+@pytest.fixture(scope="module")
+def tiny_dataset(tmp_path_factory):
+    from n2amd_driver.data.generate import generate, load_config
+
+    path = tmp_path_factory.mktemp("ff") / "si.h5"
+    cfg = load_config(None, {"sampling": {"method": "rattle", "temperatures": [300, 900], "strains": [0.0, 0.01],
+                                          "frames_per_condition": 2},
+                             "label": {"method": "GFN1-xTB"}})
+    assert generate(cfg, path, workers=1, progress=False).done == 8
+    return path
+
+
+def test_train_forcefield_resume_and_sam(tiny_dataset, tmp_path):
+    from n2amd_driver.training.forcefield import load_forcefield_model
+
+    out = tmp_path / "ff"
+    common = ["train", "forcefield", "--set", f"data={tiny_dataset}", "--set", f"output={out}",
+              "--set", "model.hidden=8x0e+4x1o", "--set", "model.layers=1", "--set", "train.sam_rho=0.05",
+              "--set", "split.fractions=[0.75,0.25,0.0]"]
+    r = subprocess.run(N2AMD + common + ["--set", "train.epochs=3"], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    assert "train FF" in r.stderr and "meV/Å" in r.stderr
+    r = subprocess.run(N2AMD + common + ["--set", "train.epochs=4"], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    rows = list(csv.DictReader(open(out / "metrics.csv")))
+    assert [int(x["epoch"]) for x in rows] == [0, 1, 2, 3]  # resumed, not restarted
+    assert float(rows[-1]["val_F_mae_meV_A"]) < float(rows[0]["val_F_mae_meV_A"])  # it learns
+    model = load_forcefield_model(out / "model.pt")
+    assert model.info["units"]["forces"] == "eV/Å" and model.info["reference"]["method"] == "GFN1-xTB"
+    assert model.shift.dtype == torch.float32  # float32 by default
+    a = bulk("Si", "diamond", 5.43, cubic=True)
+    a.calc = N2AMDCalculator(out / "model.pt")
+    assert np.abs(a.get_forces()).max() < 1e-4  # perfect crystal: forces vanish by symmetry
+
+
+def test_sam_step_uses_the_perturbed_gradient(tiny_dataset):
+    """With SAM the update direction is the gradient at w + ρ g/|g|, not at w."""
+    from n2amd_driver.training.forcefield import DEFAULTS, load_frames, loss_terms, sam_step
+
+    torch.set_default_dtype(torch.float64)
+    frames, _ = load_frames(tiny_dataset)
+    t = {**DEFAULTS["train"], "sam_rho": 0.5}
+    grads = {}
+    for name in ("plain", "sam"):
+        torch.manual_seed(0)
+        m = ForceFieldModel(ForceFieldConfig(elements=["Si"], hidden="8x0e+4x1o", layers=1,
+                                             energy_shift={"Si": -40.0})).double().train()
+        opt = torch.optim.SGD(m.parameters(), lr=1e-3)
+        w0 = [p.detach().clone() for p in m.parameters()]
+        if name == "sam":
+            sam_step(m, opt, frames[:2], "cpu", t)
+        else:
+            loss, _ = loss_terms(m, frames[:2], "cpu", t)
+            opt.zero_grad(), loss.backward(), opt.step()
+        grads[name] = torch.cat([(a - p.detach()).reshape(-1) for a, p in zip(w0, m.parameters())])
+    cos = torch.dot(grads["plain"], grads["sam"]) / (grads["plain"].norm() * grads["sam"].norm())
+    assert 0.0 < cos < 0.999999  # a different but related direction
+
+
+def test_nnh_forces_and_stress_match_finite_differences(tmp_path, tiny_dataset):
+    """NNH energy = band free energy of a Hamiltonian model + remainder MLFF; forces and stress from the
+    surrogate Tr(ρH) − Tr(WS) equal finite differences of that energy (with and without smearing)."""
+    from n2amd_driver.engines import get_engine
+    from n2amd_driver.models.hamiltonian import HamiltonianConfig, HamiltonianModel
+    from n2amd_driver.training.hamiltonian import save_model
+
+    torch.set_default_dtype(torch.float64)
+    torch.manual_seed(3)
+    basis = get_engine("tblite", method="GFN1-xTB").basis(["Si"])
+    hm = HamiltonianModel(HamiltonianConfig(elements=["Si"], basis_json=basis.to_json(), r_block=5.0, layers=1,
+                                            onsite_shift={"Si": [-14, -6, -6, -6, -1, -1, -1, -1, -1]})).eval()
+    hpath = tmp_path / "h.pt"
+    save_model(hm, hpath, {"valence_electrons": {"Si": 4.0}}, {"engine": "tblite", "method": "GFN1-xTB"}, {}, 0)
+    r = subprocess.run(N2AMD + ["train", "nnh", "--set", f"hamiltonian={hpath}", "--set", f"data={tiny_dataset}",
+                                "--set", f"output={tmp_path / 'nnh'}", "--set", "kT_eV=0.05",
+                                "--set", "remainder={train: {epochs: 2}, model: {hidden: 8x0e+4x1o, layers: 1}}"],
+                       capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr
+    calc = N2AMDCalculator(tmp_path / "nnh" / "model.pt")
+    nnh = calc.model
+    assert isinstance(nnh, NNHModel) and nnh.remainder is not None and nnh.kT == 0.05
+    a = bulk("Si", "diamond", 5.43, cubic=True)
+    a.rattle(0.05, seed=2)
+    res = nnh.evaluate(a)
+    band = nnh.band_terms(a, stress=False)
+    assert res["energy"] != pytest.approx(band["energy"])  # the remainder contributes
+    for i, x in [(0, 0), (5, 2)]:
+        assert res["forces"][i, x] == pytest.approx(fd_energy(nnh, a, i, x, 1e-4), rel=1e-5, abs=1e-5)
+    for p, q in [(0, 0), (1, 2)]:
+        assert res["stress"][p, q] == pytest.approx(fd_stress(nnh, a, p, q, 1e-4), rel=1e-5, abs=1e-6)
+    a.calc = calc
+    a.get_forces()
+    assert calc.extras["gap_eV"] > 0 and "vbm_eV" in calc.extras
+    for kT in (0.0,):  # integer occupations: same identity
+        m0 = NNHModel(nnh.h, None, kT)
+        f = m0.evaluate(a, stress=False)["forces"]
+        assert f[3, 1] == pytest.approx(fd_energy(m0, a, 3, 1, 1e-4), rel=1e-5, abs=1e-5)
