@@ -1,0 +1,101 @@
+"""Short ASE MD runs that judge a force model: NVE energy drift and time to failure.
+
+Both take any ASE calculator (the package's :class:`~n2amd_driver.calculator.N2AMDCalculator` or a
+reference engine). Units: temperature K, time fs, energies eV.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from ase import Atoms, units
+
+
+@dataclass
+class NVEResult:
+    time_fs: np.ndarray
+    total_eV: np.ndarray  # total energy per atom (eV/atom)
+    temperature_K: np.ndarray
+    drift_meV_atom_ps: float  # slope of a straight-line fit of the total energy per atom
+    fluctuation_meV_atom: float  # standard deviation of the total energy per atom about that line
+
+    def as_dict(self) -> dict:
+        return {"drift_meV_atom_ps": self.drift_meV_atom_ps, "fluctuation_meV_atom": self.fluctuation_meV_atom,
+                "mean_temperature_K": float(np.mean(self.temperature_K)), "duration_ps": float(self.time_fs[-1] / 1000)}
+
+
+def nve_drift(atoms: Atoms, calc, temperature_K: float = 300.0, steps: int = 5000, dt_fs: float = 1.0,
+              every: int = 10, seed: int = 0, progress: bool = False) -> NVEResult:
+    """Velocity-Verlet NVE from Maxwell–Boltzmann velocities at ``temperature_K`` (zero total momentum)."""
+    from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
+    from ase.md.verlet import VelocityVerlet
+    from tqdm.auto import tqdm
+
+    atoms = atoms.copy()
+    atoms.calc = calc
+    MaxwellBoltzmannDistribution(atoms, temperature_K=temperature_K, rng=np.random.default_rng(seed))
+    Stationary(atoms)
+    md = VelocityVerlet(atoms, dt_fs * units.fs)
+    n = len(atoms)
+    t, e, T = [], [], []
+
+    def record():
+        t.append(md.nsteps * dt_fs)
+        e.append(atoms.get_total_energy() / n)
+        T.append(atoms.get_temperature())
+
+    record()
+    bar = tqdm(total=steps, desc="NVE", unit="step", disable=not progress)
+    for _ in range(steps // every):
+        md.run(every)
+        record()
+        bar.update(every)
+    bar.close()
+    t, e = np.array(t), np.array(e)
+    slope, icpt = np.polyfit(t / 1000, e, 1)
+    return NVEResult(t, e, np.array(T), 1000 * float(slope), 1000 * float(np.std(e - (slope * t / 1000 + icpt))))
+
+
+@dataclass
+class FailureResult:
+    time_fs: float  # time of failure, or the run length if none
+    failed: bool
+    reason: str = ""
+    log: list = field(default_factory=list)
+
+
+def time_to_failure(atoms: Atoms, calc, temperature_K: float, max_fs: float = 5000.0, dt_fs: float = 1.0,
+                    friction_per_fs: float = 0.01, min_distance_A: float = 1.8, temperature_tolerance: float = 0.5,
+                    window_fs: float = 100.0, seed: int = 0) -> FailureResult:
+    """Langevin MD at ``temperature_K`` until the model fails (the Allegro-Legato stability test):
+    two atoms closer than ``min_distance_A``, a window-averaged temperature off by more than
+    ``temperature_tolerance`` × T0 (the thermostat cannot hold unphysical forces), or non-finite forces."""
+    from ase.md.langevin import Langevin
+    from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
+    from ase.neighborlist import neighbor_list
+
+    atoms = atoms.copy()
+    atoms.calc = calc
+    MaxwellBoltzmannDistribution(atoms, temperature_K=temperature_K, rng=np.random.default_rng(seed))
+    Stationary(atoms)
+    md = Langevin(atoms, dt_fs * units.fs, temperature_K=temperature_K, friction=friction_per_fs / units.fs,
+                  rng=np.random.default_rng(seed + 1))
+    every = max(1, int(round(window_fs / dt_fs / 10)))
+    temps: list[float] = []
+    log = []
+    while md.nsteps * dt_fs < max_fs:
+        try:
+            md.run(every)
+        except FloatingPointError as exc:
+            return FailureResult(md.nsteps * dt_fs, True, f"non-finite forces: {exc}", log)
+        temps.append(atoms.get_temperature())
+        i, d = neighbor_list("id", atoms, min_distance_A)
+        now = md.nsteps * dt_fs
+        Tw = float(np.mean(temps[-10:]))
+        log.append((now, Tw))
+        if len(i):
+            return FailureResult(now, True, f"atoms closer than {min_distance_A} Å ({d.min():.2f} Å)", log)
+        if len(temps) >= 10 and abs(Tw - temperature_K) > temperature_tolerance * temperature_K:
+            return FailureResult(now, True, f"temperature {Tw:.0f} K over {window_fs:.0f} fs vs {temperature_K:.0f} K",
+                                 log)
+    return FailureResult(md.nsteps * dt_fs, False, "", log)

@@ -1,0 +1,128 @@
+#!/usr/bin/env python
+"""Force-field benchmark: held-out accuracy, speed, NVE drift and time to failure, in one run.
+
+    python scripts/bench_forcefield.py --model n2amd_driver/assets/models/si_mlff.pt \
+        --sam-model runs/ff_si64_sam/model.pt --test runs/si64_test.h5 --out bench_ff.json
+
+- accuracy on the held-out dataset (energy meV/atom, forces meV/Å, stress meV/Å³) for every model given
+  (MLFF, SAM-trained MLFF, NNH);
+- speed: ms per energy+forces for 64 and 512 Si atoms (2 threads), with the reference engine (tblite,
+  same method as the labels) on the 64-atom cell in the same run, as a ratio;
+- NVE: 64 Si atoms, 300 K, 1 fs, ``--nve-ps`` ps, total-energy drift (meV/atom/ps);
+- stability: Langevin MD at ``--ttf-temperature`` until failure (max ``--ttf-ps``), plain vs SAM.
+Writes JSON and prints a Markdown table.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import numpy as np
+import torch
+from ase.build import bulk
+
+
+def si_cell(n_rep: int, seed: int = 0):
+    a = bulk("Si", "diamond", 5.43, cubic=True).repeat(n_rep)
+    a.rattle(0.05, seed=seed)
+    return a
+
+
+def accuracy(model, frames) -> dict:
+    de, df, ds = [], [], []
+    for fr in frames:
+        r = model.evaluate(fr["atoms"], stress=fr["stress"] is not None)
+        de.append(abs(r["energy"] - fr["energy"]) / len(fr["atoms"]))
+        df.append(np.abs(r["forces"] - fr["forces"]).ravel())
+        if fr["stress"] is not None:
+            ds.append(np.abs(r["stress"] - fr["stress"]).ravel())
+    return {"E_mae_meV_atom": 1000 * float(np.mean(de)), "F_mae_meV_A": 1000 * float(np.mean(np.concatenate(df))),
+            "S_mae_meV_A3": 1000 * float(np.mean(np.concatenate(ds))) if ds else None, "frames": len(frames)}
+
+
+def timing(fn, repeat: int) -> float:
+    fn()  # warm-up
+    t = time.perf_counter()
+    for _ in range(repeat):
+        fn()
+    return (time.perf_counter() - t) / repeat * 1000
+
+
+def main(argv=None) -> int:
+    from n2amd_driver.calculator import N2AMDCalculator, load_model
+    from n2amd_driver.md.ase_runs import nve_drift, time_to_failure
+    from n2amd_driver.training.forcefield import load_frames
+
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", required=True, help="MLFF model.pt")
+    p.add_argument("--sam-model", help="the same MLFF trained with sharpness-aware minimisation")
+    p.add_argument("--nnh-model", help="NNH model.pt (band energy + remainder)")
+    p.add_argument("--test", required=True, help="held-out dataset (n2amd HDF5)")
+    p.add_argument("--nve-ps", type=float, default=5.0)
+    p.add_argument("--nnh-nve-fs", type=float, default=200.0, help="NNH NVE length (fs; NNH steps cost seconds)")
+    p.add_argument("--ttf-temperature", type=float, default=1800.0, help="K")
+    p.add_argument("--ttf-ps", type=float, default=5.0)
+    p.add_argument("--ttf-seeds", type=int, default=2)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--out", default="bench_ff.json")
+    a = p.parse_args(argv)
+    torch.set_num_threads(a.threads)
+
+    frames, engine = load_frames(a.test)
+    models = {"MLFF": load_model(a.model)}
+    if a.sam_model:
+        models["MLFF (SAM)"] = load_model(a.sam_model)
+    if a.nnh_model:
+        models["NNH"] = load_model(a.nnh_model)
+    res: dict = {"test_set": a.test, "reference": engine, "threads": a.threads, "models": {}}
+    for name, m in models.items():
+        r = {"accuracy": accuracy(m, frames)}
+        cells = [64, 512] if name != "NNH" else [64]
+        r["ms_per_call"] = {n: timing(lambda: m.evaluate(si_cell(2 if n == 64 else 4), stress=False),
+                                      10 if name != "NNH" else 2) for n in cells}
+        res["models"][name] = r
+        print(f"[bench] {name}: {r}", flush=True)
+
+    from n2amd_driver.engines import get_engine
+
+    eng = get_engine(engine["engine"], method=engine["method"])
+    res["reference_ms_64"] = timing(lambda: eng.label(si_cell(2)), 1)
+    print(f"[bench] {engine['method']} Si64: {res['reference_ms_64']:.0f} ms", flush=True)
+
+    steps = int(round(a.nve_ps * 1000))
+    res["nve"] = {"MLFF": nve_drift(si_cell(2), N2AMDCalculator(models["MLFF"]), 300.0, steps, 1.0,
+                                    progress=True).as_dict()}
+    if "NNH" in models:
+        res["nve"]["NNH"] = nve_drift(si_cell(2), N2AMDCalculator(models["NNH"]), 300.0, int(a.nnh_nve_fs), 1.0,
+                                      every=5, progress=True).as_dict()
+    print(f"[bench] NVE: {res['nve']}", flush=True)
+
+    res["time_to_failure"] = {}
+    for name in [k for k in models if k.startswith("MLFF")]:
+        runs = [time_to_failure(si_cell(2, seed), N2AMDCalculator(models[name]), a.ttf_temperature,
+                                max_fs=a.ttf_ps * 1000, seed=seed) for seed in range(a.ttf_seeds)]
+        res["time_to_failure"][name] = {"temperature_K": a.ttf_temperature, "max_ps": a.ttf_ps,
+                                        "ps": [r.time_fs / 1000 for r in runs], "failed": [r.failed for r in runs],
+                                        "reasons": [r.reason for r in runs]}
+        print(f"[bench] time to failure {name}: {res['time_to_failure'][name]}", flush=True)
+
+    with open(a.out, "w") as fh:
+        json.dump(res, fh, indent=1)
+    print("\n| model | E MAE (meV/atom) | F MAE (meV/Å) | σ MAE (meV/Å³) | ms/call 64 | ms/call 512 | "
+          f"speed-up vs {engine['method']} (64) |")
+    print("|---|---|---|---|---|---|---|")
+    for name, r in res["models"].items():
+        acc, ms = r["accuracy"], r["ms_per_call"]
+        print(f"| {name} | {acc['E_mae_meV_atom']:.2f} | {acc['F_mae_meV_A']:.1f} | {acc['S_mae_meV_A3'] or 0:.2f} | "
+              f"{ms[64]:.1f} | {ms.get(512, float('nan')):.0f} | {res['reference_ms_64'] / ms[64]:.0f}× |")
+    for name, r in res["nve"].items():
+        print(f"\nNVE {name}: drift {r['drift_meV_atom_ps']:+.3f} meV/atom/ps over {r['duration_ps']:.2f} ps "
+              f"(fluctuation {r['fluctuation_meV_atom']:.2f} meV/atom, <T> = {r['mean_temperature_K']:.0f} K)")
+    for name, r in res["time_to_failure"].items():
+        print(f"time to failure {name} at {r['temperature_K']:.0f} K: {r['ps']} ps (failed: {r['failed']})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
