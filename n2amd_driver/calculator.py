@@ -10,18 +10,33 @@ can be wrapped as well.
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import torch
 from ase.calculators.calculator import Calculator, all_changes
 from ase.stress import full_3x3_to_voigt_6_stress
 
 
+BUNDLED = Path(__file__).parent / "assets" / "models"
+
+
+def resolve_model_path(path) -> Path:
+    """``path`` itself, or a bundled model of that name (``si_mlff.pt``, ``si_nnh.pt``, ...)."""
+    p = Path(path)
+    if p.exists():
+        return p
+    if (BUNDLED / p.name).exists() and p.parent == Path("."):
+        return BUNDLED / p.name
+    known = ", ".join(sorted(x.name for x in BUNDLED.glob("*.pt"))) if BUNDLED.exists() else "none"
+    raise FileNotFoundError(f"model file not found: {path} (bundled models: {known})")
+
+
 def load_model(path, device: str = "auto", dtype: str | None = None):
-    """Load any n2amd force model file (``kind`` forcefield or nnh) by its path."""
+    """Load any n2amd force model file (``kind`` forcefield or nnh) by its path or bundled name."""
+    path = resolve_model_path(path)
     try:
         kind = torch.load(path, map_location="cpu", weights_only=False).get("kind")
-    except FileNotFoundError:
-        raise FileNotFoundError(f"model file not found: {path}") from None
     except Exception as exc:
         raise ValueError(f"{path}: not a readable model file: {exc}") from None
     if kind == "forcefield":

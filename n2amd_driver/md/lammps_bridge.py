@@ -47,8 +47,6 @@ def load_pair(model_path: str, elements: list[str], dtype: str = "float64", devi
     from ..calculator import load_model
 
     _torch_threads()
-    if not Path(model_path).exists():
-        raise FileNotFoundError(f"pair n2amd: model file not found: {model_path}")
     model = load_model(model_path, device=device, dtype=dtype)
     if not hasattr(model, "config") or not hasattr(model.config, "r_cut"):
         raise ValueError(f"pair n2amd: {model_path} is not a local force field (use fix n2amd for NNH models)")
@@ -139,8 +137,6 @@ def load_global(model_path: str, elements: list[str], every: int = 0, out_path: 
     from ..calculator import load_model
 
     _torch_threads()
-    if not Path(model_path).exists():
-        raise FileNotFoundError(f"fix n2amd: model file not found: {model_path}")
     model = load_model(model_path, device="cpu", dtype="float64")
     known = getattr(model, "elements", None) or model.h.elements
     missing = [el for el in elements if el not in known]
