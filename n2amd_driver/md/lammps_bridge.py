@@ -148,10 +148,11 @@ def load_global(model_path: str, elements: list[str], every: int = 0, out_path: 
     return GlobalHandle(model, list(elements), every, out_path or None)
 
 
-def compute_global(h: GlobalHandle, x_mv, f_mv, type_mv, cell_mv, pbc: int, step: int, virial_mv) -> float:
+def compute_global(h: GlobalHandle, x_mv, f_mv, type_mv, cell_mv, pbc: int, step: int, virial_mv,
+                   want_virial: int = 1) -> float:
     """Whole system on rank 0: positions (N,3) Å unwrapped and sorted by atom ID, cell rows (Å).
-    Writes forces (eV/Å) into ``f`` and the virial Σ r⊗f (eV; xx yy zz xy xz yz) into ``virial``;
-    returns the energy (eV)."""
+    Writes forces (eV/Å) into ``f`` and, when LAMMPS asks for it, the virial Σ r⊗f (eV; xx yy zz xy xz yz)
+    into ``virial``; returns the energy (eV)."""
     from ase import Atoms
 
     x = _array(x_mv, np.float64, (-1, 3))
@@ -159,11 +160,11 @@ def compute_global(h: GlobalHandle, x_mv, f_mv, type_mv, cell_mv, pbc: int, step
     types = _array(type_mv, np.int32, (-1,))
     cell = _array(cell_mv, np.float64, (3, 3))
     atoms = Atoms([h.elements[t - 1] for t in types], positions=x, cell=cell, pbc=bool(pbc))
-    out = h.model.evaluate(atoms, stress=bool(pbc))
+    out = h.model.evaluate(atoms, stress=bool(pbc and want_virial))
     if not np.all(np.isfinite(out["forces"])) or not np.isfinite(out["energy"]):
         raise FloatingPointError("fix n2amd: the model returned NaN/inf forces or energy")
     f[:] = out["forces"]
-    if bool(pbc):
+    if "stress" in out:
         # LAMMPS virial W = −V σ (ASE stress sign), Voigt order xx yy zz xy xz yz
         W = -atoms.get_volume() * out["stress"]
         _array(virial_mv, np.float64, (6,))[:] = [W[0, 0], W[1, 1], W[2, 2], W[0, 1], W[0, 2], W[1, 2]]

@@ -360,8 +360,9 @@ class FixN2AMD : public Fix {
       PyObject *vt = view(types.data(), types.size() * sizeof(int));
       PyObject *vc = view(cell.data(), 9 * sizeof(double));
       PyObject *vv = view(vir.data(), 6 * sizeof(double));
-      PyObject *res = PyObject_CallMethod(bridge, "compute_global", "OOOOOiLO", handle, vx, vf, vt, vc, pbc,
-                                          (long long) update->ntimestep, vv);
+      int want_virial = (vflag_global && pbc) ? 1 : 0;  // the stress costs extra for NNH models
+      PyObject *res = PyObject_CallMethod(bridge, "compute_global", "OOOOOiLOi", handle, vx, vf, vt, vc, pbc,
+                                          (long long) update->ntimestep, vv, want_virial);
       for (PyObject *o : {vx, vf, vt, vc, vv}) {
         PyObject_CallMethod(o, "release", nullptr);
         Py_DECREF(o);
