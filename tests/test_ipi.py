@@ -210,3 +210,23 @@ def test_protocol_violation_and_missing_server_are_named(tmp_path):
     r = subprocess.run([sys.executable, "-m", "n2amd_driver.ipi", "--unix", "--address", "x", "--model", "nothere.pt"],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "model file not found: nothere.pt" in r.stderr
+
+
+def test_nnh_model_through_ipi_reports_band_edges(tmp_path, nnh_model):
+    """NNH forces served to i-PI: energy as the model's, band gap and edges in the extras."""
+    import json
+
+    addr = setup_run(tmp_path, "nvt", 2, '<trajectory filename="ext" stride="1"> extras </trajectory>\n    ')
+    text = (tmp_path / "input.xml").read_text().replace("si64.xyz", "si8.xyz")
+    (tmp_path / "input.xml").write_text(text)
+    ipi = start_ipi(tmp_path)
+    drv = start_driver(tmp_path, addr, model=str(nnh_model))
+    assert finish([ipi, drv]) == [0, 0], drv.stderr.read()[-2000:]
+    out = properties(tmp_path / "si64_nvt.out")
+    a = read(tmp_path / "si8.xyz")
+    a.cell, a.pbc = [5.43] * 3, True
+    ref = load_model(nnh_model).evaluate(a, stress=False)
+    assert out[0, 4] == pytest.approx(ref["energy"], rel=1e-8)
+    # i-PI prints the parsed dictionary with our JSON string under 'raw'
+    raw = re.search(r"'raw': \['(\{.*?\})'\]", (tmp_path / "si64_nvt.ext_0").read_text()).group(1)
+    assert json.loads(raw)["gap_eV"] == pytest.approx(ref["extras"]["gap_eV"], rel=1e-8)

@@ -133,9 +133,9 @@ def test_bundled_input_runs_and_conserves_energy(tmp_path):
     shutil.copytree(ROOT / "lammps_inputs", tmp_path / "lammps_inputs")
     script = (ROOT / "lammps_inputs" / "in.n2amd").read_text()
     (tmp_path / "in.test").write_text(script)
-    r = subprocess.run([LMP, "-in", "in.test", "-var", "nvt_steps", "100", "-var", "nve_steps", "500", "-log",
+    r = subprocess.run([LMP, "-in", "in.test", "-var", "nvt_steps", "50", "-var", "nve_steps", "300", "-log",
                         "none"], cwd=tmp_path, capture_output=True, text=True, timeout=900,
-                       env={**os.environ, "OMP_NUM_THREADS": "2"})
+                       env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
     t = thermo(r.stdout, -1)  # the NVE production run
     time_ps, etot = t[:, 1], t[:, 5]
@@ -144,7 +144,7 @@ def test_bundled_input_runs_and_conserves_energy(tmp_path):
     from n2amd_driver.trajectory import read_trajectory
 
     traj = read_trajectory(tmp_path / "si64_nve.dump")
-    assert len(traj) == 501 and "velocities_A_fs" in traj[0].arrays
+    assert len(traj) == 301 and "velocities_A_fs" in traj[0].arrays
     assert set(traj[0].get_chemical_symbols()) == {"Si"}
 
 
@@ -212,30 +212,6 @@ def test_errors_stop_lammps_with_a_named_cause(tmp_path, case, pattern, nproc):
     assert re.search(pattern, out), out[-3000:]
 
 
-@pytest.fixture(scope="module")
-def nnh_model(tmp_path_factory):
-    """An NNH model file (band energy of a small Hamiltonian model, no remainder): untrained weights
-    scaled down so that forces are moderate; what is tested is the LAMMPS route, not the physics."""
-    from n2amd_driver.engines import get_engine
-    from n2amd_driver.models.hamiltonian import HamiltonianConfig, HamiltonianModel
-    from n2amd_driver.models.nnh import save_nnh_model
-    from n2amd_driver.training.hamiltonian import save_model
-
-    torch.set_default_dtype(torch.float64)
-    torch.manual_seed(3)
-    tmp = tmp_path_factory.mktemp("nnh")
-    basis = get_engine("tblite", method="GFN1-xTB").basis(["Si"])
-    hm = HamiltonianModel(HamiltonianConfig(elements=["Si"], basis_json=basis.to_json(), r_block=5.0, layers=1,
-                                            onsite_shift={"Si": [-14, -6, -6, -6, -1, -1, -1, -1, -1]}))
-    with torch.no_grad():
-        for name, p in hm.named_parameters():
-            if name.startswith(("edge_out", "onsite")):
-                p.mul_(0.05)
-    save_model(hm.eval(), tmp / "h.pt", {"valence_electrons": {"Si": 4.0}},
-               {"engine": "tblite", "method": "GFN1-xTB"}, {}, 0)
-    return save_nnh_model(tmp / "nnh.pt", tmp / "h.pt", None, kT=0.1)
-
-
 NNH_INPUT = """units metal
 atom_style atomic
 boundary p p p
@@ -265,6 +241,8 @@ def test_nnh_fix_matches_the_model_and_conserves_energy(tmp_path, nnh_model, npr
     assert row[2] == pytest.approx(-np.trace(ref["stress"]) / 3 * NKTV2P, rel=1e-8)
     lines = [json.loads(x) for x in (tmp_path / "electronic.jsonl").read_text().splitlines()]
     assert lines[0]["step"] == 0 and lines[0]["gap_eV"] == pytest.approx(ref["extras"]["gap_eV"])
+    if nproc > 1:
+        return  # the NVE check below is rank-independent given the step-0 equality; it runs on 1 rank
     # NVE: total energy conserved (the forces LAMMPS integrates are the gradient of the energy it reports).
     # The toy model's forces are tens of eV/Å (no repulsive remainder) and the cell collapses after
     # ~1 fs: a very short step and run; a 1 % force error would show as a 1e-2 relative energy error.
@@ -273,8 +251,8 @@ thermo_style custom step pe etotal
 thermo_modify format float %22.15g
 timestep 0.00005
 fix nve all nve
-thermo 5
-run 20
+thermo 4
+run 16
 """, nproc=nproc)
     assert r.returncode == 0, r.stderr[-2000:]
     t = thermo(r.stdout)
