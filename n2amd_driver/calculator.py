@@ -55,8 +55,8 @@ class N2AMDCalculator(Calculator):
 
     def __init__(self, model, device: str = "auto", dtype: str | None = None, **kwargs):
         super().__init__(**kwargs)
-        self.model = load_model(model, device, dtype) if isinstance(model, (str, bytes)) or hasattr(model, "__fspath__") \
-            else model
+        is_path = isinstance(model, (str, bytes)) or hasattr(model, "__fspath__")
+        self.model = load_model(model, device, dtype) if is_path else model
         self.extras: dict = {}
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):

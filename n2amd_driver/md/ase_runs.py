@@ -78,7 +78,8 @@ def time_to_failure(atoms: Atoms, calc, temperature_K: float, max_fs: float = 50
     atoms.calc = calc
     MaxwellBoltzmannDistribution(atoms, temperature_K=temperature_K, rng=np.random.default_rng(seed))
     Stationary(atoms)
-    md = Langevin(atoms, dt_fs * units.fs, temperature_K=temperature_K, friction=friction_per_fs / units.fs, fixcm=False,
+    md = Langevin(atoms, dt_fs * units.fs, temperature_K=temperature_K, friction=friction_per_fs / units.fs,
+                  fixcm=False,
                   rng=np.random.default_rng(seed + 1))
     every = max(1, int(round(window_fs / dt_fs / 10)))
     temps: list[float] = []

@@ -184,8 +184,8 @@ def serve(sock, evaluate, log=None) -> int:
                 raise ProtocolError("GETFORCE before POSDATA")
             pot, f, vir, extras = result
             data = extras.encode()
-            sock.sendall(_msg("FORCEREADY") + np.float64(pot).tobytes() + np.int32(nat).tobytes()
-                         + np.ascontiguousarray(f, np.float64).tobytes() + np.ascontiguousarray(vir, np.float64).tobytes()
+            arrays = np.ascontiguousarray(f, np.float64).tobytes() + np.ascontiguousarray(vir, np.float64).tobytes()
+            sock.sendall(_msg("FORCEREADY") + np.float64(pot).tobytes() + np.int32(nat).tobytes() + arrays
                          + np.int32(len(data)).tobytes() + data)
             result = None
         elif header == "EXIT":

@@ -66,7 +66,8 @@ def density_matrices(C: np.ndarray, eps: np.ndarray, f: np.ndarray) -> tuple[np.
 
 
 def pulay_forces(W: np.ndarray, G: np.ndarray, orbital_offsets: np.ndarray) -> np.ndarray:
-    """+Tr(W ∂S/∂R_C) per atom (eV/Å) from G[x,a,b] = <∂_x φ_a|φ_b>: ∂S_ab/∂R_C = G_ab (δ_CB − δ_CA)."""
+    """+Tr(W ∂S/∂R_C) per atom (eV/Å) from G[x,a,b] = <∂_x φ_a|φ_b>,
+    using ∂S_ab/∂R_C = G_ab (δ_CB − δ_CA)."""
     atom_of_orb = np.repeat(np.arange(len(orbital_offsets) - 1), np.diff(orbital_offsets))
     per_b = np.einsum("ab,xab->bx", W, G)  # Σ_a W_ab G_x,ab  (derivative through φ_b's centre)
     per_a = np.einsum("ab,xab->ax", W, G)
