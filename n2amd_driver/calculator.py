@@ -13,7 +13,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import torch
 from ase.calculators.calculator import Calculator, all_changes
 from ase.stress import full_3x3_to_voigt_6_stress
 
@@ -34,21 +33,20 @@ def resolve_model_path(path) -> Path:
 
 def load_model(path, device: str = "auto", dtype: str | None = None):
     """Load any n2amd force model file (``kind`` forcefield or nnh) by its path or bundled name."""
+    from .training.common import read_model_file
+
     path = resolve_model_path(path)
-    try:
-        kind = torch.load(path, map_location="cpu", weights_only=False).get("kind")
-    except Exception as exc:
-        raise ValueError(f"{path}: not a readable model file: {exc}") from None
+    state = read_model_file(path)
+    kind = state.get("kind")
     if kind == "forcefield":
-        from .training.forcefield import load_forcefield_model
+        from .training.forcefield import forcefield_from_state
 
-        return load_forcefield_model(path, device, dtype)
+        return forcefield_from_state(state, device, dtype)
     if kind == "nnh":
-        from .models.nnh import load_nnh_model
+        from .models.nnh import nnh_from_state
 
-        return load_nnh_model(path, device)
+        return nnh_from_state(state, str(path))
     raise ValueError(f"{path}: a '{kind}' model file gives no forces (expected a forcefield or nnh model)")
-
 
 class N2AMDCalculator(Calculator):
     implemented_properties = ["energy", "free_energy", "energies", "forces", "stress"]

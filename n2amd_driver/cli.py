@@ -158,34 +158,27 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = sub.add_parser("train", help="train models on a dataset")
     tsub = train.add_subparsers(dest="train_command", required=True)
-    th = tsub.add_parser(
-        "hamiltonian", help="fit the E(3)-equivariant Hamiltonian to reference H (eV, Γ-folded)",
-        description="Stage 1: MSE on Γ-point H elements (eV²); stage 2 adds eigenvalues within a window around the "
-                    "gap (eV). Defaults: n2amd_driver.training.hamiltonian.DEFAULTS. Re-running resumes from "
-                    "OUTPUT/checkpoint.pt; the best (EMA) model is OUTPUT/model.pt.")
-    th.add_argument("config", nargs="?", help="YAML config")
-    th.add_argument("--set", action="append", metavar="KEY=VALUE", help="override, e.g. --set train.epochs=50")
-    th.add_argument("-q", "--quiet", action="store_true")
-    th.set_defaults(func=_cmd_train)
-    tf = tsub.add_parser(
-        "forcefield", help="fit the equivariant MLFF to reference energies (eV), forces (eV/Å), stress (eV/Å³)",
-        description="Loss: w_E·MSE(E/N) + w_F·MSE(F) + w_S·MSE(stress); optional sharpness-aware minimisation "
-                    "(train.sam_rho > 0). Defaults: n2amd_driver.training.forcefield.DEFAULTS. Re-running resumes "
-                    "from OUTPUT/checkpoint.pt; the best (EMA) model is OUTPUT/model.pt.")
-    tf.add_argument("config", nargs="?", help="YAML config")
-    tf.add_argument("--set", action="append", metavar="KEY=VALUE", help="override, e.g. --set train.sam_rho=0.05")
-    tf.add_argument("-q", "--quiet", action="store_true")
-    tf.set_defaults(func=_cmd_train)
-    tn = tsub.add_parser(
-        "nnh", help="NNH-MD forces: band energy of a Hamiltonian model + a fitted short-range remainder",
-        description="Computes the band free energy, forces and stress of the Hamiltonian model on every frame "
-                    "(eV, eV/Å, eV/Å³), fits an MLFF to the reference minus those, and writes OUTPUT/model.pt "
-                    "(usable by the ASE calculator, LAMMPS and i-PI). Defaults: n2amd_driver.models.nnh.NNH_DEFAULTS.")
-    tn.add_argument("config", nargs="?", help="YAML config")
-    tn.add_argument("--set", action="append", metavar="KEY=VALUE",
-                    help="override, e.g. --set hamiltonian=runs/h_si64/model.pt --set data=runs/si64_train.h5")
-    tn.add_argument("-q", "--quiet", action="store_true")
-    tn.set_defaults(func=_cmd_train)
+    trainers = {
+        "hamiltonian": ("fit the E(3)-equivariant Hamiltonian to reference H (eV, Γ-folded)",
+                        "Stage 1: MSE on Γ-point H elements (eV²); stage 2 adds eigenvalues within a window around "
+                        "the gap (eV). Defaults: n2amd_driver.training.hamiltonian.DEFAULTS. Re-running resumes from "
+                        "OUTPUT/checkpoint.pt; the best (EMA) model is OUTPUT/model.pt.", "train.epochs=50"),
+        "forcefield": ("fit the equivariant MLFF to reference energies (eV), forces (eV/Å), stress (eV/Å³)",
+                       "Loss: w_E·MSE(E/N) + w_F·MSE(F) + w_S·MSE(stress); optional sharpness-aware minimisation "
+                       "(train.sam_rho > 0). Defaults: n2amd_driver.training.forcefield.DEFAULTS. Re-running resumes "
+                       "from OUTPUT/checkpoint.pt; the best (EMA) model is OUTPUT/model.pt.", "train.sam_rho=0.05"),
+        "nnh": ("NNH-MD forces: band energy of a Hamiltonian model + a fitted short-range remainder",
+                "Computes the band free energy, forces and stress of the Hamiltonian model on every frame "
+                "(eV, eV/Å, eV/Å³), fits an MLFF to the reference minus those, and writes OUTPUT/model.pt "
+                "(usable by the ASE calculator, LAMMPS and i-PI). Defaults: n2amd_driver.models.nnh.NNH_DEFAULTS.",
+                "hamiltonian=runs/h_si64/model.pt --set data=runs/si64_train.h5"),
+    }
+    for name, (help_, description, example) in trainers.items():
+        tp = tsub.add_parser(name, help=help_, description=description)
+        tp.add_argument("config", nargs="?", help="YAML config")
+        tp.add_argument("--set", action="append", metavar="KEY=VALUE", help=f"override, e.g. --set {example}")
+        tp.add_argument("-q", "--quiet", action="store_true")
+        tp.set_defaults(func=_cmd_train)
 
     bands = sub.add_parser("bands", help="band structure of a Hamiltonian model vs the reference engine (PNG)",
                            description="Model bands along the lattice's high-symmetry path (eV, relative to the VBM), "

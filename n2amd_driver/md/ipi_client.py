@@ -62,10 +62,9 @@ class ModelEvaluator:
 
             self.symbols = read(structure).get_chemical_symbols()
         else:
-            elements = getattr(self.model, "elements", None) or self.model.h.elements
-            if len(elements) != 1:
+            if len(self.model.elements) != 1:
                 raise ValueError("the model has several elements: give --structure with the atoms in i-PI's order")
-            self.element = elements[0]
+            self.element = self.model.elements[0]
 
     def __call__(self, cell_h, pos):
         from ase import Atoms

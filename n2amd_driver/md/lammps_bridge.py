@@ -138,11 +138,10 @@ def load_global(model_path: str, elements: list[str], every: int = 0, out_path: 
 
     _torch_threads()
     model = load_model(model_path, device="cpu", dtype="float64")
-    known = getattr(model, "elements", None) or model.h.elements
-    missing = [el for el in elements if el not in known]
+    missing = [el for el in elements if el not in model.elements]
     if missing:
         raise ValueError(f"fix n2amd: element(s) {', '.join(missing)} not in the model {model_path} "
-                         f"(it knows {', '.join(known)})")
+                         f"(it knows {', '.join(model.elements)})")
     if every and out_path:
         Path(out_path).write_text("")  # a fresh file per run
     return GlobalHandle(model, list(elements), every, out_path or None)

@@ -139,11 +139,3 @@ class ForceFieldModel(torch.nn.Module):
             res["stress"] = out["stress"][0].detach().cpu().numpy()
         return res
 
-
-def energy_shifts(structures: list[Atoms], energies: np.ndarray) -> dict[str, float]:
-    """Per-element energies (eV/atom) that best explain the totals (least squares over structures);
-    with one element this is just the mean energy per atom."""
-    elements = sorted({el for a in structures for el in a.get_chemical_symbols()})
-    A = np.array([[a.get_chemical_symbols().count(el) for el in elements] for a in structures], float)
-    x = np.linalg.lstsq(A, np.asarray(energies, float), rcond=None)[0]
-    return {el: float(v) for el, v in zip(elements, x)}

@@ -90,6 +90,10 @@ class NNHModel:
         self.method = ref["method"]
         self._bf: dict = {}
 
+    @property
+    def elements(self) -> list[str]:
+        return self.h.elements
+
     def basis_functions(self, atoms: Atoms) -> BasisFunctions:
         key = tuple(sorted(set(atoms.get_chemical_symbols())))
         if key not in self._bf:
@@ -169,23 +173,19 @@ def save_nnh_model(path, hamiltonian_path, remainder_path=None, kT: float = 0.0)
 
 
 def load_nnh_model(path, device: str = "auto") -> NNHModel:
-    import tempfile
+    """NNH models run on the CPU in float64 (the eigensolver and the overlaps are numpy)."""
+    from ..training.common import read_model_file
 
-    from ..training.forcefield import load_forcefield_model
-    from ..training.hamiltonian import load_hamiltonian_model
+    return nnh_from_state(read_model_file(path, "nnh", "NNH"), str(path))
 
-    state = torch.load(path, map_location="cpu", weights_only=False)
-    if state.get("kind") != "nnh":
-        raise ValueError(f"{path}: not an n2amd NNH model file")
-    with tempfile.TemporaryDirectory() as tmp:  # the part loaders read files; reuse them
-        torch.save(state["hamiltonian"], Path(tmp) / "h.pt")
-        hm = load_hamiltonian_model(Path(tmp) / "h.pt", device="cpu")
-        rem = None
-        if state.get("remainder") is not None:
-            torch.save(state["remainder"], Path(tmp) / "r.pt")
-            rem = load_forcefield_model(Path(tmp) / "r.pt", device="cpu", dtype="float64")
-    return NNHModel(hm, rem, state["kT_eV"], str(path))
 
+def nnh_from_state(state: dict, path: str | None = None) -> NNHModel:
+    from ..training.forcefield import forcefield_from_state
+    from ..training.hamiltonian import hamiltonian_from_state
+
+    rem = state.get("remainder")
+    rem = forcefield_from_state(rem, "cpu", "float64") if rem is not None else None
+    return NNHModel(hamiltonian_from_state(state["hamiltonian"], "cpu"), rem, state["kT_eV"], path)
 
 NNH_DEFAULTS: dict = {
     "hamiltonian": None,  # model.pt from 'n2amd train hamiltonian' (tblite reference)

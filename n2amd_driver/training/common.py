@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import os
 import random
 from pathlib import Path
@@ -100,3 +101,60 @@ def load_checkpoint(path: Path, model, opt, sched, ema: EMA, device) -> tuple[in
     ema.shadow, ema.updates = state["ema"], state.get("ema_updates", 0)
     torch.set_rng_state(state["rng"])
     return state["epoch"] + 1, state["best"], state["since_best"]
+
+
+def prepare_run(cfg: dict) -> tuple[Path, torch.dtype, torch.device]:
+    """Output folder, default dtype and device of a training run from its config; seeds everything."""
+    out = Path(cfg["output"])
+    out.mkdir(parents=True, exist_ok=True)
+    dtype = {"float64": torch.float64, "float32": torch.float32}[cfg["dtype"]]
+    torch.set_default_dtype(dtype)
+    seed_everything(int(cfg["train"]["seed"]))
+    return out, dtype, pick_device(cfg["device"])
+
+
+def split_frames(frames: list, split: dict):
+    """Seeded train/validation/test split; validation falls back to the training frames when empty.
+    Returns (train, validation, index arrays (tr, va, te))."""
+    from ..data.torch_dataset import split_indices
+
+    tr, va, te = split_indices(len(frames), tuple(split["fractions"]), int(split["seed"]))
+    return [frames[i] for i in tr], [frames[i] for i in va] or [frames[i] for i in tr], (tr, va, te)
+
+
+def save_split(out: Path, indices) -> None:
+    tr, va, te = indices
+    (Path(out) / "split.json").write_text(json.dumps({"train": tr.tolist(), "validation": va.tolist(),
+                                                      "test": te.tolist()}))
+
+
+def per_element_values(structures, totals) -> dict[str, float]:
+    """Per-element amounts that best explain per-structure totals (least squares over structures):
+    energies per atom of each element, or valence electrons from the occupations."""
+    elements = sorted({el for a in structures for el in a.get_chemical_symbols()})
+    A = np.array([[a.get_chemical_symbols().count(el) for el in elements] for a in structures], float)
+    x = np.linalg.lstsq(A, np.asarray(totals, float), rcond=None)[0]
+    return {el: float(v) for el, v in zip(elements, x)}
+
+
+def read_model_file(path, kind: str | None = None, what: str = "") -> dict:
+    """The saved dict of an n2amd model file, checked to be of ``kind`` (named ``what`` in errors)."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:
+        raise ValueError(f"{path}: not a readable model file: {exc}") from None
+    if not isinstance(state, dict) or (kind is not None and state.get("kind") != kind):
+        raise ValueError(f"{path}: not an n2amd {what or kind} model file")
+    return state
+
+
+def build_model(make, state_dict: dict, dtype: torch.dtype, device: str = "auto"):
+    """``make()`` under ``dtype`` as default, weights loaded (cast to ``dtype``), moved to ``device``, eval mode."""
+    prev = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        model = make()
+    finally:
+        torch.set_default_dtype(prev)
+    model.load_state_dict({k: v.to(dtype) if v.is_floating_point() else v for k, v in state_dict.items()})
+    return model.to(device=pick_device(device), dtype=dtype).eval()

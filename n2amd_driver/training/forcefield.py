@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .common import (MetricsLog, atomic_save, load_checkpoint, make_optimizer, pick_device, save_checkpoint,
-                     seed_everything)
+from .common import (MetricsLog, atomic_save, build_model, load_checkpoint, make_optimizer, per_element_values,
+                     prepare_run, read_model_file, save_checkpoint, save_split, split_frames)
 
 DEFAULTS: dict = {
     "data": None,  # n2amd HDF5 dataset with energy + forces (+ stress) labels
@@ -125,21 +125,14 @@ def sam_step(model, opt, chunk, device, t: dict) -> float:
 def train_forcefield(cfg: dict, progress: bool = True) -> Path:
     from tqdm.auto import tqdm
 
-    from ..data.torch_dataset import split_indices
-    from ..models.forcefield import ForceFieldConfig, ForceFieldModel, energy_shifts
+    from ..models.forcefield import ForceFieldConfig, ForceFieldModel
 
     t = cfg["train"]
-    out = Path(cfg["output"])
-    out.mkdir(parents=True, exist_ok=True)
-    dtype = {"float64": torch.float64, "float32": torch.float32}[cfg["dtype"]]
-    torch.set_default_dtype(dtype)
-    device = pick_device(cfg["device"])
-    seed_everything(int(t["seed"]))
+    out, dtype, device = prepare_run(cfg)
     frames, engine = load_frames(cfg["data"])
-    tr, va, te = split_indices(len(frames), tuple(cfg["split"]["fractions"]), int(cfg["split"]["seed"]))
-    train, val = [frames[i] for i in tr], [frames[i] for i in va] or [frames[i] for i in tr]
+    train, val, split = split_frames(frames, cfg["split"])
     elements = sorted({el for fr in frames for el in fr["atoms"].get_chemical_symbols()})
-    shifts = energy_shifts([fr["atoms"] for fr in train], np.array([fr["energy"] for fr in train]))
+    shifts = per_element_values([fr["atoms"] for fr in train], [fr["energy"] for fr in train])
     scale = float(np.sqrt(np.mean(np.concatenate([fr["forces"].ravel() for fr in train]) ** 2)))
     nbr = np.mean([_mean_neighbours(fr["atoms"], float(cfg["model"]["r_cut"])) for fr in train[:8]])
     mcfg = ForceFieldConfig(elements=elements, energy_shift=shifts, energy_scale=scale, avg_neighbours=float(nbr),
@@ -191,7 +184,7 @@ def train_forcefield(cfg: dict, progress: bool = True) -> Path:
             bar.write(f"[n2amd] early stopping at epoch {epoch}: no validation improvement for {since_best} epochs")
             break
     bar.close()
-    (out / "split.json").write_text(json.dumps({"train": tr.tolist(), "validation": va.tolist(), "test": te.tolist()}))
+    save_split(out, split)
     return out / "model.pt"
 
 
@@ -212,22 +205,14 @@ def save_model(model, path: Path, cfg: dict, engine: dict, metrics: dict, epoch:
 def load_forcefield_model(path, device: str = "auto", dtype: str | None = None):
     """Load a model file written by training: ``ff = load_forcefield_model("model.pt")``.
     ``dtype`` ("float32"/"float64") overrides the trained precision (e.g. float64 for tight checks)."""
+    return forcefield_from_state(read_model_file(path, "forcefield", "force-field"), device, dtype)
+
+
+def forcefield_from_state(state: dict, device: str = "auto", dtype: str | None = None):
+    """The model held by a loaded force-field model file's dict (``dtype`` overrides the trained one)."""
     from ..models.forcefield import ForceFieldConfig, ForceFieldModel
 
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:
-        raise ValueError(f"{path}: not a readable model file: {exc}") from None
-    if not isinstance(state, dict) or state.get("kind") != "forcefield":
-        raise ValueError(f"{path}: not an n2amd force-field model file")
-    dt = getattr(torch, dtype or state["dtype"])
-    prev = torch.get_default_dtype()
-    torch.set_default_dtype(dt)
-    try:
-        model = ForceFieldModel(ForceFieldConfig(**state["config"]))
-    finally:
-        torch.set_default_dtype(prev)
-    model.load_state_dict({k: v.to(dt) if v.is_floating_point() else v for k, v in state["state_dict"].items()})
-    model.to(device=pick_device(device), dtype=dt).eval()
+    model = build_model(lambda: ForceFieldModel(ForceFieldConfig(**state["config"])), state["state_dict"],
+                        getattr(torch, dtype or state["dtype"]), device)
     model.info = {k: state.get(k) for k in ("reference", "validation", "epoch", "units", "package_version")}
     return model

@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .common import (MetricsLog, atomic_save, load_checkpoint, make_optimizer, pick_device, save_checkpoint,
-                     seed_everything)
+from .common import (MetricsLog, atomic_save, build_model, load_checkpoint, make_optimizer, per_element_values,
+                     prepare_run, read_model_file, save_checkpoint, save_split, split_frames)
 
 DEFAULTS: dict = {
     "data": None,  # n2amd HDF5 dataset with hamiltonian + overlap labels
@@ -75,11 +75,7 @@ def valence_electrons_per_element(frames) -> dict:
     """Electrons per atom of each element, solved from the reference occupations of the frames
     (least squares over frames; exact integers for the engines' valence counts). Stored in the model
     file so that band edges of new structures need no reference calculation."""
-    elements = sorted({el for fr in frames for el in fr["atoms"].get_chemical_symbols()})
-    A = np.array([[fr["atoms"].get_chemical_symbols().count(el) for el in elements] for fr in frames], float)
-    b = np.array([float(np.sum(fr["occ"])) for fr in frames])
-    x = np.linalg.lstsq(A, b, rcond=None)[0]
-    return {el: float(v) for el, v in zip(elements, x)}
+    return per_element_values([fr["atoms"] for fr in frames], [float(np.sum(fr["occ"])) for fr in frames])
 
 
 def band_window(eps_ref: torch.Tensor, occ, window: float) -> torch.Tensor:
@@ -121,19 +117,12 @@ def train_hamiltonian(cfg: dict, progress: bool = True) -> Path:
     from tqdm.auto import tqdm
 
     from ..basis import Basis
-    from ..data.torch_dataset import split_indices
     from ..models.hamiltonian import HamiltonianConfig, HamiltonianModel
 
     t = cfg["train"]
-    out = Path(cfg["output"])
-    out.mkdir(parents=True, exist_ok=True)
-    dtype = {"float64": torch.float64, "float32": torch.float32}[cfg["dtype"]]
-    torch.set_default_dtype(dtype)
-    device = pick_device(cfg["device"])
-    seed_everything(int(t["seed"]))
+    out, dtype, device = prepare_run(cfg)
     frames, basis_json, engine = load_frames(cfg["data"], dtype)
-    tr, va, te = split_indices(len(frames), tuple(cfg["split"]["fractions"]), int(cfg["split"]["seed"]))
-    train, val = [frames[i] for i in tr], [frames[i] for i in va] or [frames[i] for i in tr]
+    train, val, split = split_frames(frames, cfg["split"])
     basis = Basis.from_json(basis_json)
     elements = sorted({el for fr in frames for el in fr["atoms"].get_chemical_symbols()})
     mcfg = HamiltonianConfig(elements=elements, basis_json=basis_json, onsite_shift=onsite_means(train, basis),
@@ -191,7 +180,7 @@ def train_hamiltonian(cfg: dict, progress: bool = True) -> Path:
             bar.write(f"[n2amd] early stopping at epoch {epoch}: no validation improvement for {since_best} epochs")
             break
     bar.close()
-    (out / "split.json").write_text(json.dumps({"train": tr.tolist(), "validation": va.tolist(), "test": te.tolist()}))
+    save_split(out, split)
     return out / "model.pt"
 
 
@@ -207,23 +196,15 @@ def save_model(model, path: Path, cfg: dict, engine: dict, metrics: dict, epoch:
 
 def load_hamiltonian_model(path, device: str = "auto"):
     """Load a model file written by training: ``model = load_hamiltonian_model("model.pt")``."""
+    return hamiltonian_from_state(read_model_file(path, "hamiltonian", "Hamiltonian"), device)
+
+
+def hamiltonian_from_state(state: dict, device: str = "auto"):
+    """The model held by a loaded Hamiltonian model file's dict."""
     from ..models.hamiltonian import HamiltonianConfig, HamiltonianModel
 
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:
-        raise ValueError(f"{path}: not a readable model file: {exc}") from None
-    if not isinstance(state, dict) or state.get("kind") != "hamiltonian":
-        raise ValueError(f"{path}: not an n2amd Hamiltonian model file")
-    dtype = getattr(torch, state["dtype"])
-    prev = torch.get_default_dtype()
-    torch.set_default_dtype(dtype)
-    try:
-        model = HamiltonianModel(HamiltonianConfig(**state["config"]))
-    finally:
-        torch.set_default_dtype(prev)
-    model.load_state_dict(state["state_dict"])
-    model.to(device=pick_device(device), dtype=dtype).eval()
+    model = build_model(lambda: HamiltonianModel(HamiltonianConfig(**state["config"])), state["state_dict"],
+                        getattr(torch, state["dtype"]), device)
     model.info = {k: state.get(k) for k in ("reference", "validation", "epoch", "units", "package_version",
                                             "valence_electrons")}
     return model
