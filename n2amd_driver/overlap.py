@@ -10,6 +10,11 @@ at once by the Obara–Saika recurrence (:mod:`.gaussian_integrals`), with libci
 primitive normalisation and the Cartesian → spherical transformation (checked against pyscf to 1e-12 in
 the tests). Positions in Å; matrices in e3nn orbital order (:mod:`n2amd_driver.basis`).
 
+Two evaluations of the same integrals: the radial tables of :mod:`.overlap_radial` (default for S and
+cross overlaps: each shell-pair block as fitted radial functions × solid harmonics, equal to the recurrence
+to ~1e-14, ~15× faster, differentiable) and the Obara–Saika recurrence itself (``method="obara-saika"``;
+also the derivative integrals below).
+
 Derivatives: ``G[x, a, b] = Σ_T <∂_x φ_a | φ_b>`` (derivative on the bra, electron coordinate); then
 ∂S_ab/∂R_C = G[:, a, b] (δ_CB − δ_CA) and <φ_a|∇φ_b> = −G[:, a, b].
 """
@@ -120,18 +125,34 @@ def _lattice_sum(bf: BasisFunctions, atoms1: Atoms, atoms2: Atoms, derivative: b
     return flat.reshape(ncomp, norb, norb)
 
 
-def overlap_matrix(bf: BasisFunctions, atoms: Atoms, cutoff_ang: float | None = None, kpt=None) -> np.ndarray:
+def _overlaps(bf: BasisFunctions, atoms1: Atoms, atoms2: Atoms, cutoff_ang, kpt, method: str) -> np.ndarray:
+    if method == "obara-saika":
+        return _lattice_sum(bf, atoms1, atoms2, False, cutoff_ang, kpt)[0]
+    if method != "radial":
+        raise ValueError(f"overlap method must be 'radial' or 'obara-saika', not {method!r}")
+    from .overlap_radial import lattice_sum
+
+    if len(atoms1) != len(atoms2) or np.any(atoms1.numbers != atoms2.numbers):
+        raise ValueError("cross overlaps need the same atoms (in the same order) at both geometries")
+    bf.basis.check_elements(atoms1.numbers)
+    cutoff_ang = pair_cutoff_ang(bf, atoms1.numbers) if cutoff_ang is None else cutoff_ang
+    return lattice_sum(bf, atoms1, atoms2, cutoff_ang, kpt)
+
+
+def overlap_matrix(bf: BasisFunctions, atoms: Atoms, cutoff_ang: float | None = None, kpt=None,
+                   method: str = "radial") -> np.ndarray:
     """S(R) (Γ-folded for periodic cells), e3nn order; with ``kpt`` (fractional) the Bloch matrix S(k)."""
-    return _lattice_sum(bf, atoms, atoms, False, cutoff_ang, kpt)[0]
+    return _overlaps(bf, atoms, atoms, cutoff_ang, kpt, method)
 
 
-def cross_overlap(bf: BasisFunctions, atoms1: Atoms, atoms2: Atoms, cutoff_ang: float | None = None) -> np.ndarray:
+def cross_overlap(bf: BasisFunctions, atoms1: Atoms, atoms2: Atoms, cutoff_ang: float | None = None,
+                  method: str = "radial") -> np.ndarray:
     """S(R1; R2)_ab = <φ_a at R1 | φ_b at R2> (Γ-folded), for the same atoms at two geometries.
 
     Use *unwrapped* positions for the two geometries (an atom that crossed the cell boundary between
     them would otherwise be paired with the wrong image); the cell is that of ``atoms1``.
     """
-    return _lattice_sum(bf, atoms1, atoms2, False, cutoff_ang)[0]
+    return _overlaps(bf, atoms1, atoms2, cutoff_ang, None, method)
 
 
 def overlap_gradient(bf: BasisFunctions, atoms: Atoms, cutoff_ang: float | None = None) -> np.ndarray:

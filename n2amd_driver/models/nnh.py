@@ -9,8 +9,8 @@ basis. With ρ = Σ f_n c_n c_nᵀ and W = Σ f_n ε_n c_n c_nᵀ held fixed, th
 
 has exactly the gradient of Ω_band (Hellmann–Feynman plus the Pulay term of the non-orthogonal basis;
 no back-propagation through the eigensolver), so forces are −∂E_s/∂R: the H part by autograd through
-the model, the S part from the analytic <∂φ|φ> integrals. Stress uses the same surrogate under a
-homogeneous strain (H part by autograd, S part by a central difference of S, step 1e-5). E_rem is a
+the model, the S part −Tr(W ∂S/∂R) by autograd through the radial overlap tables
+(:mod:`n2amd_driver.overlap_radial`). Stress is the strain derivative of the same surrogate. E_rem is a
 short-range MLFF fitted to the reference minus the band terms (:func:`fit_remainder`). Units: eV, Å.
 """
 from __future__ import annotations
@@ -23,7 +23,8 @@ from ase import Atoms
 
 from ..electronic import eigh
 from ..orbitals import BasisFunctions
-from ..overlap import overlap_gradient, overlap_matrix
+from ..overlap import overlap_matrix, pair_cutoff_ang
+from ..overlap_radial import overlap_trace_gradients
 
 KB_EV = 8.617333262e-5  # eV/K
 
@@ -63,17 +64,6 @@ def density_matrices(C: np.ndarray, eps: np.ndarray, f: np.ndarray) -> tuple[np.
     occ = f > 1e-14
     Co = C[:, occ]
     return (Co * f[occ]) @ Co.T, (Co * (f[occ] * eps[occ])) @ Co.T
-
-
-def pulay_forces(W: np.ndarray, G: np.ndarray, orbital_offsets: np.ndarray) -> np.ndarray:
-    """+Tr(W ∂S/∂R_C) per atom (eV/Å) from G[x,a,b] = <∂_x φ_a|φ_b>,
-    using ∂S_ab/∂R_C = G_ab (δ_CB − δ_CA)."""
-    atom_of_orb = np.repeat(np.arange(len(orbital_offsets) - 1), np.diff(orbital_offsets))
-    per_b = np.einsum("ab,xab->bx", W, G)  # Σ_a W_ab G_x,ab  (derivative through φ_b's centre)
-    per_a = np.einsum("ab,xab->ax", W, G)
-    out = np.zeros((len(orbital_offsets) - 1, 3))
-    np.add.at(out, atom_of_orb, per_b - per_a)
-    return out
 
 
 class NNHModel:
@@ -121,8 +111,8 @@ class NNHModel:
         surrogate = (torch.as_tensor(rho, dtype=H_t.dtype) * H_t).sum()
         wrt = [d["positions"]] + ([d["strain"]] if stress else [])
         grads = torch.autograd.grad(surrogate, wrt)
-        offs = bf.basis.orbital_offsets(atoms.numbers)
-        forces = -grads[0].cpu().numpy().astype(float) + pulay_forces(W, overlap_gradient(bf, atoms), offs)
+        dWS, dWS_strain = overlap_trace_gradients(bf, atoms, W, pair_cutoff_ang(bf, atoms.numbers), stress)
+        forces = -grads[0].cpu().numpy().astype(float) + dWS
         nocc = int(round(n_el / 2))
         out = {"energy": float(np.dot(f, eps) - TS), "forces": forces,
                "extras": {"vbm_eV": float(eps[nocc - 1]), "cbm_eV": float(eps[nocc]),
@@ -131,19 +121,7 @@ class NNHModel:
         if stress:
             V = atoms.get_volume()
             dH = grads[1][0].cpu().numpy().astype(float)
-            dS = np.zeros((3, 3))
-            h = 1e-5
-            for p in range(3):
-                for q in range(3):
-                    e = np.zeros((3, 3))
-                    e[p, q] = h
-                    tr = []
-                    for sgn in (1, -1):
-                        b = atoms.copy()
-                        b.set_cell(atoms.cell.array @ (np.eye(3) + sgn * e), scale_atoms=True)
-                        tr.append(np.sum(W * overlap_matrix(bf, b)))
-                    dS[p, q] = (tr[0] - tr[1]) / (2 * h)
-            s = dH - dS
+            s = dH - dWS_strain
             out["stress"] = 0.5 * (s + s.T) / V
         return out
 

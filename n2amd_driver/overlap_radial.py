@@ -1,0 +1,205 @@
+"""Fast two-centre overlaps: every shell-pair block as radial functions times solid harmonics.
+
+By rotational covariance the overlap block of two shells (la, lb) at displacement d = R_B − R_A is
+
+    B_ab(d) = Σ_L g_L(r) Σ_M W^L_{abM} Y_LM(d̂),    L = |la−lb| … la+lb,  (−1)^L = (−1)^(la+lb)
+
+(W: Wigner-3j symbols in e3nn's real basis; this is the Slater–Koster decomposition). For one pair of
+Gaussian primitives (exponents α, β, μ = αβ/(α+β)) every term is
+
+    g_L(r) Y_LM(d̂) = exp(−μ r²) · q_L(r²) · r^L Y_LM(d̂)
+
+with q_L a polynomial of degree (la+lb−L)/2 and r^L Y_LM(d̂) a homogeneous polynomial of d (e3nn's
+unnormalised spherical harmonics), so a block is a smooth function of d without square roots — safe for
+autograd at d = 0. The coefficients of q_L are fitted once per basis by a linear solve on exact
+Obara–Saika blocks along one axis (:mod:`.gaussian_integrals`); the fit's residual is checked, so a wrong
+assumption fails loudly. Blocks of all atom pairs are then a few vectorised torch operations: ~20× faster
+than the per-pair recurrence and differentiable, which gives the Pulay force −Tr(W ∂S/∂R) and its stress
+by one backward pass (:func:`overlap_trace_gradients`).
+
+Lengths: d in bohr inside, Å at the public functions. Orbitals in e3nn order (:mod:`n2amd_driver.basis`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from ase import Atoms
+from ase.data import chemical_symbols
+
+from .units import BOHR_ANG
+
+#: primitive pairs with exp(−μ r²) below this are skipped (absolute contributions ≲ 1e-20)
+_EXP_SKIP = 46.0
+
+
+@dataclass
+class _ShellPair:
+    la: int
+    lb: int
+    offset_a: int  # first orbital of the shell in its atom
+    offset_b: int
+    mu: torch.Tensor  # (K,) bohr⁻², one per primitive pair
+    Ls: tuple[int, ...]
+    coeff: list[torch.Tensor]  # per L: (K, n_L) coefficients of q_L in powers of r² (bohr)
+    wigner: list[torch.Tensor]  # per L: (2la+1, 2lb+1, 2L+1)
+
+    @property
+    def mu_min(self) -> float:
+        return float(self.mu.min())
+
+
+def _fit_shell_pair(la, ea, wa, Ma, lb, eb, wb, Mb) -> tuple[np.ndarray, list[int], list[np.ndarray], list]:
+    """Per primitive pair: μ and the q_L coefficients (weights included) from exact blocks along z."""
+    from e3nn import o3
+
+    from .gaussian_integrals import contracted_overlaps
+
+    Ls = [L for L in range(abs(la - lb), la + lb + 1) if (L - la - lb) % 2 == 0]
+    npow = [(la + lb - L) // 2 + 1 for L in Ls]
+    zhat = torch.tensor([[0.0, 0.0, 1.0]], dtype=torch.float64)
+    W = [o3.wigner_3j(la, lb, L, dtype=torch.float64) for L in Ls]
+    A = [np.einsum("abm,m->ab", w.numpy(), o3.spherical_harmonics(L, zhat, normalize=False)[0].numpy())
+         for w, L in zip(W, Ls)]
+    mus, coeffs = [], [[] for _ in Ls]
+    for a, wa_i in zip(ea, wa):
+        for b, wb_j in zip(eb, wb):
+            mu = a * b / (a + b)
+            t = np.linspace(0.2, 2.5, 2 * sum(npow) + 4)  # radii in units of 1/sqrt(μ): well conditioned
+            r = t / np.sqrt(mu)
+            d = np.zeros((len(r), 3))
+            d[:, 2] = r
+            cart = contracted_overlaps(la, np.array([a]), np.array([wa_i]), lb, np.array([b]), np.array([wb_j]), d)
+            blk = np.einsum("xa,pxy,yb->pab", Ma, cart, Mb) / np.exp(-mu * r**2)[:, None, None]
+            # unknowns c_{L,j}: blk(r) = Σ_L Σ_j c_{L,j} t^{2j} · r^L A_L   (fitted in t, converted to r below)
+            cols = [(t ** (2 * j))[:, None, None] * (r**L)[:, None, None] * A_L[None]
+                    for L, n, A_L in zip(Ls, npow, A) for j in range(n)]
+            M = np.stack([c.ravel() for c in cols], axis=1)
+            x, *_ = np.linalg.lstsq(M, blk.ravel(), rcond=None)
+            resid = np.abs(M @ x - blk.ravel()).max()
+            scale = max(np.abs(blk).max(), 1e-300)
+            if resid > 1e-10 * scale:
+                raise RuntimeError(f"radial overlap fit failed for l=({la},{lb}), α={a}, β={b}: "
+                                   f"residual {resid:.2e} of {scale:.2e}")
+            mus.append(mu)
+            k = 0
+            for iL, n in enumerate(npow):
+                coeffs[iL].append([x[k + j] * mu**j for j in range(n)])  # t^{2j} = μ^j r^{2j}
+                k += n
+    return np.array(mus), Ls, [np.array(c) for c in coeffs], W
+
+
+class RadialOverlap:
+    """Overlap blocks of one basis (:class:`~n2amd_driver.orbitals.BasisFunctions`) as radial × angular."""
+
+    def __init__(self, bf):
+        from .overlap import _shell_data
+
+        self.bf = bf
+        self.pairs: dict[tuple[str, str], list[_ShellPair]] = {}
+        for ela in bf.shells:
+            for elb in bf.shells:
+                out = []
+                for la, ea, wa, oa, Ma in _shell_data(bf, ela):
+                    for lb, eb, wb, ob, Mb in _shell_data(bf, elb):
+                        mu, Ls, coeff, W = _fit_shell_pair(la, ea, wa, Ma, lb, eb, wb, Mb)
+                        out.append(_ShellPair(la, lb, oa, ob, torch.from_numpy(mu), tuple(Ls),
+                                              [torch.from_numpy(c) for c in coeff], W))
+                self.pairs[(ela, elb)] = out
+        self.lmax = max(L for ps in self.pairs.values() for p in ps for L in p.Ls)
+
+    def blocks(self, ela: str, elb: str, d_bohr: torch.Tensor) -> torch.Tensor:
+        """Overlap blocks (P, norb_a, norb_b) for displacements d (P, 3) bohr from an ``ela`` to an ``elb`` atom."""
+        from e3nn import o3
+
+        P = d_bohr.shape[0]
+        r2 = (d_bohr * d_bohr).sum(-1)
+        Y = o3.spherical_harmonics(list(range(self.lmax + 1)), d_bohr, normalize=False)  # r^L Y_LM(d̂)
+        ystart = [L * L for L in range(self.lmax + 2)]
+        tiles: dict[tuple[int, int], torch.Tensor] = {}
+        for sp in self.pairs[(ela, elb)]:
+            blk = d_bohr.new_zeros(P, 2 * sp.la + 1, 2 * sp.lb + 1)
+            near = torch.nonzero(r2 * sp.mu_min < _EXP_SKIP).squeeze(1)  # the rest is below 1e-20
+            if len(near):
+                s = r2[near]
+                E = torch.exp(-s[:, None] * sp.mu[None, :])  # (p, K)
+                part = 0.0
+                for L, c, W in zip(sp.Ls, sp.coeff, sp.wigner):
+                    EC = E @ c  # (p, n_L)
+                    g = EC[:, 0]
+                    for j in range(1, c.shape[1]):
+                        g = g + EC[:, j] * s**j
+                    ang = torch.einsum("abm,pm->pab", W, Y[near, ystart[L] : ystart[L + 1]])
+                    part = part + g[:, None, None] * ang
+                blk = part if len(near) == P else blk.index_copy(0, near, part)
+            tiles[(sp.offset_a, sp.offset_b)] = blk
+        rows = sorted({a for a, _ in tiles})
+        cols = sorted({b for _, b in tiles})
+        return torch.cat([torch.cat([tiles[(a, b)] for b in cols], dim=2) for a in rows], dim=1)
+
+
+_CACHE: dict = {}
+
+
+def radial_overlap(bf) -> RadialOverlap:
+    """The (cached) fitted tables of a basis."""
+    key = (bf.name, tuple(sorted((el, s) for el, s in bf.shells.items())))
+    if key not in _CACHE:
+        _CACHE[key] = RadialOverlap(bf)
+    return _CACHE[key]
+
+
+def _assemble(ro: RadialOverlap, numbers, i, j, d_ang: torch.Tensor, phase=None) -> torch.Tensor:
+    """Σ over pairs of blocks into the (norb, norb) matrix (Γ-folded, or with Bloch phases)."""
+    offs = ro.bf.basis.orbital_offsets(numbers)
+    norb = int(offs[-1])
+    dtype = d_ang.dtype if phase is None else torch.complex128
+    flat = torch.zeros(norb * norb, dtype=dtype)
+    d_bohr = d_ang / BOHR_ANG
+    for za in np.unique(numbers):
+        for zb in np.unique(numbers):
+            sel = np.flatnonzero((numbers[i] == za) & (numbers[j] == zb))
+            if len(sel) == 0:
+                continue
+            ela, elb = chemical_symbols[za], chemical_symbols[zb]
+            blk = ro.blocks(ela, elb, d_bohr[torch.from_numpy(sel)])
+            na, nb = blk.shape[1:]
+            rows = offs[i[sel]][:, None] + np.arange(na)[None, :]
+            cols = offs[j[sel]][:, None] + np.arange(nb)[None, :]
+            idx = torch.from_numpy((rows[:, :, None] * norb + cols[:, None, :]).ravel())
+            if phase is not None:
+                blk = blk * torch.from_numpy(phase[sel])[:, None, None]
+            flat = flat.index_add(0, idx, blk.reshape(-1).to(dtype))
+    return flat.reshape(norb, norb)
+
+
+def lattice_sum(bf, atoms1: Atoms, atoms2: Atoms, cutoff_ang: float, kpt=None) -> np.ndarray:
+    """Σ_T <φ_a at R1 | φ_b at R2 + T> (e3nn order), by the radial tables; (norb, norb)."""
+    from .overlap import _pairs
+
+    i, j, S, d = _pairs(atoms1, atoms2, cutoff_ang)
+    phase = None if kpt is None else np.exp(2j * np.pi * S @ np.asarray(kpt, float))
+    with torch.no_grad():
+        return _assemble(radial_overlap(bf), atoms1.numbers, i, j, torch.from_numpy(d), phase).numpy()
+
+
+def overlap_trace_gradients(bf, atoms: Atoms, W: np.ndarray, cutoff_ang: float,
+                            stress: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+    """∂/∂R_C of Σ_ab W_ab S_ab(R) (eV/Å when W is in eV; (N, 3)) and, with ``stress``, its derivative
+    with respect to a homogeneous strain ε of positions and cell together ((3, 3), eV): the Pulay terms
+    of band-energy forces and stress, by one backward pass through the radial tables."""
+    from .overlap import _pairs
+
+    i, j, S, _ = _pairs(atoms, atoms, cutoff_ang)
+    pos = torch.tensor(atoms.positions, dtype=torch.float64, requires_grad=True)
+    cell = torch.tensor(atoms.cell.array if np.all(atoms.pbc) else np.zeros((3, 3)), dtype=torch.float64)
+    d = pos[torch.from_numpy(j)] - pos[torch.from_numpy(i)] + torch.from_numpy(S).double() @ cell
+    wrt = [pos]
+    if stress:
+        eps = torch.zeros(3, 3, dtype=torch.float64, requires_grad=True)
+        d = d @ (torch.eye(3, dtype=torch.float64) + eps)
+        wrt.append(eps)
+    Smat = _assemble(radial_overlap(bf), atoms.numbers, i, j, d)
+    grads = torch.autograd.grad((Smat * torch.from_numpy(np.asarray(W, float))).sum(), wrt)
+    return grads[0].numpy(), (grads[1].numpy() if stress else None)
