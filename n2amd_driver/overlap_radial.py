@@ -40,14 +40,40 @@ class _ShellPair:
     lb: int
     offset_a: int  # first orbital of the shell in its atom
     offset_b: int
-    mu: torch.Tensor  # (K,) bohr⁻², one per primitive pair
+    mu: torch.Tensor  # (K,) bohr⁻², one per primitive pair, ascending
     Ls: tuple[int, ...]
-    coeff: list[torch.Tensor]  # per L: (K, n_L) coefficients of q_L in powers of r² (bohr)
+    coeff: torch.Tensor  # (K, Σ_L n_L): coefficients of every q_L in powers of r² (bohr), L after L
+    npow: tuple[int, ...]  # n_L per L
     wigner: list[torch.Tensor]  # per L: (2la+1, 2lb+1, 2L+1)
 
     @property
     def mu_min(self) -> float:
-        return float(self.mu.min())
+        return float(self.mu[0])
+
+    def radial(self, r2: torch.Tensor) -> list[torch.Tensor]:
+        """g_L(r)/r^L for squared distances r2 (p,) bohr²: one (p,) tensor per L.
+
+        Far pairs need only the diffuse primitive pairs (μ r² < the skip threshold), so pairs are
+        grouped by how many of the μ-sorted primitive pairs they need: fewer exponentials."""
+        K = len(self.mu)
+        need = torch.searchsorted(self.mu, _EXP_SKIP / r2.clamp_min(1e-300))
+        caps = sorted({max(1, K // 8), max(1, K // 4), max(1, K // 2), K})
+        EC = r2.new_zeros(len(r2), self.coeff.shape[1])
+        lo = -1
+        for cap in caps:
+            idx = torch.nonzero((need > lo) & (need <= cap)).squeeze(1)
+            lo = cap
+            if len(idx):
+                E = torch.exp(-r2[idx, None] * self.mu[None, :cap])
+                EC = EC.index_copy(0, idx, E @ self.coeff[:cap])
+        out, k = [], 0
+        for n in self.npow:
+            g = EC[:, k]
+            for j in range(1, n):
+                g = g + EC[:, k + j] * r2**j
+            out.append(g)
+            k += n
+        return out
 
 
 def _fit_shell_pair(la, ea, wa, Ma, lb, eb, wb, Mb) -> tuple[np.ndarray, list[int], list[np.ndarray], list]:
@@ -104,39 +130,43 @@ class RadialOverlap:
                 for la, ea, wa, oa, Ma in _shell_data(bf, ela):
                     for lb, eb, wb, ob, Mb in _shell_data(bf, elb):
                         mu, Ls, coeff, W = _fit_shell_pair(la, ea, wa, Ma, lb, eb, wb, Mb)
-                        out.append(_ShellPair(la, lb, oa, ob, torch.from_numpy(mu), tuple(Ls),
-                                              [torch.from_numpy(c) for c in coeff], W))
+                        order = np.argsort(mu)
+                        out.append(_ShellPair(la, lb, oa, ob, torch.from_numpy(mu[order]), tuple(Ls),
+                                              torch.from_numpy(np.concatenate(coeff, axis=1)[order]),
+                                              tuple(c.shape[1] for c in coeff), W))
                 self.pairs[(ela, elb)] = out
         self.lmax = max(L for ps in self.pairs.values() for p in ps for L in p.Ls)
+        self._cache: dict = {}
 
     def blocks(self, ela: str, elb: str, d_bohr: torch.Tensor) -> torch.Tensor:
         """Overlap blocks (P, norb_a, norb_b) for displacements d (P, 3) bohr from an ``ela`` to an ``elb`` atom."""
         from e3nn import o3
 
         P = d_bohr.shape[0]
+        na, nb = self.bf.basis.norb(ela), self.bf.basis.norb(elb)
+        if P == 0:
+            return d_bohr.new_zeros(0, na, nb)
         r2 = (d_bohr * d_bohr).sum(-1)
         Y = o3.spherical_harmonics(list(range(self.lmax + 1)), d_bohr, normalize=False)  # r^L Y_LM(d̂)
-        ystart = [L * L for L in range(self.lmax + 2)]
-        tiles: dict[tuple[int, int], torch.Tensor] = {}
-        for sp in self.pairs[(ela, elb)]:
-            blk = d_bohr.new_zeros(P, 2 * sp.la + 1, 2 * sp.lb + 1)
-            near = torch.nonzero(r2 * sp.mu_min < _EXP_SKIP).squeeze(1)  # the rest is below 1e-20
-            if len(near):
-                s = r2[near]
-                E = torch.exp(-s[:, None] * sp.mu[None, :])  # (p, K)
-                part = 0.0
-                for L, c, W in zip(sp.Ls, sp.coeff, sp.wigner):
-                    EC = E @ c  # (p, n_L)
-                    g = EC[:, 0]
-                    for j in range(1, c.shape[1]):
-                        g = g + EC[:, j] * s**j
-                    ang = torch.einsum("abm,pm->pab", W, Y[near, ystart[L] : ystart[L + 1]])
-                    part = part + g[:, None, None] * ang
-                blk = part if len(near) == P else blk.index_copy(0, near, part)
-            tiles[(sp.offset_a, sp.offset_b)] = blk
-        rows = sorted({a for a, _ in tiles})
-        cols = sorted({b for _, b in tiles})
-        return torch.cat([torch.cat([tiles[(a, b)] for b in cols], dim=2) for a in rows], dim=1)
+        # Z[p, (shell pair, L, M)] = g_L(r)/r^L · r^L Y_LM(d̂); one matmul places every term in its block
+        Z = torch.cat([g[:, None] * Y[:, L * L : (L + 1) * (L + 1)]
+                       for sp in self.pairs[(ela, elb)] for L, g in zip(sp.Ls, sp.radial(r2))], dim=1)
+        return (Z @ self._placement(ela, elb).to(Z.dtype)).reshape(P, na, nb)
+
+    def _placement(self, ela: str, elb: str) -> torch.Tensor:
+        """(Σ_{shell pairs, L} (2L+1), norb_a·norb_b): the Wigner-3j symbols at their block positions."""
+        key = ("placement", ela, elb)
+        if key not in self._cache:
+            nb = self.bf.basis.norb(elb)
+            rows = []
+            for sp in self.pairs[(ela, elb)]:
+                for W in sp.wigner:
+                    R = torch.zeros(W.shape[2], self.bf.basis.norb(ela), nb, dtype=torch.float64)
+                    R[:, sp.offset_a : sp.offset_a + W.shape[0], sp.offset_b : sp.offset_b + W.shape[1]] = \
+                        W.permute(2, 0, 1)
+                    rows.append(R.reshape(W.shape[2], -1))
+            self._cache[key] = torch.cat(rows)
+        return self._cache[key]
 
 
 _CACHE: dict = {}
@@ -165,12 +195,20 @@ def _assemble(ro: RadialOverlap, numbers, i, j, d_ang: torch.Tensor, phase=None)
             ela, elb = chemical_symbols[za], chemical_symbols[zb]
             blk = ro.blocks(ela, elb, d_bohr[torch.from_numpy(sel)])
             na, nb = blk.shape[1:]
-            rows = offs[i[sel]][:, None] + np.arange(na)[None, :]
-            cols = offs[j[sel]][:, None] + np.arange(nb)[None, :]
-            idx = torch.from_numpy((rows[:, :, None] * norb + cols[:, None, :]).ravel())
             if phase is not None:
                 blk = blk * torch.from_numpy(phase[sel])[:, None, None]
-            flat = flat.index_add(0, idx, blk.reshape(-1).to(dtype))
+            # sum the lattice images of each atom pair first, then place the atom-pair blocks
+            atoms_a, atoms_b = np.flatnonzero(numbers == za), np.flatnonzero(numbers == zb)
+            local = np.empty(len(numbers), np.int64)
+            local[atoms_a] = np.arange(len(atoms_a))
+            u = local[i[sel]] * len(atoms_b)
+            local[atoms_b] = np.arange(len(atoms_b))
+            u = torch.from_numpy(u + local[j[sel]])
+            red = blk.new_zeros(len(atoms_a) * len(atoms_b), na * nb).index_add(0, u, blk.reshape(-1, na * nb))
+            rows = offs[atoms_a][:, None] + np.arange(na)[None, :]  # (nA, na)
+            cols = offs[atoms_b][:, None] + np.arange(nb)[None, :]  # (nB, nb)
+            idx = rows[:, None, :, None] * norb + cols[None, :, None, :]  # (nA, nB, na, nb)
+            flat = flat.index_add(0, torch.from_numpy(idx.reshape(-1)), red.reshape(-1).to(dtype))
     return flat.reshape(norb, norb)
 
 

@@ -28,7 +28,8 @@ DEFAULTS: dict = {
     "type_map": None,  # elements of LAMMPS atom types 1, 2, ... when the dump has no 'element' column
     "frames": {"start": 0, "stop": None, "step": 1},  # which stored frames to use
     "dt_fs": None,  # time between the stored frames (before 'step'), fs
-    "hamiltonian": {"model": None, "engine": None, "method": None},  # a model file, or engine: tblite + method
+    # a model file (dtype: evaluate it in float32/float64; null = as trained), or engine: tblite + method
+    "hamiltonian": {"model": None, "dtype": None, "engine": None, "method": None},
     "window": {"valence": 4, "conduction": 4, "bands": None},  # states around the gap, or bands: [first, last] (1-based)
     "track_states": False,  # follow orbital character through crossings (maximum overlap)
     "remove_drift": True,  # remove centre-of-mass motion (a rigid translation must not couple states)

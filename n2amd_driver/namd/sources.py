@@ -15,11 +15,12 @@ from ..overlap import overlap_matrix
 class ModelSource:
     """H from a trained Hamiltonian model; S from the basis functions of the model's reference engine."""
 
-    def __init__(self, path, device: str = "auto"):
+    def __init__(self, path, device: str = "auto", dtype: str | None = None):
         from ..training.hamiltonian import load_hamiltonian_model
 
         self.path = str(path)
-        self.model = load_hamiltonian_model(path, device=device)
+        self.dtype = dtype
+        self.model = load_hamiltonian_model(path, device=device, dtype=dtype)
         self.reference = self.model.info["reference"]
         if self.reference.get("engine") != "tblite":
             raise ValueError(f"{path}: couplings need analytic basis functions; supported for tblite references, "
@@ -35,13 +36,14 @@ class ModelSource:
     def electronic(self, atoms: Atoms) -> tuple[np.ndarray, np.ndarray, float]:
         from ..training.hamiltonian import model_electrons
 
-        H = self.model.hamiltonian(atoms)
+        H = np.asarray(self.model.hamiltonian(atoms), dtype=float)
         if not np.all(np.isfinite(H)):
             raise ValueError("the model Hamiltonian contains NaN/inf")
         return H, overlap_matrix(self.basis_functions(atoms), atoms), model_electrons(self.model, atoms)
 
     def describe(self) -> dict:
-        return {"source": "model", "model": self.path, "reference": self.reference}
+        return {"source": "model", "model": self.path, "reference": self.reference,
+                "dtype": self.dtype or "as trained"}
 
 
 class EngineSource:
@@ -70,10 +72,11 @@ class EngineSource:
 
 
 def make_source(spec: dict, device: str = "auto"):
-    """``{model: file.pt}`` or ``{engine: tblite, method: GFN1-xTB, ...engine options}``."""
+    """``{model: file.pt[, dtype: float32]}`` or ``{engine: tblite, method: GFN1-xTB, ...engine options}``."""
     spec = dict(spec)
     if spec.get("model"):
-        return ModelSource(spec["model"], device=device)
+        return ModelSource(spec["model"], device=device, dtype=spec.get("dtype"))
     if spec.get("engine"):
-        return EngineSource(spec.pop("engine"), **{k: v for k, v in spec.items() if k != "model" and v is not None})
+        return EngineSource(spec.pop("engine"), **{k: v for k, v in spec.items()
+                                                   if k not in ("model", "dtype") and v is not None})
     raise ValueError("hamiltonian: give either 'model: FILE.pt' or 'engine: tblite' (with method: GFN1-xTB/GFN2-xTB)")
