@@ -6,9 +6,13 @@ socket and inside the reference engines).
     n2amd data generate CONFIG.yaml -o data.h5 [--workers N]   sample + label a dataset (resumable)
     n2amd data info data.h5                                      summarise a dataset
     n2amd label STRUCTURE --engine tblite --method GFN2-xTB      label one structure, print a summary
+    n2amd train {forcefield,hamiltonian,nnh} CONFIG.yaml         train a model (resumable)
+    n2amd bands MODEL STRUCTURE -o bands.png                     model vs reference band structure
+    n2amd md lammps|ipi [options]                                MD with a model (LAMMPS plugin or i-PI)
     n2amd namd couplings CONFIG.yaml                             energies and NAC along an MD trajectory
     n2amd namd hop CONFIG.yaml                                   FSSH/DISH populations and lifetimes
-    n2amd demo                                                   run the bundled demo
+    n2amd namd analyse couplings.h5                              gap, dephasing, RMS NAC, plots
+    n2amd demo                                                   the whole pipeline on bundled Si models
 """
 from __future__ import annotations
 
@@ -116,9 +120,27 @@ def _cmd_bands(args) -> int:
 
 
 def _cmd_demo(args) -> int:
-    from .demo import run_demo
+    from .demo import DemoSettings, run_demo
 
-    return run_demo(Path(args.workdir), quick=args.quick)
+    opts = {k: v for k, v in {"md": args.md, "forces": args.forces, "structure": args.structure, "mlff": args.mlff,
+                              "nnh": args.nnh, "hamiltonian": args.hamiltonian, "ranks": args.ranks}.items()
+            if v is not None}
+    run_demo(Path(args.workdir), DemoSettings.quick(**opts) if args.quick else DemoSettings(**opts))
+    return 0
+
+
+def _cmd_md(args) -> int:
+    from .md.launch import run_ipi, run_lammps
+
+    if args.engine == "lammps":
+        run = run_lammps(Path(args.workdir), model=args.model, nnh=args.nnh, temperature_K=args.temperature,
+                         nvt_steps=args.nvt_steps, nve_steps=args.nve_steps, ranks=args.ranks, seed=args.seed,
+                         structure=args.structure, threads=args.threads)
+    else:
+        run = run_ipi(Path(args.workdir), mode=args.mode, model=args.model, steps=args.steps, drivers=args.drivers,
+                      seed=args.seed)
+    print(f"[n2amd md] trajectory ({run.format}, {run.dt_fs:g} fs per frame): {run.trajectory}")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -195,9 +217,46 @@ def build_parser() -> argparse.ArgumentParser:
     namd.add_argument("namd_args", nargs=argparse.REMAINDER)
     namd.set_defaults(func=lambda a: __import__("n2amd_driver.namd.__main__", fromlist=["main"]).main(a.namd_args))
 
-    demo = sub.add_parser("demo", help="run the bundled demo on 64-atom Si")
+    md = sub.add_parser("md", help="molecular dynamics with a model: LAMMPS (plugin) or i-PI (socket driver)",
+                        description="Runs the shipped inputs (lammps_inputs/in.n2amd[_nnh], ipi_configs/input_*.xml) "
+                                    "in a run folder. Time step 1 fs; temperatures K; the trajectory (positions Å, "
+                                    "velocities) is written every step for 'n2amd namd couplings'.")
+    msub = md.add_subparsers(dest="engine", required=True)
+    ml = msub.add_parser("lammps", help="LAMMPS: NVT equilibration (Nose-Hoover) then NVE, dump every step")
+    ml.add_argument("--model", default="si_mlff.pt", help="MLFF (or NNH with --nnh) model file or bundled name "
+                                                          "(default si_mlff.pt)")
+    ml.add_argument("--nnh", action="store_true", help="NNH forces through 'fix n2amd' (model: an NNH model file)")
+    ml.add_argument("--structure", help="start structure (any periodic file ASE reads; default the shipped Si64)")
+    ml.add_argument("--temperature", type=float, default=300.0, help="K (default 300)")
+    ml.add_argument("--nvt-steps", type=int, default=1000, help="1 fs NVT steps (default 1000)")
+    ml.add_argument("--nve-steps", type=int, default=2000, help="1 fs NVE steps, dumped (default 2000)")
+    ml.add_argument("--ranks", type=int, default=1, help="MPI ranks (mpirun -n; default 1)")
+    ml.add_argument("--threads", type=int, help="torch threads per rank (default: OMP_NUM_THREADS or torch's)")
+    ml.add_argument("--seed", type=int, default=4928459, help="velocity seed")
+    ml.add_argument("--workdir", default="runs/md_lammps", help="run folder (default runs/md_lammps)")
+    mi = msub.add_parser("ipi", help="i-PI: NVT (SVR), NVE or PIMD with n2amd drivers on a UNIX socket")
+    mi.add_argument("--mode", default="nvt", choices=["nvt", "nve", "pimd"], help="ipi_configs/input_MODE.xml")
+    mi.add_argument("--model", default="si_mlff.pt", help="model file or bundled name (default si_mlff.pt)")
+    mi.add_argument("--steps", type=int, default=3000, help="1 fs steps (default 3000)")
+    mi.add_argument("--drivers", type=int, default=1, help="driver processes (default 1)")
+    mi.add_argument("--seed", type=int, default=31415, help="i-PI random seed")
+    mi.add_argument("--workdir", default="runs/md_ipi", help="run folder (default runs/md_ipi)")
+    md.set_defaults(func=_cmd_md)
+
+    demo = sub.add_parser("demo", help="the whole pipeline on the bundled 64-atom Si models",
+                          description="MLFF MD in LAMMPS (500 fs NVT + 2000 fs NVE at 300 K) -> NAMD couplings from "
+                                      "the NN Hamiltonian on 2 MPI ranks (1000 fs, 4+4 bands) -> dephasing and DISH "
+                                      "CBM->VBM recombination (10 initial times x 100 trajectories x 1000 fs) -> "
+                                      "table and plots. Resumes stage by stage when re-run on the same folder.")
     demo.add_argument("--workdir", default="runs/demo", help="run folder (default: runs/demo)")
-    demo.add_argument("--quick", action="store_true", help="smallest settings (used by the tests)")
+    demo.add_argument("--md", choices=["lammps", "ipi"], help="MD engine (default lammps)")
+    demo.add_argument("--forces", choices=["mlff", "nnh"], help="MLFF (default) or NNH forces")
+    demo.add_argument("--structure", help="own start structure (periodic, any ASE format; LAMMPS route)")
+    demo.add_argument("--mlff", help="own MLFF model file")
+    demo.add_argument("--nnh", help="own NNH model file")
+    demo.add_argument("--hamiltonian", help="own Hamiltonian model file (tblite-trained)")
+    demo.add_argument("--ranks", type=int, help="MPI ranks for couplings and DISH (default 2)")
+    demo.add_argument("--quick", action="store_true", help="tiny settings (seconds; used by the tests)")
     demo.set_defaults(func=_cmd_demo)
     return p
 
@@ -210,7 +269,7 @@ def main(argv=None) -> int:
 
     try:
         return int(args.func(args) or 0)
-    except (DatasetError, EngineError, StructureError, FileNotFoundError, ValueError) as exc:
+    except (DatasetError, EngineError, StructureError, FileNotFoundError, ValueError, RuntimeError) as exc:
         print(f"n2amd: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

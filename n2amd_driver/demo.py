@@ -1,35 +1,188 @@
-"""``n2amd demo``: what runs on the bundled default.
+"""``n2amd demo``: the whole N2AMD pipeline on the bundled 64-atom Si models.
 
-At this stage of the project the demo is the data stage of the pipeline on Si: sample 8-atom cells
-with LAMMPS (Tersoff MD), label them with GFN2-xTB (tblite) into an HDF5 dataset, summarise it, and
-compute the GFN2-xTB electronic structure of a 64-atom Si cell. The later stages (NN Hamiltonian,
-MLFF MD in LAMMPS, couplings, surface hopping) join the demo as they land.
+    1. MD     LAMMPS with the MLFF plugin (NVT equilibration, then NVE dumped every 1 fs step),
+              or i-PI (``--md ipi``), or NNH forces (``--forces nnh``);
+    2. NAMD couplings on N MPI ranks: NN Hamiltonian per snapshot (GFN1-xTB basis, float32), cross-time
+              overlaps, phase-corrected NAC in a window of 4 valence + 4 conduction bands;
+    3. dephasing (gap fluctuations) and DISH electron–hole recombination CBM → VBM (N MPI ranks);
+    4. a summary table (averaged gap, dephasing time, RMS NAC, lifetime and its fit) and plots.
+
+Every stage writes into the run folder and is skipped when its output is already there, so an interrupted
+demo resumes where it stopped (each stage also checkpoints internally). Energies eV, times fs.
 """
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 
-def run_demo(workdir: Path, quick: bool = False) -> int:
-    from ase.build import bulk
+from .calculator import BUNDLED
 
-    from .cli import ASSETS, _gap_text
-    from .data.generate import dataset_info, generate, load_config
-    from .engines import get_engine
 
+@dataclass
+class DemoSettings:
+    """Defaults sized for ≤ 15 minutes on 2 cores; ``quick()`` for the tests."""
+
+    md: str = "lammps"  # lammps | ipi
+    forces: str = "mlff"  # mlff | nnh
+    mlff: str = str(BUNDLED / "si_mlff.pt")
+    nnh: str = str(BUNDLED / "si_nnh.pt")
+    hamiltonian: str = str(BUNDLED / "si_hamiltonian.pt")
+    structure: str | None = None  # any ASE-readable periodic structure; default the shipped Si64 cell
+    temperature_K: float = 300.0
+    nvt_fs: int = 500
+    nve_fs: int = 2000
+    namd_fs: int = 1000  # length of the NVE segment the couplings are computed on
+    namd_stride: int = 1  # use every n-th dumped frame (dt = n fs)
+    valence: int = 4
+    conduction: int = 4
+    initial_times: int = 10
+    ntraj: int = 100
+    namdtime_fs: float = 1000.0
+    ranks: int = 2
+
+    @classmethod
+    def quick(cls, **kw) -> "DemoSettings":
+        return cls(nvt_fs=20, nve_fs=40, namd_fs=30, valence=2, conduction=2, initial_times=3, ntraj=20,
+                   namdtime_fs=30.0, **kw)
+
+
+def _namd(args: list[str], ranks: int, cwd: Path) -> None:
+    """``mpirun -n ranks python -m n2amd_driver.namd ...``; the progress bar of rank 0 shows through."""
+    from .md.launch import executable
+
+    cmd = ([executable("mpirun"), "-n", str(ranks)] if ranks > 1 else []) + [sys.executable, "-m",
+                                                                            "n2amd_driver.namd", *args]
+    env = dict(os.environ, OMP_NUM_THREADS="1", N2AMD_THREADS="1")
+    r = subprocess.run(cmd, cwd=cwd, env=env)
+    if r.returncode != 0:
+        raise RuntimeError(f"'{' '.join(args[:1])}' stage failed (exit {r.returncode}); re-run the demo to resume")
+
+
+def _write_yaml(path: Path, cfg: dict) -> Path:
+    import yaml
+
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return path
+
+
+def run_md(s: DemoSettings, folder: Path):
+    from .md.launch import run_ipi, run_lammps
+
+    model = s.nnh if s.forces == "nnh" else s.mlff
+    if s.md == "lammps":
+        return run_lammps(folder, model=model, nnh=s.forces == "nnh", temperature_K=s.temperature_K,
+                          nvt_steps=s.nvt_fs, nve_steps=s.nve_fs, structure=s.structure,
+                          threads=min(2, os.cpu_count() or 1))
+    if s.md == "ipi":
+        if s.structure:
+            raise ValueError("the i-PI route of the demo runs the shipped Si64 cell; use --md lammps for --structure")
+        return run_ipi(folder, mode="nvt", model=model, steps=s.nvt_fs + s.nve_fs, equilibration_steps=s.nvt_fs)
+    raise ValueError(f"--md must be lammps or ipi, not {s.md!r}")
+
+
+def run_demo(workdir: Path, settings: DemoSettings | None = None) -> dict:
+    """Run (or resume) the demo in ``workdir``; returns the summary dict (also ``summary.json``)."""
+    s = settings or DemoSettings()
+    workdir = Path(workdir).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
-    print(f"[demo] run folder: {workdir.resolve()}")
-    overrides = {"sampling": {"temperatures": [300, 600], "strains": [0.0, 0.02], "frames_per_condition": 1 if quick else 2,
-                              "equilibration_fs": 500}}
-    cfg = load_config(ASSETS / "configs" / "data_si.yaml", overrides)
-    print("[demo] 1/2 dataset: Tersoff MD snapshots of Si8, labelled with GFN2-xTB (tblite)")
-    summary = generate(cfg, workdir / "si_gfn2_demo.h5", workers=2)
-    print(dataset_info(summary.path))
-    print("[demo] 2/2 reference electronic structure of 64-atom Si (GFN2-xTB, Γ)")
-    atoms = bulk("Si", "diamond", a=5.43, cubic=True).repeat(2)
-    labels = get_engine("tblite", method="GFN2-xTB").label(atoms, name="Si64 (perfect crystal)")
-    print(f"  E = {labels.energy / len(atoms):.4f} eV/atom; {_gap_text(labels)}")
-    print(f"[demo] finished in {time.time() - t0:.0f} s")
-    return 0 if summary.failed == 0 else 1
+    times_file = workdir / "stage_times.json"  # wall seconds of each finished stage, kept across resumes
+    times: dict[str, float] = json.loads(times_file.read_text()) if times_file.exists() else {}
+
+    def done(stage: str, t_start: float) -> None:
+        times.setdefault(stage, time.time() - t_start)
+        times_file.write_text(json.dumps(times))
+
+    print(f"[demo] N2AMD on 64-atom Si; run folder {workdir}", flush=True)
+    # 1. MD
+    md_dir = workdir / "md"
+    traj_info = md_dir / "trajectory.json"
+    t = time.time()
+    if traj_info.exists():
+        info = json.loads(traj_info.read_text())
+        print(f"[demo] 1/3 MD: done before ({info['trajectory']})", flush=True)
+    else:
+        print(f"[demo] 1/3 MD ({s.md}, {s.forces} forces)", flush=True)
+        run = run_md(s, md_dir)
+        info = {"trajectory": str(run.trajectory), "format": run.format, "dt_fs": run.dt_fs,
+                "first_frame": run.first_frame, "log": str(run.log)}
+        traj_info.write_text(json.dumps(info, indent=2))
+    done("md_s", t)
+    # 2. couplings
+    t = time.time()
+    couplings = workdir / "couplings.h5"
+    if not couplings.exists():
+        print(f"[demo] 2/3 NAMD couplings on {s.ranks} MPI rank(s): {s.namd_fs} fs of the trajectory, "
+              f"{s.valence}+{s.conduction} bands around the gap", flush=True)
+        first = int(info["first_frame"])
+        cfg = {"trajectory": info["trajectory"], "format": info["format"], "dt_fs": info["dt_fs"],
+               "frames": {"start": first, "stop": first + s.namd_fs + 1, "step": s.namd_stride},
+               "hamiltonian": {"model": s.hamiltonian, "dtype": "float32"},
+               "window": {"valence": s.valence, "conduction": s.conduction}, "output": str(couplings),
+               "exports": {"hefei": str(workdir / "hefei"), "pyxaid": None}, "plots": True}
+        _namd(["couplings", str(_write_yaml(workdir / "couplings.yaml", cfg))], s.ranks, workdir)
+    else:
+        print("[demo] 2/3 couplings: done before", flush=True)
+    done("couplings_s", t)
+    # 3. dephasing + DISH recombination between VBM and CBM
+    t = time.time()
+    hop_dir = workdir / "dish"
+    if not (hop_dir / "summary.txt").exists():
+        print(f"[demo] 3/3 dephasing and DISH recombination CBM → VBM: {s.initial_times} initial times × "
+              f"{s.ntraj} trajectories × {s.namdtime_fs:g} fs on {s.ranks} MPI rank(s)", flush=True)
+        cfg = {"input": {"couplings": str(couplings)}, "states": [s.valence - 1, s.valence],  # VBM, CBM
+               "method": "dish", "carrier": "electron", "temperature_K": s.temperature_K, "ntraj": s.ntraj,
+               "namdtime_fs": s.namdtime_fs, "initial": {"times": s.initial_times, "state": "auto"},
+               "output": str(hop_dir)}
+        _namd(["hop", str(_write_yaml(workdir / "dish.yaml", cfg)), "-q"], s.ranks, workdir)
+    done("dish_s", t)
+    summary = _summary(workdir, info, couplings, hop_dir, s.valence - 1, times, sum(times.values()))
+    print(summary["table"], flush=True)
+    (workdir / "summary.md").write_text(summary["table"] + "\n")
+    (workdir / "summary.json").write_text(json.dumps({k: v for k, v in summary.items() if k != "table"}, indent=2))
+    return summary
+
+
+def _summary(workdir: Path, info: dict, couplings: Path, hop_dir: Path, iv: int, times: dict, total_s: float) -> dict:
+    """The table of the demo's results; ``iv``: index of the VBM in the couplings window."""
+    import h5py
+
+    from .namd.lifetime import LifetimeFit
+    from .namd.series import CouplingSeries
+
+    series = CouplingSeries.read_h5(couplings)
+    with h5py.File(couplings) as f:
+        vbm, cbm = f["vbm_eV"][()], f["cbm_eV"][()]
+    with h5py.File(hop_dir / "populations.h5") as f:
+        tau = f["dephasing_fs"][()]
+        fit, lin = (LifetimeFit(float(g.attrs["tau_fs"]), float(g.attrs["stderr_fs"]), tuple(g.attrs["window_fs"]),
+                                kind) for kind, g in (("exponential", f["lifetime/exponential"]),
+                                                      ("linear", f["lifetime/linear"])))
+    n = series.nstates
+    rms = series.rms_nac_meV()
+    rows = [
+        ("MD trajectory", f"{info['format']}, {Path(info['trajectory']).name}"),
+        ("couplings", f"{series.energies.shape[0]} snapshots, dt = {series.dt_fs:g} fs, {n} bands"),
+        ("averaged gap <CBM − VBM>", f"{np.mean(cbm - vbm):.3f} eV (σ {np.std(cbm - vbm) * 1000:.1f} meV)"),
+        ("pure-dephasing time VBM–CBM", f"{tau[0, 1]:.2f} fs"),
+        ("RMS NAC ħ|d| VBM–CBM", f"{rms[iv, iv + 1]:.4f} meV"),
+        ("electron–hole recombination τ", fit.text()),
+        ("", lin.text()),
+        ("wall time", f"MD {times['md_s']:.0f} s, couplings {times['couplings_s']:.0f} s, DISH {times['dish_s']:.0f} s,"
+                      f" total {total_s:.0f} s"),
+    ]
+    plots = sorted(str(p.relative_to(workdir)) for p in workdir.rglob("*.png"))
+    w = max(len(k) for k, _ in rows)
+    table = "\n".join(["", "N2AMD demo — 64-atom Si, GFN1-xTB-trained models, 300 K", "-" * (w + 50)]
+                      + [f"{k:{w}s}  {v}" for k, v in rows] + ["-" * (w + 50), "plots: " + ", ".join(plots),
+                                                                f"folder: {workdir}"])
+    return {"table": table, "gap_eV": float(np.mean(cbm - vbm)), "dephasing_fs": float(tau[0, 1]),
+            "rms_nac_meV": float(rms[iv, iv + 1]), "lifetime_fs": fit.tau_fs,
+            "lifetime_stderr_fs": fit.stderr_fs, "lifetime_linear_fs": lin.tau_fs, "plots": plots, **times, "total_s": total_s}

@@ -1,7 +1,9 @@
 """The `n2amd` entry points as a newcomer meets them."""
+import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 from ase.build import bulk
 from ase.io import write
@@ -27,12 +29,67 @@ def test_label_one_structure(tmp_path):
 
 
 @pytest.mark.slow
-def test_demo_smoke_run(tmp_path):
-    r = subprocess.run(N2AMD + ["demo", "--quick", "--workdir", str(tmp_path / "demo")], capture_output=True,
-                       text=True, timeout=900)
-    assert r.returncode == 0, r.stderr
-    assert "4 total, 4 done" in r.stdout
-    # GFN2-xTB band gap of crystalline Si at Γ (64 atoms): 1.67 eV (shared notes, measured with tblite)
-    gap = float(r.stdout.split("gap ")[1].split(" eV")[0])
-    assert gap == pytest.approx(1.67, abs=0.01)
-    assert (tmp_path / "demo" / "si_gfn2_demo.h5").exists()
+def test_demo_pipeline_end_to_end_reduced(tmp_path):
+    """`n2amd demo --quick`: LAMMPS + MLFF plugin MD → couplings on 2 MPI ranks from the bundled Hamiltonian →
+    DISH on 2 ranks → table and plots; then a re-run resumes (every stage found done) with the same table."""
+    import h5py
+
+    wd = tmp_path / "demo"
+    r = subprocess.run(N2AMD + ["demo", "--quick", "--workdir", str(wd)], capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert "Step" in r.stdout and "1/3 MD" in r.stdout  # LAMMPS thermo output streamed as progress
+    dump = (wd / "md" / "si64_nve.dump").read_text()
+    assert dump.count("ITEM: TIMESTEP") == 41  # 40 NVE steps + step 0, every step
+    with h5py.File(wd / "couplings.h5") as f:
+        assert f["energies"].shape == (31, 4) and json.loads(f.attrs["meta"])["nranks"] == 2
+        gap = f["cbm_eV"][()] - f["vbm_eV"][()]
+        assert np.all(gap > 0.05) and np.all(gap < 3.0)  # GFN1-xTB Si64 at 300 K: ~0.3 eV
+        assert json.loads(f.attrs["meta"])["hamiltonian"]["dtype"] == "float32"
+    summary = json.loads((wd / "summary.json").read_text())
+    assert summary["gap_eV"] == pytest.approx(float(np.mean(gap)), rel=1e-9)
+    assert summary["dephasing_fs"] > 0 and summary["rms_nac_meV"] > 0
+    for png in ("couplings_energies.png", "couplings_nac.png", "dish/populations.png", "dish/dephasing.png"):
+        assert (wd / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (wd / "hefei" / "EIGTXT").exists() and "averaged gap" in r.stdout
+    an = subprocess.run(N2AMD + ["namd", "analyse", str(wd / "couplings.h5")], capture_output=True, text=True)
+    assert an.returncode == 0, an.stderr
+    res = json.loads((wd / "couplings_analysis.json").read_text())
+    assert res["pair"] == [1, 2] and res["average_gap_eV"] == pytest.approx(summary["gap_eV"], rel=1e-9)
+    assert res["rms_nac_meV"] == pytest.approx(summary["rms_nac_meV"], rel=1e-9)
+    again = subprocess.run(N2AMD + ["demo", "--quick", "--workdir", str(wd)], capture_output=True, text=True,
+                           timeout=300)
+    assert again.returncode == 0 and "done before" in again.stdout
+    assert (wd / "summary.md").read_text().split("wall time")[0] in again.stdout
+
+
+def test_md_lammps_on_a_users_structure(tmp_path):
+    """`n2amd md lammps --structure` takes any periodic file ASE reads (here extxyz of a strained Si8)."""
+    from n2amd_driver.trajectory import read_trajectory
+
+    a = bulk("Si", "diamond", a=5.50, cubic=True)
+    a.rattle(0.02, seed=0)
+    write(tmp_path / "si8.xyz", a, format="extxyz")
+    wd = tmp_path / "md"
+    r = subprocess.run(N2AMD + ["md", "lammps", "--structure", str(tmp_path / "si8.xyz"), "--nvt-steps", "5",
+                                "--nve-steps", "5", "--workdir", str(wd)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    frames = read_trajectory(wd / "si64_nve.dump")
+    assert len(frames) == 6 and all(len(f) == 8 and set(f.get_chemical_symbols()) == {"Si"} for f in frames)
+    assert (wd / "run_lammps.sh").read_text().count("-var") == 8  # the run is reproducible from its folder
+
+
+def test_md_ipi_route(tmp_path):
+    from n2amd_driver.trajectory import read_trajectory
+
+    wd = tmp_path / "ipi"
+    r = subprocess.run(N2AMD + ["md", "ipi", "--mode", "nve", "--steps", "5", "--workdir", str(wd)],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    frames = read_trajectory(wd / "si64_nve.pos_0.xyz")
+    assert len(frames) >= 5 and len(frames[0]) == 64
+
+
+def test_md_reports_a_missing_model(tmp_path):
+    r = subprocess.run(N2AMD + ["md", "lammps", "--model", "nonexistent.pt", "--nvt-steps", "1", "--nve-steps", "1",
+                                "--workdir", str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "LAMMPS failed" in r.stderr and "nonexistent.pt" in r.stderr

@@ -25,11 +25,23 @@ def main(argv=None) -> int:
     c.add_argument("config", help="YAML config")
     c.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config value (e.g. dt_fs=1)")
     c.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    a = sub.add_parser("analyse", help="averaged gap, dephasing times, RMS NAC and plots of a couplings file",
+                       description="Reads an n2amd couplings HDF5 (or a Hefei-NAMD folder with EIGTXT/NATXT) and "
+                                   "writes a table (stdout), <prefix>_analysis.json and PNGs. Energies eV, times fs, "
+                                   "NAC as ħ|d| in meV.")
+    a.add_argument("couplings", help="couplings.h5 or a Hefei-NAMD folder")
+    a.add_argument("--pair", type=int, nargs=2, metavar=("I", "J"),
+                   help="window states of the headline numbers (default: VBM and CBM)")
+    a.add_argument("-o", "--prefix", help="output prefix (default: the input path without suffix)")
     args = p.parse_args(argv)
     from ..cli import parse_overrides
 
     try:
-        if args.command == "hop":
+        if args.command == "analyse":
+            from .analyse import analyse
+
+            print(analyse(args.couplings, args.prefix, tuple(args.pair) if args.pair else None)["text"])
+        elif args.command == "hop":
             from .hop_job import load_config, run_hop
 
             run_hop(load_config(args.config, parse_overrides(args.set)), progress=not args.quiet)
