@@ -21,6 +21,7 @@ import time
 import numpy as np
 import torch
 from ase.build import bulk
+from benchlib import provenance
 
 
 def si_cell(n_rep: int, seed: int = 0):
@@ -108,7 +109,7 @@ def main(argv=None) -> int:
         print(f"[bench] time to failure {name}: {res['time_to_failure'][name]}", flush=True)
 
     with open(a.out, "w") as fh:
-        json.dump(res, fh, indent=1)
+        json.dump({**res, "provenance": provenance()}, fh, indent=1)
     print("\n| model | E MAE (meV/atom) | F MAE (meV/Å) | σ MAE (meV/Å³) | ms/call 64 | ms/call 512 | "
           f"speed-up vs {engine['method']} (64) |")
     print("|---|---|---|---|---|---|---|")

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from benchlib import provenance
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -84,7 +85,9 @@ def main():
     model = load_hamiltonian_model(args.model)
     acc = accuracy(model, args.test)
     spd = [speed(model, n) for n in args.speed_sizes]
-    Path(args.out).write_text(json.dumps({"accuracy": acc, "speed": spd, "threads": os.cpu_count()}, indent=1))
+    Path(args.out).write_text(json.dumps({"accuracy": acc, "speed": spd, "threads": os.cpu_count(),
+                                          "model": args.model, "test": args.test, "provenance": provenance()},
+                                         indent=1))
     keys = ["H_mae_meV", "eig_mae_meV", "vbm_err_meV", "cbm_err_meV", "gap_err_meV"]
     print("| frame | source | " + " | ".join(keys) + " |")
     print("| --- | --- | " + " | ".join("---:" for _ in keys) + " |")

@@ -26,6 +26,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from n2amd_driver.namd.series import CouplingSeries  # noqa: E402
+from benchlib import provenance  # noqa: E402
 
 BIN = Path(sys.executable).parent
 
@@ -80,7 +81,7 @@ def main() -> None:
                     rows.append(run_job(tmp, n, method, ranks, ninit=4, ntraj=100, time_fs=t_fs))
                     print(json.dumps(rows[-1]), flush=True)
         headline = run_job(tmp, 2, "dish", 2, ninit=20, ntraj=200, time_fs=2000.0 if args.quick else 100_000.0)
-    Path(args.out).write_text(json.dumps({"rows": rows, "headline": headline}, indent=1))
+    Path(args.out).write_text(json.dumps({"rows": rows, "headline": headline, "provenance": provenance()}, indent=1))
     print("\n| states | method | ranks | trajectory-steps/s | propagation (s) | wall (s) |")
     print("| ---: | --- | ---: | ---: | ---: | ---: |")
     for r in rows:

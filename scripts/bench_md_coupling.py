@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 from ase.build import bulk
 from ase.io import write
+from benchlib import provenance
 
 BIN = Path(sys.executable).parent
 ROOT = Path(__file__).resolve().parents[1]
@@ -120,7 +121,7 @@ def main(argv=None) -> int:
         res["rows"].append(row)
         print(f"[bench] {row}", flush=True)
     with open(a.out, "w") as fh:
-        json.dump(res, fh, indent=1)
+        json.dump({**res, "provenance": provenance()}, fh, indent=1)
     print("\n| atoms | direct Python (ms/call) | LAMMPS 1 rank (ms/step) | overhead | LAMMPS 2 ranks (ms/step) | "
           "ns/day (1 rank) | i-PI (ms/step) | overhead |")
     print("|---|---|---|---|---|---|---|---|")

@@ -2,14 +2,17 @@
 """Time the basis-function overlaps on 64-atom Si (GFN1-xTB basis): S(R), S(R(t); R(t+dt)), <∂φ|φ>,
 and the Pulay term ∂Tr(W S)/∂R (+ strain) of NNH forces, for both evaluations of the integrals.
 
-    OMP_NUM_THREADS=1 .venv/bin/python scripts/bench_overlap.py
+    OMP_NUM_THREADS=1 .venv/bin/python scripts/bench_overlap.py [--out bench_overlap.json]
 
 Each timing is the best of 3 calls after a warm-up (the radial tables are fitted once per basis, outside
 the timing; the fit's own time is printed).
 """
+import argparse
+import json
 import time
 
 import numpy as np
+from benchlib import provenance
 from ase.build import bulk
 
 from n2amd_driver.orbitals import BasisFunctions
@@ -27,10 +30,14 @@ def best(f, n=3):
     return min(ts)
 
 
+ap = argparse.ArgumentParser()
+ap.add_argument("--out", default="bench_overlap.json")
+args = ap.parse_args()
 bf = BasisFunctions.tblite("GFN1-xTB", ["Si"])
 t = time.perf_counter()
 radial_overlap(bf)
-print(f"radial tables fitted once per basis: {time.perf_counter() - t:.2f} s")
+fit_s = time.perf_counter() - t
+print(f"radial tables fitted once per basis: {fit_s:.2f} s")
 a = bulk("Si", "diamond", 5.43, cubic=True).repeat(2)
 a.rattle(0.05, seed=1)
 b = a.copy()
@@ -49,3 +56,6 @@ print(f"{'Si64, GFN1 basis':22s} {'radial (s)':>11s} {'Obara-Saika (s)':>16s} {'
 for name, r, o in rows:
     print(f"{name:22s} {r:11.3f} {o:16.2f} {o / r:6.1f}")
 print("(Obara-Saika for the derivative row: G = <dphi|phi> then contraction, forces only, no strain)")
+with open(args.out, "w") as fh:
+    json.dump({"rows": [{"quantity": n, "radial_s": r, "obara_saika_s": o} for n, r, o in rows], "fit_s": fit_s,
+               "provenance": provenance()}, fh, indent=1)

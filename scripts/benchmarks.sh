@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Regenerate docs/benchmarks.md: run the benchmark scripts of every stage, then write the page from their JSON.
+#   bash scripts/benchmarks.sh                    all stages (about 2.5 hours on 2 cores; datasets first if missing)
+#   bash scripts/benchmarks.sh overlap report     some stages: overlap hamiltonian couplings forcefield md hop demo report
+# Results: runs/bench/*.json (+ runs/bench/demo/, runs/bench/validate_couplings/); page: docs/benchmarks.md.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+py=.venv/bin/python
+n2amd=.venv/bin/n2amd
+out=runs/bench
+cfg=n2amd_driver/assets/configs
+models=n2amd_driver/assets/models
+mkdir -p "$out"
+stages=("$@")
+[ ${#stages[@]} -gt 0 ] || stages=(overlap hamiltonian couplings forcefield md hop demo report)
+data() {  # the GFN1-xTB Si64 datasets the models were trained and tested on (~15 min each)
+    [ -f runs/si64_train.h5 ] || $n2amd data generate $cfg/data_si64_train.yaml -o runs/si64_train.h5 --workers 2
+    [ -f runs/si64_test.h5 ] || $n2amd data generate $cfg/data_si64_test.yaml -o runs/si64_test.h5 --workers 2
+}
+for s in "${stages[@]}"; do
+    echo "[benchmarks] $s ($(date -u +%H:%M) UTC)"
+    case "$s" in
+        overlap) OMP_NUM_THREADS=1 $py scripts/bench_overlap.py --out $out/overlap.json ;;
+        hamiltonian) data; OMP_NUM_THREADS=2 $py scripts/bench_hamiltonian.py $models/si_hamiltonian.pt \
+                         runs/si64_test.h5 --speed-sizes 2 3 --out $out/hamiltonian.json ;;
+        couplings) OMP_NUM_THREADS=1 $py scripts/validate_couplings.py $models/si_hamiltonian.pt --steps 500 \
+                       --out $out/validate_couplings ;;
+        forcefield) data; nnh=(); [ -f $models/si_nnh.pt ] && nnh=(--nnh-model si_nnh.pt)
+                    OMP_NUM_THREADS=2 $py scripts/bench_forcefield.py --model si_mlff.pt --sam-model si_mlff_sam.pt \
+                        "${nnh[@]}" --test runs/si64_test.h5 --threads 2 --out $out/forcefield.json ;;
+        md) OMP_NUM_THREADS=1 $py scripts/bench_md_coupling.py --out $out/md_coupling.json ;;
+        hop) $py scripts/bench_hop.py --out $out/hop.json ;;
+        demo) rm -rf $out/demo; $n2amd demo --workdir $out/demo ;;
+        report) $py scripts/benchmarks_report.py --dir $out --out docs/benchmarks.md ;;
+        *) echo "unknown stage '$s'" >&2; exit 2 ;;
+    esac
+done

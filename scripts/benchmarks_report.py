@@ -1,0 +1,181 @@
+#!/usr/bin/env python
+"""Write docs/benchmarks.md from the JSON files of the benchmark scripts (``scripts/benchmarks.sh`` runs
+them all, then this). Every figure in the page comes from a JSON file; every section names the command
+and date that produced it. A missing JSON leaves its section saying so.
+
+    .venv/bin/python scripts/benchmarks_report.py [--dir runs/bench] [--out docs/benchmarks.md]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+
+def _load(d: Path, name: str):
+    p = d / name
+    return json.loads(p.read_text()) if p.exists() else None
+
+
+def _prov(res: dict) -> str:
+    p = res.get("provenance") or {}
+    if not p:
+        return "_(no provenance recorded)_"
+    mins = p.get("wall_s", 0) / 60
+    return (f"Command: `{p['command']}` — {p['date_utc']} UTC, {mins:.0f} min, {p['cores']} cores"
+            + (f", OMP_NUM_THREADS={p['omp_num_threads']}" if p.get("omp_num_threads") else "") + ".")
+
+
+def _table(header: list[str], rows: list[list]) -> str:
+    out = ["| " + " | ".join(header) + " |", "|" + "|".join("---:" for _ in header) + "|"]
+    out += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+    return "\n".join(out)
+
+
+def demo(res) -> str:
+    s = ["## The demo (`n2amd demo`)", ""]
+    if res is None:
+        return "\n".join(s + ["_Not run (no runs/bench/demo/summary.json)._"])
+    s += [f"Command: `.venv/bin/n2amd demo --workdir runs/bench/demo` (default settings: 500 fs NVT + 2000 fs "
+          f"NVE LAMMPS MLFF MD of Si64, couplings over 1000 fs on 2 ranks, DISH 10 × 100 × 1000 fs on 2 ranks).", "",
+          _table(["MD (s)", "couplings (s)", "DISH (s)", "total (s)", "<gap> (eV)", "dephasing (fs)",
+                  "RMS NAC (meV)", "lifetime (ns)"],
+                 [[f"{res['md_s']:.0f}", f"{res['couplings_s']:.0f}", f"{res['dish_s']:.0f}", f"{res['total_s']:.0f}",
+                   f"{res['gap_eV']:.3f}", f"{res['dephasing_fs']:.1f}", f"{res['rms_nac_meV']:.3f}",
+                   f"{res['lifetime_fs'] / 1e6:.3g} ± {res['lifetime_stderr_fs'] / 1e6:.2g}"]])]
+    return "\n".join(s)
+
+
+def hamiltonian(res) -> str:
+    s = ["## Hamiltonian model on held-out Si64 (`scripts/bench_hamiltonian.py`)", ""]
+    if res is None:
+        return "\n".join(s + ["_Not run._"])
+    acc = res["accuracy"]
+    m = {k: float(np.mean([abs(r[k]) for r in acc])) for k in ("H_mae_meV", "eig_mae_meV", "vbm_err_meV",
+                                                               "cbm_err_meV", "gap_err_meV")}
+    s += [_prov(res), "", f"Model `{res.get('model', '?')}`, {len(acc)} held-out frames of `{res.get('test', '?')}`"
+          " (GFN1-xTB labels). Eigenvalue MAE within ±2 eV of the gap; band edges at Γ. Targets: 3 / 10 / 10 meV.", "",
+          _table(["H-element MAE (meV)", "eigenvalue MAE (meV)", "VBM MAE (meV)", "CBM MAE (meV)", "gap MAE (meV)"],
+                 [[f"{m['H_mae_meV']:.1f}", f"{m['eig_mae_meV']:.1f}", f"{m['vbm_err_meV']:.1f}",
+                   f"{m['cbm_err_meV']:.1f}", f"{m['gap_err_meV']:.1f}"]]), "",
+          "Speed: model H + S + dense generalised eigensolve vs a tblite GFN1-xTB single point, same cells, same run.",
+          "", _table(["atoms", "model (s)", "GFN1-xTB (s)", "ratio"],
+                     [[r["natoms"], f"{r['model_s']:.2f}", f"{r['reference_s']:.1f}", f"{r['speedup']:.1f}×"]
+                      for r in res["speed"]])]
+    return "\n".join(s)
+
+
+def overlap(res) -> str:
+    s = ["## Basis-function overlaps (`scripts/bench_overlap.py`)", ""]
+    if res is None:
+        return "\n".join(s + ["_Not run._"])
+    s += [_prov(res), "", "64-atom Si, GFN1-xTB basis (14.9 Å pair cutoff); best of 3 after a warm-up; radial tables "
+          f"fitted once per basis in {res['fit_s']:.1f} s.", "",
+          _table(["quantity", "radial tables (s)", "Obara–Saika (s)", "ratio"],
+                 [[r["quantity"], f"{r['radial_s']:.3f}", f"{r['obara_saika_s']:.2f}",
+                   f"{r['obara_saika_s'] / r['radial_s']:.1f}×"] for r in res["rows"]])]
+    return "\n".join(s)
+
+
+def couplings(res) -> str:
+    s = ["## Couplings along an MD trajectory: model vs reference (`scripts/validate_couplings.py`)", ""]
+    if res is None:
+        return "\n".join(s + ["_Not run._"])
+    s += [_prov(res), "", f"Model `{res['model']}` vs {res['reference_method']} (tblite) on the same "
+          f"{res['snapshots']} snapshots (1 fs) of `{Path(res['trajectory']).name}`, same code path. "
+          "Targets: VBM/CBM ≤ 10 meV, VBM–CBM |NAC| MAE ≤ 10 % of the reference RMS.", "",
+          _table(["VBM MAE (meV)", "CBM MAE (meV)", "<gap> model (eV)", "<gap> reference (eV)"],
+                 [[f"{res['vbm_mae_meV']:.1f}", f"{res['cbm_mae_meV']:.1f}", f"{res['gap_model_eV']:.3f}",
+                   f"{res['gap_reference_eV']:.3f}"]]), "",
+          _table(["pair", "|NAC| MAE (meV)", "RMS model (meV)", "RMS reference (meV)", "MAE / RMS ref"],
+                 [[k, f"{v['nac_mae_meV']:.3f}", f"{v['rms_model_meV']:.3f}", f"{v['rms_reference_meV']:.3f}",
+                   f"{100 * v['mae_over_rms_reference']:.0f} %"] for k, v in res.items()
+                  if isinstance(v, dict) and "nac_mae_meV" in v]), "",
+          f"Time per snapshot: model {res['model_s_per_snapshot_1rank']:.2f} s on 1 rank, "
+          f"{res['model_s_per_snapshot_2ranks']:.2f} s on 2 ranks (speed-up {res['speedup_2ranks']:.2f}); "
+          f"tblite {res['reference_s_per_snapshot']:.2f} s per snapshot on {res['reference_ranks']} rank(s)."]
+    return "\n".join(s)
+
+
+def forcefield(res) -> str:
+    s = ["## Force fields (`scripts/bench_forcefield.py`)", ""]
+    if res is None:
+        return "\n".join(s + ["_Not run._"])
+    rows = []
+    ref = res.get("reference_ms_64")
+    for name, m in res["models"].items():
+        a, t = m["accuracy"], m["ms_per_call"]
+        rows.append([name, f"{a['E_mae_meV_atom']:.2f}", f"{a['F_mae_meV_A']:.1f}", f"{a.get('S_mae_meV_A3', 0):.2f}",
+                     f"{t.get('64', float('nan')):.1f}", f"{t.get('512', float('nan')):.0f}",
+                     f"{ref / t['64']:.0f}×" if ref and "64" in t else "–"])
+    s += [_prov(res), "", f"Held-out Si64 frames of `{res['test_set']}` ({res['reference']['method']} labels); "
+          "targets: E ≤ 3 meV/atom, F ≤ 60 meV/Å.", "",
+          _table(["model", "E MAE (meV/atom)", "F MAE (meV/Å)", "σ MAE (meV/Å³)", "ms/call 64", "ms/call 512",
+                  "vs reference (64)"], rows), ""]
+    if ref:
+        s.append(f"Reference single point on the 64-atom cell in the same run: {ref / 1000:.1f} s.")
+    for name, n in (res.get("nve") or {}).items():
+        s.append(f"- NVE {name}: {n['duration_ps']:g} ps at 1 fs, drift {n['drift_meV_atom_ps']:+.4f} meV/atom/ps, "
+                 f"fluctuation {n['fluctuation_meV_atom']:.3f} meV/atom, <T> = {n['mean_temperature_K']:.0f} K "
+                 "(bound 1 meV/atom/ps).")
+    for name, t in (res.get("time_to_failure") or {}).items():
+        s.append(f"- Time to failure {name} at {t['temperature_K']:g} K (max {t['max_ps']:g} ps): "
+                 + ", ".join(f"{p:g} ps" + (f" ({r})" if r else "") for p, r in zip(t["ps"], t["reasons"]))
+                 + f"; failed: {sum(t['failed'])}/{len(t['failed'])}.")
+    return "\n".join(s)
+
+
+def md(res) -> str:
+    s = ["## MD coupling: LAMMPS plugin and i-PI driver vs direct calls (`scripts/bench_md_coupling.py`)", ""]
+    if res is None:
+        return "\n".join(s + ["_Not run._"])
+    rows = []
+    for r in res["rows"]:
+        d = r["direct_ms"]
+        rows.append([r["atoms"], f"{d:.1f}", f"{r['lammps_1rank_ms']:.1f}", f"{100 * (r['lammps_1rank_ms'] / d - 1):+.0f} %",
+                     f"{r['lammps_2rank_ms']:.1f}", f"{86400e3 / r['lammps_1rank_ms'] * 1e-6:.3f}",
+                     f"{r['ipi_ms']:.1f}", f"{100 * (r['ipi_ms'] / d - 1):+.0f} %"])
+    s += [_prov(res), "", f"Model `{res['model']}`, {res['steps']} NVE steps after warm-up, "
+          f"{res['threads']} torch thread(s) per process. Target: plugin overhead ≤ 10 % at 512 atoms.", "",
+          _table(["atoms", "direct (ms/call)", "LAMMPS 1 rank (ms/step)", "overhead", "LAMMPS 2 ranks (ms/step)",
+                  "ns/day (1 rank)", "i-PI (ms/step)", "overhead"], rows)]
+    return "\n".join(s)
+
+
+def hop(res) -> str:
+    s = ["## Surface hopping (`scripts/bench_hop.py`)", ""]
+    if res is None:
+        return "\n".join(s + ["_Not run._"])
+    h = res["headline"]
+    s += [_prov(res), "", "Synthetic couplings, dt = 1 fs, NELM = 10, 4 initial times × 100 trajectories.", "",
+          _table(["states", "method", "ranks", "trajectory-steps/s", "propagation (s)", "wall (s)"],
+                 [[r["states"], r["method"].upper(), r["ranks"], f"{r['traj_steps_per_s']:.3g}",
+                   f"{r['propagation_s']:.1f}", f"{r['wall_s']:.1f}"] for r in res["rows"]]), "",
+          f"Headline: DISH, 2 states × {h['initial_times']} initial times × {h['ntraj']} trajectories × "
+          f"{h['time_fs'] / 1000:g} ps on {h['ranks']} ranks: {h['wall_s']:.0f} s wall, "
+          f"{h['traj_steps_per_s']:.3g} trajectory-steps/s."]
+    return "\n".join(s)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--dir", default="runs/bench")
+    ap.add_argument("--out", default="docs/benchmarks.md")
+    args = ap.parse_args()
+    d = Path(args.dir)
+    parts = ["# Benchmarks", "",
+             "Generated by `scripts/benchmarks_report.py` from the JSON files that `bash scripts/benchmarks.sh` writes "
+             "into `runs/bench/` (the whole set takes about 2.5 hours on the project's 2-core machine). Each "
+             "section names its command and date; timings on 2 shared cores are noisy, so compare figures "
+             "within one section. Interpretation lives in the stage guides (docs/*.md).",
+             demo(_load(d, "demo/summary.json")), hamiltonian(_load(d, "hamiltonian.json")),
+             couplings(_load(d, "validate_couplings/validate_couplings.json")), overlap(_load(d, "overlap.json")),
+             forcefield(_load(d, "forcefield.json")), md(_load(d, "md_coupling.json")), hop(_load(d, "hop.json"))]
+    Path(args.out).write_text("\n\n".join(parts) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
