@@ -23,8 +23,9 @@ def _prov(res: dict) -> str:
     p = res.get("provenance") or {}
     if not p:
         return "_(no provenance recorded)_"
-    mins = p.get("wall_s", 0) / 60
-    return (f"Command: `{p['command']}` — {p['date_utc']} UTC, {mins:.0f} min, {p['cores']} cores"
+    w = p.get("wall_s", 0)
+    took = f"{w / 60:.0f} min" if w >= 90 else f"{w:.0f} s"
+    return (f"Command: `{p['command']}` — {p['date_utc']} UTC, {took}, {p['cores']} cores"
             + (f", OMP_NUM_THREADS={p['omp_num_threads']}" if p.get("omp_num_threads") else "") + ".")
 
 
@@ -34,10 +35,8 @@ def _table(header: list[str], rows: list[list]) -> str:
     return "\n".join(out)
 
 
-def demo(res) -> str:
-    s = ["## The demo (`n2amd demo`)", ""]
-    if res is None:
-        return "\n".join(s + ["_Not run (no runs/bench/demo/summary.json)._"])
+def demo(res) -> list[str]:
+    s: list[str] = []
     s += [f"Command: `.venv/bin/n2amd demo --workdir runs/bench/demo` (default settings: 500 fs NVT + 2000 fs "
           f"NVE LAMMPS MLFF MD of Si64, couplings over 1000 fs on 2 ranks, DISH 10 × 100 × 1000 fs on 2 ranks).", "",
           _table(["MD (s)", "couplings (s)", "DISH (s)", "total (s)", "<gap> (eV)", "dephasing (fs)",
@@ -45,13 +44,11 @@ def demo(res) -> str:
                  [[f"{res['md_s']:.0f}", f"{res['couplings_s']:.0f}", f"{res['dish_s']:.0f}", f"{res['total_s']:.0f}",
                    f"{res['gap_eV']:.3f}", f"{res['dephasing_fs']:.1f}", f"{res['rms_nac_meV']:.3f}",
                    f"{res['lifetime_fs'] / 1e6:.3g} ± {res['lifetime_stderr_fs'] / 1e6:.2g}"]])]
-    return "\n".join(s)
+    return s
 
 
-def hamiltonian(res) -> str:
-    s = ["## Hamiltonian model on held-out Si64 (`scripts/bench_hamiltonian.py`)", ""]
-    if res is None:
-        return "\n".join(s + ["_Not run._"])
+def hamiltonian(res) -> list[str]:
+    s: list[str] = []
     acc = res["accuracy"]
     m = {k: float(np.mean([abs(r[k]) for r in acc])) for k in ("H_mae_meV", "eig_mae_meV", "vbm_err_meV",
                                                                "cbm_err_meV", "gap_err_meV")}
@@ -64,25 +61,21 @@ def hamiltonian(res) -> str:
           "", _table(["atoms", "model (s)", "GFN1-xTB (s)", "ratio"],
                      [[r["natoms"], f"{r['model_s']:.2f}", f"{r['reference_s']:.1f}", f"{r['speedup']:.1f}×"]
                       for r in res["speed"]])]
-    return "\n".join(s)
+    return s
 
 
-def overlap(res) -> str:
-    s = ["## Basis-function overlaps (`scripts/bench_overlap.py`)", ""]
-    if res is None:
-        return "\n".join(s + ["_Not run._"])
+def overlap(res) -> list[str]:
+    s: list[str] = []
     s += [_prov(res), "", "64-atom Si, GFN1-xTB basis (14.9 Å pair cutoff); best of 3 after a warm-up; radial tables "
           f"fitted once per basis in {res['fit_s']:.1f} s.", "",
           _table(["quantity", "radial tables (s)", "Obara–Saika (s)", "ratio"],
                  [[r["quantity"], f"{r['radial_s']:.3f}", f"{r['obara_saika_s']:.2f}",
                    f"{r['obara_saika_s'] / r['radial_s']:.1f}×"] for r in res["rows"]])]
-    return "\n".join(s)
+    return s
 
 
-def couplings(res) -> str:
-    s = ["## Couplings along an MD trajectory: model vs reference (`scripts/validate_couplings.py`)", ""]
-    if res is None:
-        return "\n".join(s + ["_Not run._"])
+def couplings(res) -> list[str]:
+    s: list[str] = []
     s += [_prov(res), "", f"Model `{res['model']}` vs {res['reference_method']} (tblite) on the same "
           f"{res['snapshots']} snapshots (1 fs) of `{Path(res['trajectory']).name}`, same code path. "
           "Targets: VBM/CBM ≤ 10 meV, VBM–CBM |NAC| MAE ≤ 10 % of the reference RMS.", "",
@@ -96,13 +89,11 @@ def couplings(res) -> str:
           f"Time per snapshot: model {res['model_s_per_snapshot_1rank']:.2f} s on 1 rank, "
           f"{res['model_s_per_snapshot_2ranks']:.2f} s on 2 ranks (speed-up {res['speedup_2ranks']:.2f}); "
           f"tblite {res['reference_s_per_snapshot']:.2f} s per snapshot on {res['reference_ranks']} rank(s)."]
-    return "\n".join(s)
+    return s
 
 
-def forcefield(res) -> str:
-    s = ["## Force fields (`scripts/bench_forcefield.py`)", ""]
-    if res is None:
-        return "\n".join(s + ["_Not run._"])
+def forcefield(res) -> list[str]:
+    s: list[str] = []
     rows = []
     ref = res.get("reference_ms_64")
     for name, m in res["models"].items():
@@ -124,13 +115,11 @@ def forcefield(res) -> str:
         s.append(f"- Time to failure {name} at {t['temperature_K']:g} K (max {t['max_ps']:g} ps): "
                  + ", ".join(f"{p:g} ps" + (f" ({r})" if r else "") for p, r in zip(t["ps"], t["reasons"]))
                  + f"; failed: {sum(t['failed'])}/{len(t['failed'])}.")
-    return "\n".join(s)
+    return s
 
 
-def md(res) -> str:
-    s = ["## MD coupling: LAMMPS plugin and i-PI driver vs direct calls (`scripts/bench_md_coupling.py`)", ""]
-    if res is None:
-        return "\n".join(s + ["_Not run._"])
+def md(res) -> list[str]:
+    s: list[str] = []
     rows = []
     for r in res["rows"]:
         d = r["direct_ms"]
@@ -141,13 +130,11 @@ def md(res) -> str:
           f"{res['threads']} torch thread(s) per process. Target: plugin overhead ≤ 10 % at 512 atoms.", "",
           _table(["atoms", "direct (ms/call)", "LAMMPS 1 rank (ms/step)", "overhead", "LAMMPS 2 ranks (ms/step)",
                   "ns/day (1 rank)", "i-PI (ms/step)", "overhead"], rows)]
-    return "\n".join(s)
+    return s
 
 
-def hop(res) -> str:
-    s = ["## Surface hopping (`scripts/bench_hop.py`)", ""]
-    if res is None:
-        return "\n".join(s + ["_Not run._"])
+def hop(res) -> list[str]:
+    s: list[str] = []
     h = res["headline"]
     s += [_prov(res), "", "Synthetic couplings, dt = 1 fs, NELM = 10, 4 initial times × 100 trajectories.", "",
           _table(["states", "method", "ranks", "trajectory-steps/s", "propagation (s)", "wall (s)"],
@@ -156,7 +143,23 @@ def hop(res) -> str:
           f"Headline: DISH, 2 states × {h['initial_times']} initial times × {h['ntraj']} trajectories × "
           f"{h['time_fs'] / 1000:g} ps on {h['ranks']} ranks: {h['wall_s']:.0f} s wall, "
           f"{h['traj_steps_per_s']:.3g} trajectory-steps/s."]
-    return "\n".join(s)
+    return s
+
+
+SECTIONS = [  # (title, JSON file under --dir, renderer)
+    ("The demo (`n2amd demo`)", "demo/summary.json", demo),
+    ("Hamiltonian model on held-out Si64 (`scripts/bench_hamiltonian.py`)", "hamiltonian.json", hamiltonian),
+    ("Couplings along an MD trajectory: model vs reference (`scripts/validate_couplings.py`)", "validate_couplings/validate_couplings.json", couplings),
+    ("Basis-function overlaps (`scripts/bench_overlap.py`)", "overlap.json", overlap),
+    ("Force fields (`scripts/bench_forcefield.py`)", "forcefield.json", forcefield),
+    ("MD coupling: LAMMPS plugin and i-PI driver vs direct calls (`scripts/bench_md_coupling.py`)", "md_coupling.json", md),
+    ("Surface hopping (`scripts/bench_hop.py`)", "hop.json", hop),
+]
+
+
+def section(title: str, res: dict | None, render) -> str:
+    body = render(res) if res is not None else ["_Not run yet: no JSON for this section._"]
+    return "\n".join([f"## {title}", ""] + body)
 
 
 def main() -> None:
@@ -165,14 +168,15 @@ def main() -> None:
     ap.add_argument("--out", default="docs/benchmarks.md")
     args = ap.parse_args()
     d = Path(args.dir)
-    parts = ["# Benchmarks", "",
+    found = [_load(d, f) for _, f, _ in SECTIONS]
+    total = sum((r or {}).get("provenance", {}).get("wall_s", 0) + (r or {}).get("total_s", 0) for r in found)
+    parts = ["# Benchmarks",
              "Generated by `scripts/benchmarks_report.py` from the JSON files that `bash scripts/benchmarks.sh` writes "
-             "into `runs/bench/` (the whole set takes about 2.5 hours on the project's 2-core machine). Each "
+             f"into `runs/bench/` (the scripts below ran {total / 3600:.1f} hours in all on the project's 2-core "
+             "machine; `benchmarks.sh` also generates the datasets when they are missing). Each "
              "section names its command and date; timings on 2 shared cores are noisy, so compare figures "
              "within one section. Interpretation lives in the stage guides (docs/*.md).",
-             demo(_load(d, "demo/summary.json")), hamiltonian(_load(d, "hamiltonian.json")),
-             couplings(_load(d, "validate_couplings/validate_couplings.json")), overlap(_load(d, "overlap.json")),
-             forcefield(_load(d, "forcefield.json")), md(_load(d, "md_coupling.json")), hop(_load(d, "hop.json"))]
+             *(section(t, res, r) for (t, _, r), res in zip(SECTIONS, found))]
     Path(args.out).write_text("\n\n".join(parts) + "\n")
     print(f"wrote {args.out}")
 
