@@ -26,11 +26,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
-def run_job(out: Path, traj: Path, hamiltonian: list[str], ranks: int, window: tuple[int, int]) -> float:
-    """Wall seconds of one couplings job; a job whose output exists is not re-run (its timing is kept)."""
-    timing = out.with_suffix(".seconds")
+def run_job(out: Path, traj: Path, hamiltonian: list[str], ranks: int, window: tuple[int, int]) -> tuple[float, int]:
+    """(wall seconds, MPI ranks) of one couplings job; a finished job is not re-run (its timing is kept)."""
+    timing = out.with_suffix(".timing.json")
     if out.exists() and timing.exists():
-        return float(timing.read_text())
+        t = json.loads(timing.read_text())
+        return t["seconds"], t["ranks"]
     cmd = [sys.executable, "-m", "n2amd_driver.namd", "couplings", str(ROOT / "tests" / "data" / "empty.yaml"),
            "--set", f"trajectory={traj}", "--set", "dt_fs=1.0", "--set", f"output={out}", "--set", "plots=true",
            "--set", f"window.valence={window[0]}", "--set", f"window.conduction={window[1]}", "-q"]
@@ -40,8 +41,8 @@ def run_job(out: Path, traj: Path, hamiltonian: list[str], ranks: int, window: t
         cmd = [str(Path(sys.executable).parent / "mpirun"), "-n", str(ranks)] + cmd
     t = time.perf_counter()
     subprocess.run(cmd, check=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
-    timing.write_text(f"{time.perf_counter() - t:.3f}")
-    return float(timing.read_text())
+    timing.write_text(json.dumps({"seconds": time.perf_counter() - t, "ranks": ranks}))
+    return run_job(out, traj, hamiltonian, ranks, window)
 
 
 def compare(model_h5: Path, ref_h5: Path) -> dict:
@@ -121,12 +122,12 @@ def main():
     model_h = [f"hamiltonian.model={Path(args.model).resolve()}", f"hamiltonian.dtype={args.dtype}"]
     ref_h = ["hamiltonian.engine=tblite", f"hamiltonian.method={method}"]
     w = tuple(args.window)
-    reference_s = run_job(out / "reference.h5", traj, ref_h, args.reference_ranks, w)
+    reference_s, reference_ranks = run_job(out / "reference.h5", traj, ref_h, args.reference_ranks, w)
     if args.reference_only:
         return
-    timings = {"model_1rank_s": run_job(out / "model_1.h5", traj, model_h, 1, w),
-               "model_2ranks_s": run_job(out / "model_2.h5", traj, model_h, 2, w),
-               "reference_s": reference_s, "reference_ranks": args.reference_ranks}
+    timings = {"model_1rank_s": run_job(out / "model_1.h5", traj, model_h, 1, w)[0],
+               "model_2ranks_s": run_job(out / "model_2.h5", traj, model_h, 2, w)[0],
+               "reference_s": reference_s, "reference_ranks": reference_ranks}
     res, data = compare(out / "model_2.h5", out / "reference.h5")
     n = res["snapshots"]
     res.update(timings)
