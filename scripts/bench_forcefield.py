@@ -42,6 +42,27 @@ def accuracy(model, frames) -> dict:
             "S_mae_meV_A3": 1000 * float(np.mean(np.concatenate(ds))) if ds else None, "frames": len(frames)}
 
 
+class NequIPBaseline:
+    """A NequIP checkpoint (``scripts/nequip_baseline.py``) behind the same ``evaluate`` as our models,
+    through NequIP's own ASE calculator (eager model, float32)."""
+
+    def __init__(self, checkpoint: str):
+        from nequip.integrations.ase import NequIPCalculator
+
+        self.calc = NequIPCalculator._from_saved_model(checkpoint, device="cpu")
+
+    def evaluate(self, atoms, stress: bool = True) -> dict:
+        from ase.stress import voigt_6_to_full_3x3_stress
+
+        a = atoms.copy()
+        self.calc.reset()  # ASE calculators cache results per structure; the timing needs real evaluations
+        a.calc = self.calc
+        out = {"energy": a.get_potential_energy(), "forces": a.get_forces()}
+        if stress:
+            out["stress"] = voigt_6_to_full_3x3_stress(a.get_stress())
+        return out
+
+
 def timing(fn, repeat: int) -> float:
     fn()  # warm-up
     t = time.perf_counter()
@@ -59,6 +80,7 @@ def main(argv=None) -> int:
     p.add_argument("--model", required=True, help="MLFF model.pt")
     p.add_argument("--sam-model", help="the same MLFF trained with sharpness-aware minimisation")
     p.add_argument("--nnh-model", help="NNH model.pt (band energy + remainder)")
+    p.add_argument("--nequip", help="NequIP checkpoint trained on the same data (scripts/nequip_baseline.py)")
     p.add_argument("--test", required=True, help="held-out dataset (n2amd HDF5)")
     p.add_argument("--nve-ps", type=float, default=5.0)
     p.add_argument("--nnh-nve-fs", type=float, default=200.0, help="NNH NVE length (fs; NNH steps cost seconds)")
@@ -76,6 +98,8 @@ def main(argv=None) -> int:
         models["MLFF (SAM)"] = load_model(a.sam_model)
     if a.nnh_model:
         models["NNH"] = load_model(a.nnh_model)
+    if a.nequip:
+        models["NequIP (baseline)"] = NequIPBaseline(a.nequip)
     res: dict = {"test_set": a.test, "reference": engine, "threads": a.threads, "models": {}}
     for name, m in models.items():
         r = {"accuracy": accuracy(m, frames)}
