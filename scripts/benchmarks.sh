@@ -26,8 +26,12 @@ for s in "${stages[@]}"; do
         couplings) OMP_NUM_THREADS=1 $py scripts/validate_couplings.py $models/si_hamiltonian.pt --steps 500 \
                        --out $out/validate_couplings ;;
         forcefield) data; nnh=(); [ -f $models/si_nnh.pt ] && nnh=(--nnh-model si_nnh.pt)
+                    $py -m pip install --quiet -e ".[baselines]"   # NequIP, trained below on the same split
+                    [ -f runs/nequip_si64/best.ckpt ] || OMP_NUM_THREADS=2 $py scripts/nequip_baseline.py \
+                        --data runs/si64_train.h5 --out runs/nequip_si64
                     OMP_NUM_THREADS=2 $py scripts/bench_forcefield.py --model si_mlff.pt --sam-model si_mlff_sam.pt \
-                        "${nnh[@]}" --test runs/si64_test.h5 --threads 2 --out $out/forcefield.json ;;
+                        "${nnh[@]}" --nequip runs/nequip_si64/best.ckpt --test runs/si64_test.h5 --threads 2 \
+                        --out $out/forcefield.json ;;
         md) OMP_NUM_THREADS=1 $py scripts/bench_md_coupling.py --out $out/md_coupling.json ;;
         hop) $py scripts/bench_hop.py --out $out/hop.json ;;
         demo) rm -rf $out/demo; $n2amd demo --workdir $out/demo ;;
