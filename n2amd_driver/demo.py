@@ -90,6 +90,11 @@ def run_md(s: DemoSettings, folder: Path):
 def run_demo(workdir: Path, settings: DemoSettings | None = None) -> dict:
     """Run (or resume) the demo in ``workdir``; returns the summary dict (also ``summary.json``)."""
     s = settings or DemoSettings()
+    if s.forces == "nnh" and s.nve_fs > 200:  # NNH forces cost seconds per step (a 576-orbital eigensolve + backward)
+        s.nvt_fs, s.nve_fs, s.namd_fs = min(s.nvt_fs, 50), 200, min(s.namd_fs, 200)
+        s.namdtime_fs = min(s.namdtime_fs, 200.0)
+        print("[demo] NNH forces take seconds per MD step: running 50 fs NVT + 200 fs NVE (couplings and DISH over "
+              "200 fs)", flush=True)
     workdir = Path(workdir).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
