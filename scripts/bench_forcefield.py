@@ -49,7 +49,7 @@ class NequIPBaseline:
     def __init__(self, checkpoint: str):
         from nequip.integrations.ase import NequIPCalculator
 
-        self.calc = NequIPCalculator._from_saved_model(checkpoint, device="cpu")
+        self.calc = NequIPCalculator._from_saved_model(checkpoint, device="cpu", chemical_species_to_atom_type_map=True)
 
     def evaluate(self, atoms, stress: bool = True) -> dict:
         from ase.stress import voigt_6_to_full_3x3_stress
