@@ -137,9 +137,14 @@ def train_hamiltonian(cfg: dict, progress: bool = True) -> Path:
     bar = tqdm(range(start, int(t["epochs"])), desc="train H", unit="epoch", disable=not progress,
                initial=start, total=int(t["epochs"]))
     t0 = time.time()
+    # the selection score changes at the band stage (blocks → blocks + eigenvalues): a stage-1 best must not
+    # block stage-2 models from being saved
+    best_stage = 2 if start > int(t["band_stage_epoch"]) else 1
     for epoch in bar:
         model.train()
         stage2 = epoch >= int(t["band_stage_epoch"])
+        if stage2 and best_stage == 1:
+            best, since_best, best_stage = float("inf"), 0, 2
         order = rng.permutation(len(train))
         losses = []
         for k in range(0, len(order), int(t["batch_size"])):
