@@ -175,7 +175,7 @@ NNH_DEFAULTS: dict = {
 }
 
 
-def residual_dataset(nnh: NNHModel, data, out_path, progress: bool = True) -> Path:
+def residual_dataset(nnh: NNHModel, data, out_path, progress: bool = True, tag: dict | None = None) -> Path:
     """The reference labels minus the band terms of ``nnh`` (energy, forces, stress): what the
     remainder MLFF has to learn. Written as an n2amd dataset next to the output."""
     import json
@@ -189,8 +189,8 @@ def residual_dataset(nnh: NNHModel, data, out_path, progress: bool = True) -> Pa
         items = [(i, h5format.read_atoms(f["frames"][h5format.frame_key(i)]),
                   h5format.read_frame(f["frames"][h5format.frame_key(i)], ("energy", "forces", "stress")))
                  for i in h5format.frame_ids(f)]
-    with h5format.create_dataset(out_path, engine={**engine, "residual_of": "NNH band energy"}, basis_json=None,
-                                 overwrite=True) as g:
+    with h5format.create_dataset(out_path, engine={**engine, "residual_of": "NNH band energy", **(tag or {})},
+                                 basis_json=None, overwrite=True) as g:
         for i, atoms, lab in tqdm(items, desc="band terms", unit="frame", disable=not progress):
             periodic = bool(np.all(atoms.pbc)) and "stress" in lab
             band = nnh.band_terms(atoms, stress=periodic)
@@ -200,6 +200,22 @@ def residual_dataset(nnh: NNHModel, data, out_path, progress: bool = True) -> Pa
             h5format.write_structure(g, i, atoms, source="residual")
             h5format.write_labels(g, i, res, fold="none")
     return Path(out_path)
+
+
+def _sha256(path) -> str:
+    import hashlib
+
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def _residual_tag(path) -> dict:
+    import json
+
+    from ..data import h5format
+
+    with h5format.open_dataset(path) as f:
+        engine = json.loads(f.attrs["engine"])
+    return {k: engine.get(k) for k in ("hamiltonian_sha256", "data_sha256", "kT_eV")}
 
 
 def fit_remainder(cfg: dict, progress: bool = True) -> Path:
@@ -218,9 +234,12 @@ def fit_remainder(cfg: dict, progress: bool = True) -> Path:
     hm = load_hamiltonian_model(cfg["hamiltonian"], device="cpu")
     nnh = NNHModel(hm, None, float(cfg["kT_eV"]))
     resid = out / "residual.h5"
-    if not resid.exists():  # the band terms are the slow part: computed once, kept for resumed runs
-        residual_dataset(nnh, cfg["data"], out / "residual.tmp.h5", progress)
-        (out / "residual.tmp.h5").rename(resid)
+    # the band terms are the slow part: computed once and kept for resumed runs of the same inputs
+    tag = {"hamiltonian_sha256": _sha256(cfg["hamiltonian"]), "data_sha256": _sha256(cfg["data"]),
+           "kT_eV": float(cfg["kT_eV"])}
+    if not resid.exists() or _residual_tag(resid) != tag:
+        residual_dataset(nnh, cfg["data"], out / "residual.tmp.h5", progress, tag)
+        (out / "residual.tmp.h5").replace(resid)
     import copy
 
     ff_cfg = copy.deepcopy(FF_DEFAULTS)
