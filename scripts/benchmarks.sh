@@ -31,7 +31,7 @@ for s in "${stages[@]}"; do
                         --data runs/si64_train.h5 --out runs/nequip_si64
                     OMP_NUM_THREADS=2 $py scripts/bench_forcefield.py --model si_mlff.pt --sam-model si_mlff_sam.pt \
                         "${nnh[@]}" --nequip runs/nequip_si64/best.ckpt --test runs/si64_test.h5 --threads 2 \
-                        --ttf-temperature 2400 --ttf-ps 1 --out $out/forcefield.json ;;
+                        --ttf-temperature 2400 --ttf-ps 1 --nnh-nve-fs 50 --out $out/forcefield.json ;;
         md) OMP_NUM_THREADS=1 $py scripts/bench_md_coupling.py --out $out/md_coupling.json ;;
         hop) $py scripts/bench_hop.py --out $out/hop.json ;;
         demo) rm -rf $out/demo; $n2amd demo --workdir $out/demo ;;
