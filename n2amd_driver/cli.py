@@ -135,7 +135,7 @@ def _cmd_md(args) -> int:
     if args.engine == "lammps":
         run = run_lammps(Path(args.workdir), model=args.model, nnh=args.nnh, temperature_K=args.temperature,
                          nvt_steps=args.nvt_steps, nve_steps=args.nve_steps, ranks=args.ranks, seed=args.seed,
-                         structure=args.structure, threads=args.threads)
+                         structure=args.structure, threads=args.threads, dtype=args.dtype)
     else:
         run = run_ipi(Path(args.workdir), mode=args.mode, model=args.model, steps=args.steps, drivers=args.drivers,
                       seed=args.seed)
@@ -233,6 +233,8 @@ def build_parser() -> argparse.ArgumentParser:
     ml.add_argument("--ranks", type=int, default=1, help="MPI ranks (mpirun -n; default 1)")
     ml.add_argument("--threads", type=int, help="torch threads per rank (default: OMP_NUM_THREADS or torch's)")
     ml.add_argument("--seed", type=int, default=4928459, help="velocity seed")
+    ml.add_argument("--dtype", default="float64", choices=["float64", "float32"],
+                    help="MLFF precision inside LAMMPS (float32 is ~2x faster; default float64)")
     ml.add_argument("--workdir", default="runs/md_lammps", help="run folder (default runs/md_lammps)")
     mi = msub.add_parser("ipi", help="i-PI: NVT (SVR), NVE or PIMD with n2amd drivers on a UNIX socket")
     mi.add_argument("--mode", default="nvt", choices=["nvt", "nve", "pimd"], help="ipi_configs/input_MODE.xml")

@@ -75,7 +75,7 @@ def test_md_lammps_on_a_users_structure(tmp_path):
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     frames = read_trajectory(wd / "si64_nve.dump")
     assert len(frames) == 6 and all(len(f) == 8 and set(f.get_chemical_symbols()) == {"Si"} for f in frames)
-    assert (wd / "run_lammps.sh").read_text().count("-var") == 8  # the run is reproducible from its folder
+    assert (wd / "run_lammps.sh").read_text().count("-var") == 9  # the run is reproducible from its folder
 
 
 def test_md_ipi_route(tmp_path):
