@@ -17,7 +17,8 @@ import os
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -151,7 +152,10 @@ def run_demo(workdir: Path, settings: DemoSettings | None = None) -> dict:
     summary = _summary(workdir, info, couplings, hop_dir, s.valence - 1, times, sum(times.values()))
     print(summary["table"], flush=True)
     (workdir / "summary.md").write_text(summary["table"] + "\n")
-    (workdir / "summary.json").write_text(json.dumps({k: v for k, v in summary.items() if k != "table"}, indent=2))
+    record = {k: v for k, v in summary.items() if k != "table"}
+    record.update(settings=asdict(s), cores=os.cpu_count(),
+                  date_utc=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M"))
+    (workdir / "summary.json").write_text(json.dumps(record, indent=2))
     return summary
 
 

@@ -1,16 +1,19 @@
 #!/usr/bin/env bash
 # Regenerate docs/benchmarks.md: run the benchmark scripts of every stage, then write the page from their JSON.
 #   bash scripts/benchmarks.sh                    all stages (about 2.5 hours on 2 cores; datasets first if missing)
-#   bash scripts/benchmarks.sh overlap report     some stages: overlap hamiltonian couplings forcefield md hop demo report
-# Results: runs/bench/*.json (+ runs/bench/demo/, runs/bench/validate_couplings/); page: docs/benchmarks.md.
+#   bash scripts/benchmarks.sh overlap report     some stages: overlap hamiltonian couplings forcefield md hop demo nnh_lammps report
+# Results: docs/bench/*.json (committed, so a partial rerun keeps the other stages' figures); work folders
+# (datasets, demo run, trajectories) under runs/; page: docs/benchmarks.md, written from docs/bench/ only.
+# N2AMD_BENCH_NOTE="..." is stored with each figure (e.g. what else was running on the machine).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 py=.venv/bin/python
 n2amd=.venv/bin/n2amd
-out=runs/bench
+out=docs/bench
+work=runs/bench
 cfg=n2amd_driver/assets/configs
 models=n2amd_driver/assets/models
-mkdir -p "$out"
+mkdir -p "$out" "$work"
 stages=("$@")
 [ ${#stages[@]} -gt 0 ] || stages=(overlap hamiltonian couplings forcefield md hop demo report)
 data() {  # the GFN1-xTB Si64 datasets the models were trained and tested on (~15 min each)
@@ -24,7 +27,8 @@ for s in "${stages[@]}"; do
         hamiltonian) data; OMP_NUM_THREADS=2 $py scripts/bench_hamiltonian.py $models/si_hamiltonian.pt \
                          runs/si64_test.h5 --speed-sizes 2 3 --out $out/hamiltonian.json ;;
         couplings) OMP_NUM_THREADS=1 $py scripts/validate_couplings.py $models/si_hamiltonian.pt --steps 500 \
-                       --out $out/validate_couplings ;;
+                       --out $work/validate_couplings
+                   cp $work/validate_couplings/validate_couplings.json $out/validate_couplings.json ;;
         forcefield) data; nnh=(); [ -f $models/si_nnh.pt ] && nnh=(--nnh-model si_nnh.pt)
                     $py -m pip install --quiet -e ".[baselines]"   # NequIP, trained below on the same split
                     [ -f runs/nequip_si64/best.ckpt ] || OMP_NUM_THREADS=2 $py scripts/nequip_baseline.py \
@@ -34,7 +38,8 @@ for s in "${stages[@]}"; do
                         --ttf-temperature 2400 --ttf-ps 1 --nnh-nve-fs 50 --out $out/forcefield.json ;;
         md) OMP_NUM_THREADS=1 $py scripts/bench_md_coupling.py --out $out/md_coupling.json ;;
         hop) $py scripts/bench_hop.py --out $out/hop.json ;;
-        demo) rm -rf $out/demo; $n2amd demo --workdir $out/demo ;;
+        demo) rm -rf $work/demo; $n2amd demo --workdir $work/demo; cp $work/demo/summary.json $out/demo.json ;;
+        nnh_lammps) OMP_NUM_THREADS=2 $py scripts/bench_nnh_lammps.py --workdir $work/nnh_lammps --out $out/nnh_lammps.json ;;
         report) $py scripts/benchmarks_report.py --dir $out --out docs/benchmarks.md ;;
         *) echo "unknown stage '$s'" >&2; exit 2 ;;
     esac
