@@ -246,9 +246,10 @@ def build_parser() -> argparse.ArgumentParser:
     md.set_defaults(func=_cmd_md)
 
     demo = sub.add_parser("demo", help="the whole pipeline on the bundled 64-atom Si models",
-                          description="MLFF MD in LAMMPS (500 fs NVT + 2000 fs NVE at 300 K) -> NAMD couplings from "
-                                      "the NN Hamiltonian on 2 MPI ranks (1000 fs, 4+4 bands) -> dephasing and DISH "
-                                      "CBM->VBM recombination (10 initial times x 100 trajectories x 1000 fs) -> "
+                          description="MLFF MD in LAMMPS (float32 model; 500 fs NVT + 2000 fs NVE at 300 K, 1 fs steps) -> NAMD "
+                                      "couplings from the NN Hamiltonian on 2 MPI ranks (first 400 fs of the NVE "
+                                      "run, every 1 fs step, 4+4 bands) -> dephasing and DISH "
+                                      "CBM->VBM recombination (10 initial times x 100 trajectories x 50 ps) -> "
                                       "table and plots. Resumes stage by stage when re-run on the same folder.")
     demo.add_argument("--workdir", default="runs/demo", help="run folder (default: runs/demo)")
     demo.add_argument("--md", choices=["lammps", "ipi"], help="MD engine (default lammps)")

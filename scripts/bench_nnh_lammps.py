@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """NNH-MD in LAMMPS with the bundled NNH model: the shipped ``lammps_inputs/in.n2amd_nnh`` on 64-atom Si.
 
-    python scripts/bench_nnh_lammps.py [--model si_nnh.pt] [--nvt-steps 20] [--nve-steps 200]
+    python scripts/bench_nnh_lammps.py [--model si_nnh.pt] [--nvt-steps 10] [--nve-steps 50]
                                        [--workdir runs/bench/nnh_lammps] [--out nnh_lammps.json]
 
 What it checks and measures, in one run:
@@ -50,8 +50,8 @@ def thermo_runs(log: Path) -> list[dict[str, np.ndarray]]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default="si_nnh.pt")
-    ap.add_argument("--nvt-steps", type=int, default=20)
-    ap.add_argument("--nve-steps", type=int, default=200)
+    ap.add_argument("--nvt-steps", type=int, default=10)
+    ap.add_argument("--nve-steps", type=int, default=50)
     ap.add_argument("--workdir", default="runs/bench/nnh_lammps")
     ap.add_argument("--out", default="nnh_lammps.json")
     args = ap.parse_args()

@@ -39,7 +39,7 @@ for s in "${stages[@]}"; do
         md) OMP_NUM_THREADS=1 $py scripts/bench_md_coupling.py --out $out/md_coupling.json ;;
         hop) $py scripts/bench_hop.py --out $out/hop.json ;;
         demo) rm -rf $work/demo; $n2amd demo --workdir $work/demo; cp $work/demo/summary.json $out/demo.json ;;
-        nnh_lammps) OMP_NUM_THREADS=2 $py scripts/bench_nnh_lammps.py --workdir $work/nnh_lammps --out $out/nnh_lammps.json ;;
+        nnh_lammps) OMP_NUM_THREADS=2 $py scripts/bench_nnh_lammps.py --nvt-steps 10 --nve-steps 50 --workdir $work/nnh_lammps --out $out/nnh_lammps.json ;;
         report) $py scripts/benchmarks_report.py --dir $out --out docs/benchmarks.md ;;
         *) echo "unknown stage '$s'" >&2; exit 2 ;;
     esac

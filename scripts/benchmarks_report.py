@@ -39,8 +39,12 @@ def _table(header: list[str], rows: list[list]) -> str:
 def demo(res) -> list[str]:
     s: list[str] = []
     when = f" — {res['date_utc']} UTC, {res.get('cores', '?')} cores" if res.get("date_utc") else ""
-    s += [f"Command: `.venv/bin/n2amd demo --workdir runs/bench/demo`{when} (default settings: 500 fs NVT + 2000 fs "
-          f"NVE LAMMPS MLFF MD of Si64, couplings over 1000 fs on 2 ranks, DISH 10 × 100 × 1000 fs on 2 ranks).", "",
+    st = res.get("settings") or {}
+    what = (f"{st['nvt_fs']} fs NVT + {st['nve_fs']} fs NVE {st['md'].upper()} {st['forces'].upper()} MD of Si64 "
+            f"({st.get('md_dtype', 'float64')}), couplings over {st['namd_fs']} fs on {st['ranks']} ranks, DISH "
+            f"{st['initial_times']} × {st['ntraj']} × {st['namdtime_fs'] / 1000:g} ps on {st['ranks']} ranks"
+            if st else "default settings")
+    s += [f"Command: `.venv/bin/n2amd demo --workdir runs/bench/demo`{when} ({what}).", "",
           _table(["MD (s)", "couplings (s)", "DISH (s)", "total (s)", "<gap> (eV)", "dephasing (fs)",
                   "RMS NAC (meV)", "lifetime (ns)"],
                  [[f"{res['md_s']:.0f}", f"{res['couplings_s']:.0f}", f"{res['dish_s']:.0f}", f"{res['total_s']:.0f}",
