@@ -1,0 +1,24 @@
+"""docs/benchmarks.md is generated from the committed benchmark JSONs in docs/bench/: the page in the
+repository must be exactly what the generator writes from them (no hand-edited or stale figures)."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_benchmarks_page_is_generated_from_the_committed_json(tmp_path):
+    out = tmp_path / "benchmarks.md"
+    r = subprocess.run([sys.executable, str(ROOT / "scripts" / "benchmarks_report.py"), "--dir",
+                        str(ROOT / "docs" / "bench"), "--out", str(out)], capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 0, r.stderr
+    page = out.read_text()
+    assert page == (ROOT / "docs" / "benchmarks.md").read_text(), \
+        "docs/benchmarks.md is out of date: run scripts/benchmarks_report.py"
+    found = sorted(p.name for p in (ROOT / "docs" / "bench").glob("*.json"))
+    assert found, "no benchmark results committed in docs/bench/"
+    for name in found:  # every committed result says how it was produced
+        res = json.loads((ROOT / "docs" / "bench" / name).read_text())
+        assert res.get("provenance", {}).get("command") or res.get("date_utc"), name
+    assert page.count("## ") >= len(found)
