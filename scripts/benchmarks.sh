@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Regenerate docs/benchmarks.md: run the benchmark scripts of every stage, then write the page from their JSON.
-#   bash scripts/benchmarks.sh                    all stages (about 2.5 hours on 2 cores; datasets first if missing)
+#   bash scripts/benchmarks.sh                    all stages (estimated 3 hours on 2 cores; datasets first if missing)
 #   bash scripts/benchmarks.sh overlap report     some stages: overlap hamiltonian couplings forcefield md hop demo nnh_lammps report
 # Results: docs/bench/*.json (committed, so a partial rerun keeps the other stages' figures); work folders
 # (datasets, demo run, trajectories) under runs/; page: docs/benchmarks.md, written from docs/bench/ only.
@@ -15,7 +15,7 @@ cfg=n2amd_driver/assets/configs
 models=n2amd_driver/assets/models
 mkdir -p "$out" "$work"
 stages=("$@")
-[ ${#stages[@]} -gt 0 ] || stages=(overlap hamiltonian couplings forcefield md hop demo report)
+[ ${#stages[@]} -gt 0 ] || stages=(overlap hamiltonian couplings forcefield nnh_lammps md hop demo report)
 data() {  # the GFN1-xTB Si64 datasets the models were trained and tested on (~15 min each)
     [ -f runs/si64_train.h5 ] || $n2amd data generate $cfg/data_si64_train.yaml -o runs/si64_train.h5 --workers 2
     [ -f runs/si64_test.h5 ] || $n2amd data generate $cfg/data_si64_test.yaml -o runs/si64_test.h5 --workers 2
