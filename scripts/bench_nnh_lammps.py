@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 from pathlib import Path
 
@@ -24,27 +23,6 @@ from benchlib import provenance
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-
-
-def thermo_runs(log: Path) -> list[dict[str, np.ndarray]]:
-    """The thermo blocks of a LAMMPS log, one dict of columns per ``run``, plus its loop time (s)."""
-    runs, cols, rows = [], None, []
-    for line in log.read_text().splitlines():
-        w = line.split()
-        if w[:1] == ["Step"]:
-            cols, rows = w, []
-        elif cols and w[:2] == ["Loop", "time"]:
-            d = {c: np.array([r[i] for r in rows]) for i, c in enumerate(cols)}
-            d["loop_s"] = float(w[3])
-            d["steps"] = int(re.search(r"for (\d+) steps", line).group(1))
-            runs.append(d)
-            cols = None
-        elif cols and len(w) == len(cols):
-            try:
-                rows.append([float(x) for x in w])
-            except ValueError:
-                pass
-    return runs
 
 
 def main() -> None:
@@ -59,18 +37,18 @@ def main() -> None:
     from ase.io import read
 
     from n2amd_driver.calculator import load_model
-    from n2amd_driver.md.launch import LAMMPS_INPUTS, run_lammps
+    from n2amd_driver.md.launch import LAMMPS_INPUTS, run_lammps, thermo_tables
 
     wd = Path(args.workdir)
     run = run_lammps(wd, model=args.model, nnh=True, nvt_steps=args.nvt_steps, nve_steps=args.nve_steps)
-    nvt, nve = thermo_runs(run.log)[-2:]
+    nvt, nve = thermo_tables(run.log.read_text())[-2:]
     atoms = read(LAMMPS_INPUTS / "si64.data", format="lammps-data", atom_style="atomic", units="metal")
     atoms.set_chemical_symbols(["Si"] * len(atoms))
     e_direct = load_model(args.model).evaluate(atoms)["energy"]
-    e_lmp = float(nvt["PotEng"][0])
+    e_lmp = float(nvt.columns["PotEng"][0])
     n = len(atoms)
-    t_ps = nve["Time"] - nve["Time"][0]
-    etot = nve["TotEng"] / n * 1000  # meV/atom
+    t_ps = nve.columns["Time"] - nve.columns["Time"][0]
+    etot = nve.columns["TotEng"] / n * 1000  # meV/atom
     slope = float(np.polyfit(t_ps, etot, 1)[0])
     edges = [json.loads(ln) for ln in (wd / "nnh_electronic.jsonl").read_text().splitlines() if ln.strip()]
     res = {
@@ -79,8 +57,8 @@ def main() -> None:
         "step0_rel_diff": abs(e_lmp - e_direct) / abs(e_direct),
         "nve_drift_meV_atom_ps": slope, "nve_fluctuation_meV_atom": float(np.std(etot)),
         "nve_max_dev_meV_atom": float(np.max(np.abs(etot - etot[0]))),
-        "mean_temperature_K": float(np.mean(nve["Temp"])),
-        "s_per_step_nvt": nvt["loop_s"] / nvt["steps"], "s_per_step_nve": nve["loop_s"] / nve["steps"],
+        "mean_temperature_K": float(np.mean(nve.columns["Temp"])),
+        "s_per_step_nvt": nvt.loop_s / nvt.steps, "s_per_step_nve": nve.loop_s / nve.steps,
         "electronic_records": len(edges),
         "mean_gap_eV": float(np.mean([e["gap_eV"] for e in edges])) if edges else None,
         "provenance": provenance(),

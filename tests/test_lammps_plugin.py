@@ -33,18 +33,9 @@ def run_lmp(workdir, script: str, nproc: int = 1, timeout: int = 300, args=()):
 
 def thermo(stdout: str, block: int = 0) -> np.ndarray:
     """Rows of one thermo table (the ``block``-th 'Step' header; -1 for the last run)."""
-    blocks, on = [], False
-    for line in stdout.splitlines():
-        if line.split()[:1] == ["Step"]:
-            blocks.append([])
-            on = True
-            continue
-        if on:
-            try:
-                blocks[-1].append([float(v) for v in line.split()])
-            except ValueError:
-                on = False
-    return np.array(blocks[block])
+    from n2amd_driver.md.launch import thermo_tables
+
+    return np.column_stack(list(thermo_tables(stdout)[block].columns.values()))
 
 
 def si_data(path, rattle=0.05, seed=1, n=2):

@@ -97,6 +97,45 @@ def run_lammps(workdir: Path, *, model: str = "si_mlff.pt", nnh: bool = False, t
     return MDRun(dump, "lammps-dump", 1.0, 0, log)
 
 
+@dataclass
+class ThermoTable:
+    """One ``run`` of a LAMMPS thermo output: columns by header name (LAMMPS units), and the loop time."""
+
+    columns: dict
+    loop_s: float | None = None  # "Loop time of X on N procs for M steps"
+    steps: int | None = None
+
+
+def thermo_tables(text: str) -> list[ThermoTable]:
+    """The thermo tables of a LAMMPS log or screen output, one per 'Step' header, in order. Rows are the
+    numeric lines as wide as the header (warnings in between are skipped); a table ends at its loop time."""
+    import numpy as np
+
+    tables, header, rows = [], None, []
+
+    def close(loop_s=None, steps=None):
+        tables.append(ThermoTable({c: np.array([r[k] for r in rows]) for k, c in enumerate(header)}, loop_s, steps))
+
+    for line in text.splitlines():
+        w = line.split()
+        if w[:1] == ["Step"]:
+            if header:
+                close()
+            header, rows = w, []
+        elif header and w[:2] == ["Loop", "time"]:
+            m = re.search(r"Loop time of (\S+) on \d+ procs for (\d+) steps", line)
+            close(float(m.group(1)), int(m.group(2))) if m else close()
+            header = None
+        elif header and len(w) == len(header):
+            try:
+                rows.append([float(x) for x in w])
+            except ValueError:
+                pass
+    if header:
+        close()
+    return tables
+
+
 def _read(path):
     import ase.io
 
