@@ -22,6 +22,7 @@ from ..basis import Basis
 from ..graph import neighbour_graph
 from .blocks import BlockLayout, fold_to_gamma
 from .layers import BesselBasis, Interaction, weighted_tensor_product
+from .products import MixedEdgeProduct, ScalarMixing
 
 
 @dataclass
@@ -64,14 +65,14 @@ class HamiltonianModel(torch.nn.Module):
             irreps = layer.irreps_out
         self.irreps_node = irreps
         out = self.layout.irreps_out
-        self.onsite = o3.FullyConnectedTensorProduct(irreps, o3.Irreps(f"{S}x0e"), out)
+        self.onsite = ScalarMixing(irreps, o3.Irreps(f"{S}x0e"), out)
         # edge features: (h_i ⊕ h_j) ⊗ Y(r̂_ij), weighted by |r_ij|, then species-pair dependent mixing
         pair_in = (irreps + irreps).sort().irreps.simplify()
         self.register_buffer("pair_perm", _sort_permutation(irreps + irreps), persistent=False)
         self.edge_tp, self.edge_radial = weighted_tensor_product(pair_in, self.irreps_edge_sh,
                                                                  o3.Irreps(config.hidden), config.num_basis)
-        self.edge_out = o3.FullyConnectedTensorProduct(self.edge_tp.irreps_out.simplify(),
-                                                       o3.Irreps(f"{S * S}x0e"), out)
+        self.edge_out = ScalarMixing(self.edge_tp.irreps_out.simplify(), o3.Irreps(f"{S * S}x0e"), out)
+        self.edge_product = MixedEdgeProduct(self.edge_tp, self.edge_out)  # = edge_out(edge_tp(...)), faster
         self.pair_in_irreps = pair_in
         shift = torch.zeros(S, self.layout.nmax)
         for k, el in enumerate(self.elements):
@@ -153,10 +154,10 @@ class HamiltonianModel(torch.nn.Module):
         shb = o3.spherical_harmonics(self.irreps_edge_sh, vb, normalize=True, normalization="component")
         x = torch.cat([h[i], h[j]], dim=1)
         x = x[:, self.pair_perm]
-        e = self.edge_tp(x, shb, self.edge_radial(self.rbf_block(vb.norm(dim=1))))
+        w = self.edge_radial(self.rbf_block(vb.norm(dim=1)))
         pair = d["species"][i] * S + d["species"][j]
         pair_onehot = torch.nn.functional.one_hot(pair, S * S).to(x.dtype)
-        off = self.layout.tiles(self.edge_out(e, pair_onehot), pair)
+        off = self.layout.tiles(self.edge_product(x, shb, w, pair_onehot), pair)
         off = 0.5 * (off + off[d["blk_reverse"]].transpose(1, 2))
         args = (d["norb_atom"], d["orb_offset"], d["mat_offset"], d["mat_size"], d["batch"], d["total"])
         n_atoms = torch.arange(len(d["species"]), device=h.device)

@@ -7,6 +7,8 @@ import torch
 from e3nn import nn as enn
 from e3nn import o3
 
+from .products import EdgeTensorProduct, ScalarMixing
+
 
 class BesselBasis(torch.nn.Module):
     """sin(nπr/r_c)/r radial basis (n = 1..num), times a smooth polynomial envelope that vanishes
@@ -54,8 +56,7 @@ def weighted_tensor_product(irreps_in: o3.Irreps, irreps_sh: o3.Irreps, targets:
     mid = o3.Irreps(mid)
     irreps_mid, p, _ = mid.sort()
     instructions = [(i1, i2, p[i_out], mode, train) for i1, i2, i_out, mode, train in instructions]
-    tp = o3.TensorProduct(irreps_in, irreps_sh, irreps_mid, instructions, shared_weights=False,
-                          internal_weights=False)
+    tp = EdgeTensorProduct(irreps_in, irreps_sh, irreps_mid, instructions)
     radial = enn.FullyConnectedNet([num_basis, 32, 32, tp.weight_numel], torch.nn.functional.silu)
     return tp, radial
 
@@ -72,8 +73,7 @@ class Interaction(torch.nn.Module):
         self.tp, self.radial = weighted_tensor_product(irreps_in, irreps_sh, self.gate.irreps_in, num_basis)
         irreps_mid = self.tp.irreps_out
         self.linear = o3.Linear(irreps_mid.simplify(), self.gate.irreps_in)
-        self.self_connection = o3.FullyConnectedTensorProduct(irreps_in, o3.Irreps(f"{num_species}x0e"),
-                                                              self.gate.irreps_in)
+        self.self_connection = ScalarMixing(irreps_in, o3.Irreps(f"{num_species}x0e"), self.gate.irreps_in)
         self.norm = 1.0 / math.sqrt(avg_neighbours)
 
     def forward(self, h, species_onehot, edge_src, edge_dst, edge_sh, edge_basis):
