@@ -53,6 +53,31 @@ def test_train_resume_load_and_bands(tiny_dataset, tmp_path):
     assert "VBM error" in r.stdout and (tmp_path / "b.png").stat().st_size > 10_000
 
 
+def test_fine_tune_starts_from_the_init_model(tiny_dataset, tmp_path):
+    """init: model.pt loads the trained weights (with lr = 0 the fine-tuned model is the init model), and a
+    model of other elements is refused by name."""
+    common = ["train", "hamiltonian", "--set", f"data={tiny_dataset}", "--set", "model.r_block=5.0",
+              "--set", "train.batch_size=2", "--set", "train.epochs=1"]
+    r = subprocess.run(N2AMD + common + ["--set", f"output={tmp_path / 'a'}"], capture_output=True, text=True,
+                       timeout=900)
+    assert r.returncode == 0, r.stderr
+    init = tmp_path / "a" / "model.pt"
+    r = subprocess.run(N2AMD + common + ["--set", f"init={init}", "--set", f"output={tmp_path / 'b'}",
+                                         "--set", "train.lr=0", "--set", "train.band_stage_epoch=0"],
+                       capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr
+    atoms = bulk("Si", "diamond", a=5.43, cubic=True)
+    atoms.rattle(0.05, seed=1)
+    H_a = load_hamiltonian_model(init).hamiltonian(atoms)
+    H_b = load_hamiltonian_model(tmp_path / "b" / "model.pt").hamiltonian(atoms)
+    assert np.abs(H_a).max() > 0.1 and np.allclose(H_a, H_b, atol=1e-12)
+    from n2amd_driver.training.hamiltonian import initial_model
+
+    state = torch.load(init, weights_only=False)
+    with pytest.raises(ValueError, match="has no C"):
+        initial_model(init, ["C", "Si"], state["config"]["basis_json"])
+
+
 def test_bad_model_file_is_named(tmp_path):
     bad = tmp_path / "model.pt"
     bad.write_bytes(b"not a model")

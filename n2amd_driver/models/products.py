@@ -49,7 +49,7 @@ class EdgeTensorProduct(o3.TensorProduct):
                 l2, l3 = self.irreps_in2[ins.i_in2].ir.l, self.irreps_out[ins.i_out].ir.l
                 cg[:, slices_in2[ins.i_in2], k0 : k0 + d3] = ins.path_weight * o3.wigner_3j(ir1.l, l2, l3, dtype=torch.float64)
                 self._slot_piece[ins.i_out] = (len(self._groups), len(entries))
-                entries.append((k0, k0 + d3, w_offsets[k], w_offsets[k] + mul))
+                entries.append((k, d3))
                 k0 += d3
             # (J, i·K): contracting Y with it gives every path's (2l₁+1) × (2l₃+1) matrix at once
             self.register_buffer(f"_cg_{i1}", cg.permute(1, 0, 2).reshape(self.irreps_in2.dim, -1)
@@ -57,15 +57,18 @@ class EdgeTensorProduct(o3.TensorProduct):
             self._groups.append((i1, entries))
 
     def forward(self, x, y, weight):
+        # torch.split, not slicing: the backward of a slice allocates a zero tensor of the full input
         z = x.shape[0]
-        slices_in1 = self.irreps_in1.slices()
+        xs = torch.split(x, [mul * ir.dim for mul, ir in self.irreps_in1], dim=1)
+        ws = torch.split(weight, [math.prod(ins.path_shape) for ins in self.instructions], dim=1)
         pieces = []
         for i1, entries in self._groups:
             mul, ir1 = self.irreps_in1[i1]
             cg = getattr(self, f"_cg_{i1}")
             m = (y @ cg).reshape(z, ir1.dim, cg.shape[1] // ir1.dim)  # (z, i, K)
-            t = torch.bmm(x[:, slices_in1[i1]].reshape(z, mul, ir1.dim), m)  # (z, u, K)
-            pieces.append([(t[:, :, k0:k1] * weight[:, w0:w1, None]).reshape(z, (w1 - w0) * (k1 - k0)) for k0, k1, w0, w1 in entries])
+            t = torch.bmm(xs[i1].reshape(z, mul, ir1.dim), m)  # (z, u, K)
+            ts = torch.split(t, [d for _, d in entries], dim=2)
+            pieces.append([(tk * ws[k][:, :, None]).reshape(z, mul * d) for tk, (k, d) in zip(ts, entries)])
         return torch.cat([pieces[g][p] for g, p in self._slot_piece], dim=1)
 
 
@@ -93,21 +96,19 @@ class ScalarMixing(o3.FullyConnectedTensorProduct):
     def forward(self, x, y, weight=None):
         weight = self.weight if weight is None else weight
         z, S = x.shape[0], y.shape[1]
-        slices_in1 = self.irreps_in1.slices()
+        xs = torch.split(x, [mul * ir.dim for mul, ir in self.irreps_in1], dim=1)
         out = x.new_zeros(z, self.irreps_out.dim)
         for i1, paths in self._groups:
             mul, ir = self.irreps_in1[i1]
             # A: (u·v, Σw) — the paths of this input irrep side by side
             a = torch.cat([scale * weight[off : off + math.prod(shape)].reshape(shape).reshape(mul * S, shape[2])
                            for off, shape, scale, _ in paths], dim=1)
-            x1 = x[:, slices_in1[i1]].reshape(z, mul, ir.dim)
+            x1 = xs[i1].reshape(z, mul, ir.dim)
             xy = (x1[:, :, None, :] * y[:, None, :, None]).reshape(z, mul * S, ir.dim)  # (z, u·v, m)
             t = torch.matmul(xy.transpose(1, 2), a)  # (z, m, Σw)
             # output slots are laid out [w, m]: per path, (m, w) → (w, m)
-            pieces, c0 = [], 0
-            for _, shape, _, _ in paths:
-                pieces.append(t[:, :, c0 : c0 + shape[2]].transpose(1, 2).reshape(z, shape[2] * ir.dim))
-                c0 += shape[2]
+            ts = torch.split(t, [shape[2] for _, shape, _, _ in paths], dim=2)
+            pieces = [tk.transpose(1, 2).reshape(z, shape[2] * ir.dim) for tk, (_, shape, _, _) in zip(ts, paths)]
             out = out.index_add(1, getattr(self, f"_ocols_{i1}"), torch.cat(pieces, dim=1))
         return out
 
@@ -192,7 +193,10 @@ class MixedEdgeProduct:
                     cgs.append(cg)
             cg = torch.cat(cgs, dim=1).reshape(tp.irreps_in2.dim, -1) if cgs else None
             self.outputs.append((ir, slots, pieces, cg))
-        self.slot_order = sorted((o, ri, w0, w1) for ri, (_, slots, _, _) in enumerate(self.outputs) for o, w0, w1 in slots)
+        ranges = [r for _, r, _, _, _ in self.groups]
+        assert ranges[0][0] == 0 and all(a[1] == b[0] for a, b in zip(ranges, ranges[1:])) \
+            and ranges[-1][1] == tp.weight_numel, "groups' path weights must tile the weight vector"
+        self.weight_sizes = [w1 - w0 for w0, w1 in ranges]
         self._cache = {}
 
     def _constants(self, dtype, device):
@@ -204,27 +208,29 @@ class MixedEdgeProduct:
         return self._cache[key]
 
     def __call__(self, x, y, weight, scalars):
+        # torch.split / unbind, not slicing: the backward of a slice allocates a zero tensor of the full input
         z, wmax = x.shape[0], self.wmax
         (group_consts, cgs) = self._constants(x.dtype, x.device)
         wpad = torch.cat([self.mix.weight, self.mix.weight.new_zeros(1)])
-        slices_in1 = self.tp.irreps_in1.slices()
+        xs = torch.split(x, [mul * ir.dim for mul, ir in self.tp.irreps_in1], dim=1)
+        ws = torch.split(weight, self.weight_sizes, dim=1)
         G = []
-        for (g, (w0, w1), _, _, qs), (idx, scale) in zip(self.groups, group_consts):
+        for gi, ((g, _, _, _, qs), (idx, scale)) in enumerate(zip(self.groups, group_consts)):
             mul, ir1 = self.tp.irreps_in1[g]
             P = len(qs)
             a = (wpad[idx] * scale).permute(2, 0, 1, 3).reshape(scalars.shape[1], -1)  # (S2, u·P·W)
-            b = (scalars @ a).view(z, mul, P, wmax) * weight[:, w0:w1].view(z, P, mul).transpose(1, 2)[..., None]
-            xg = x[:, slices_in1[g]].reshape(z, mul, ir1.dim)
-            G.append(torch.bmm(b.view(z, mul, P * wmax).transpose(1, 2), xg).view(z, P, wmax, ir1.dim))
-        outs = []
-        for (ir, slots, pieces, _), cg in zip(self.outputs, cgs):
-            width = slots[-1][2]
-            if not pieces:
-                outs.append(x.new_zeros(z, width, ir.dim))
-                continue
-            gcat = torch.cat([G[gi][:, j, :width, :] for gi, j in pieces], dim=2)  # (z, w, Σi)
-            m = (y @ cg).view(z, cg.shape[1] // ir.dim, ir.dim)  # (z, Σi, d)
-            outs.append(torch.bmm(gcat, m))
-        dims = [self.outputs[ri][0].dim for _, ri, _, _ in self.slot_order]
-        return torch.cat([outs[ri][:, w0:w1, :].reshape(z, (w1 - w0) * d)
-                          for (_, ri, w0, w1), d in zip(self.slot_order, dims)], dim=1)
+            b = (scalars @ a).view(z, mul, P, wmax) * ws[gi].view(z, P, mul).transpose(1, 2)[..., None]
+            g_ = torch.bmm(b.view(z, mul, P * wmax).transpose(1, 2), xs[g].reshape(z, mul, ir1.dim))
+            G.append(g_.view(z, P, wmax, ir1.dim).unbind(1))  # per path: (z, W, i)
+        pieces = []
+        for (ir, slots, paths, _), cg in zip(self.outputs, cgs):
+            if paths:  # rows beyond this irrep's width are zero (zero mixing weights)
+                gcat = torch.cat([G[gi][j] for gi, j in paths], dim=2)  # (z, W, Σi)
+                m = (y @ cg).view(z, cg.shape[1] // ir.dim, ir.dim)  # (z, Σi, d)
+                out_r = torch.bmm(gcat, m)  # (z, W, d)
+            else:
+                out_r = x.new_zeros(z, wmax, ir.dim)
+            sizes = [w1 - w0 for _, w0, w1 in slots]
+            parts = torch.split(out_r, sizes + [wmax - sum(sizes)], dim=1)
+            pieces += [(o, p.reshape(z, n * ir.dim)) for (o, _, _), p, n in zip(slots, parts, sizes)]
+        return torch.cat([p for _, p in sorted(pieces, key=lambda op: op[0])], dim=1)

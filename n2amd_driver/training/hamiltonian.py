@@ -6,7 +6,8 @@ problem, via Cholesky) against the reference eigenvalues, for the states within 
 the gap (as in N2AMD/HamGNN). AdamW, plateau learning-rate schedule, early stopping on the validation
 loss, EMA of the weights, seeded splits, checkpoints every epoch (resume by re-running), a progress bar
 with live MAEs, ``metrics.csv``, and ``model.pt`` (best EMA weights + full config + basis + units),
-loadable with :func:`load_hamiltonian_model`.
+loadable with :func:`load_hamiltonian_model`. ``init: model.pt`` starts from a trained model's weights
+(fine-tuning, e.g. more band-stage epochs at a lower learning rate).
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from .common import (MetricsLog, atomic_save, build_model, load_checkpoint, make
 
 DEFAULTS: dict = {
     "data": None,  # n2amd HDF5 dataset with hamiltonian + overlap labels
+    "init": None,  # a Hamiltonian model.pt to start from (fine-tuning): its architecture and weights; `model` is ignored
     "split": {"fractions": [0.8, 0.1, 0.1], "seed": 0},  # train / validation / test
     "model": {"r_mp": 5.0, "r_block": 8.0, "layers": 2, "lmax_sh": 2, "lmax_edge": 4, "num_basis": 8,
               "hidden": "16x0e+4x0o+8x1o+4x1e+4x2e+4x2o+2x3o+2x3e+2x4e"},
@@ -125,9 +127,12 @@ def train_hamiltonian(cfg: dict, progress: bool = True) -> Path:
     train, val, split = split_frames(frames, cfg["split"])
     basis = Basis.from_json(basis_json)
     elements = sorted({el for fr in frames for el in fr["atoms"].get_chemical_symbols()})
-    mcfg = HamiltonianConfig(elements=elements, basis_json=basis_json, onsite_shift=onsite_means(train, basis),
-                             **cfg["model"])
-    model = HamiltonianModel(mcfg).to(device=device, dtype=dtype)
+    if cfg.get("init"):
+        model = initial_model(cfg["init"], elements, basis_json).to(device=device, dtype=dtype)
+    else:
+        mcfg = HamiltonianConfig(elements=elements, basis_json=basis_json, onsite_shift=onsite_means(train, basis),
+                                 **cfg["model"])
+        model = HamiltonianModel(mcfg).to(device=device, dtype=dtype)
     opt, sched, ema = make_optimizer(model, t)
     cfg = {**cfg, "valence_electrons": valence_electrons_per_element(frames)}
     ckpt = out / "checkpoint.pt"
@@ -187,6 +192,22 @@ def train_hamiltonian(cfg: dict, progress: bool = True) -> Path:
     bar.close()
     save_split(out, split)
     return out / "model.pt"
+
+
+def initial_model(path, elements: list[str], basis_json: str):
+    """The model saved in ``path`` (weights included), checked to cover the data's elements and basis."""
+    from ..models.hamiltonian import HamiltonianConfig, HamiltonianModel
+
+    state = read_model_file(path, "hamiltonian", "Hamiltonian")
+    mcfg = HamiltonianConfig(**state["config"])
+    missing = sorted(set(elements) - set(mcfg.elements))
+    if missing:
+        raise ValueError(f"init model {path} has no {', '.join(missing)} (its elements: {', '.join(mcfg.elements)})")
+    if json.loads(mcfg.basis_json) != json.loads(basis_json):
+        raise ValueError(f"init model {path} was trained in another basis than the data's")
+    model = HamiltonianModel(mcfg)
+    model.load_state_dict(state["state_dict"])
+    return model
 
 
 def save_model(model, path: Path, cfg: dict, engine: dict, metrics: dict, epoch: int) -> None:
