@@ -35,7 +35,7 @@ class EdgeTensorProduct(o3.TensorProduct):
         w_offsets = [0]
         for ins in self.instructions:
             w_offsets.append(w_offsets[-1] + math.prod(ins.path_shape))
-        self._groups = []  # per input irrep: its paths as (output slot, K range, weight range)
+        self._groups = []  # per input irrep: its paths as (instruction index, output irrep dim)
         self._slot_piece = [None] * len(self.irreps_out)  # output slot → (group, path) index
         for i1, (mul, ir1) in enumerate(self.irreps_in1):
             paths = [k for k, ins in enumerate(self.instructions) if ins.i_in1 == i1]
