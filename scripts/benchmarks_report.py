@@ -74,7 +74,7 @@ def hamiltonian(res) -> list[str]:
     heads = ["H-element MAE (meV)", "eigenvalue MAE (meV)", "VBM MAE (meV)", "CBM MAE (meV)", "gap MAE (meV)"]
     if all("eig_mae_unshifted_meV" in r for r in acc):
         keys += ["eig_shift_meV", "eig_mae_unshifted_meV"]
-        heads += ["mean |rigid shift| (meV)", "eigenvalue MAE, shift removed (meV)"]
+        heads += ["mean abs. rigid shift (meV)", "eigenvalue MAE, shift removed (meV)"]
     m = {k: float(np.mean([abs(r[k]) for r in acc])) for k in keys}
     s += [_prov(res), "", f"Model `{res.get('model', '?')}`, {len(acc)} held-out frames of `{res.get('test', '?')}`"
           " (GFN1-xTB labels). Eigenvalue MAE within ±2 eV of the gap; band edges at Γ. Targets: 3 / 10 / 10 meV."
