@@ -5,6 +5,7 @@
 # Results: docs/bench/*.json (committed, so a partial rerun keeps the other stages' figures); work folders
 # (datasets, demo run, trajectories) under runs/; page: docs/benchmarks.md, written from docs/bench/ only.
 # N2AMD_BENCH_NOTE="..." is stored with each figure (e.g. what else was running on the machine).
+# VALIDATE_ARGS="--model-ranks 2" passes options to scripts/validate_couplings.py (couplings stage).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 py=.venv/bin/python
@@ -26,9 +27,15 @@ for s in "${stages[@]}"; do
         overlap) OMP_NUM_THREADS=1 $py scripts/bench_overlap.py --out $out/overlap.json ;;
         hamiltonian) data; OMP_NUM_THREADS=2 $py scripts/bench_hamiltonian.py $models/si_hamiltonian.pt \
                          runs/si64_test.h5 --speed-sizes 2 3 --out $out/hamiltonian.json ;;
-        couplings) OMP_NUM_THREADS=1 $py scripts/validate_couplings.py $models/si_hamiltonian.pt --steps 500 \
-                       --out $work/validate_couplings
-                   cp $work/validate_couplings/validate_couplings.json $out/validate_couplings.json ;;
+        couplings) # the trajectory and the tblite reference along it (~1 h) are kept in docs/bench/validate_couplings/
+                   # so that a rerun only redoes the model jobs; delete that folder to recompute them
+                   v=$work/validate_couplings; keep=$out/validate_couplings; mkdir -p $v $keep
+                   for f in si64_300K.dump reference.h5 reference.timing.json; do
+                       [ -f $v/$f ] || [ ! -f $keep/$f ] || cp $keep/$f $v/$f; done
+                   OMP_NUM_THREADS=1 $py scripts/validate_couplings.py $models/si_hamiltonian.pt --steps 500 \
+                       --out $v ${VALIDATE_ARGS:-}
+                   for f in si64_300K.dump reference.h5 reference.timing.json; do cp $v/$f $keep/$f; done
+                   cp $v/validate_couplings.json $out/validate_couplings.json ;;
         forcefield) data; nnh=(); [ -f $models/si_nnh.pt ] && nnh=(--nnh-model si_nnh.pt)
                     $py -m pip install --quiet -e ".[baselines]"   # NequIP, trained below on the same split
                     [ -f runs/nequip_si64/best.ckpt ] || OMP_NUM_THREADS=2 $py scripts/nequip_baseline.py \

@@ -111,9 +111,11 @@ def couplings(res) -> list[str]:
                  [[k, f"{v['nac_mae_meV']:.3f}", f"{v['rms_model_meV']:.3f}", f"{v['rms_reference_meV']:.3f}",
                    f"{100 * v['mae_over_rms_reference']:.0f} %"] for k, v in res.items()
                   if isinstance(v, dict) and "nac_mae_meV" in v]), "",
-          f"Time per snapshot: model {res['model_s_per_snapshot_1rank']:.2f} s on 1 rank, "
-          f"{res['model_s_per_snapshot_2ranks']:.2f} s on 2 ranks (speed-up {res['speedup_2ranks']:.2f}); "
-          f"tblite {res['reference_s_per_snapshot']:.2f} s per snapshot on {res['reference_ranks']} rank(s)."]
+          "Time per snapshot: model "
+          + ", ".join(f"{res[k]:.2f} s on {n}" for k, n in (("model_s_per_snapshot_1rank", "1 rank"),
+                                                             ("model_s_per_snapshot_2ranks", "2 ranks")) if k in res)
+          + (f" (speed-up {res['speedup_2ranks']:.2f})" if "speedup_2ranks" in res else " (1-rank job not timed)")
+          + f"; tblite {res['reference_s_per_snapshot']:.2f} s per snapshot on {res['reference_ranks']} rank(s)."]
     return s
 
 
