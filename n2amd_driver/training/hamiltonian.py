@@ -128,7 +128,7 @@ def train_hamiltonian(cfg: dict, progress: bool = True) -> Path:
     basis = Basis.from_json(basis_json)
     elements = sorted({el for fr in frames for el in fr["atoms"].get_chemical_symbols()})
     if cfg.get("init"):
-        model = initial_model(cfg["init"], elements, basis_json).to(device=device, dtype=dtype)
+        model = initial_model(cfg["init"], elements, basis_json, dtype, device)
     else:
         mcfg = HamiltonianConfig(elements=elements, basis_json=basis_json, onsite_shift=onsite_means(train, basis),
                                  **cfg["model"])
@@ -194,7 +194,7 @@ def train_hamiltonian(cfg: dict, progress: bool = True) -> Path:
     return out / "model.pt"
 
 
-def initial_model(path, elements: list[str], basis_json: str):
+def initial_model(path, elements: list[str], basis_json: str, dtype=torch.float64, device: str = "cpu"):
     """The model saved in ``path`` (weights included), checked to cover the data's elements and basis."""
     from ..models.hamiltonian import HamiltonianConfig, HamiltonianModel
 
@@ -205,9 +205,7 @@ def initial_model(path, elements: list[str], basis_json: str):
         raise ValueError(f"init model {path} has no {', '.join(missing)} (its elements: {', '.join(mcfg.elements)})")
     if json.loads(mcfg.basis_json) != json.loads(basis_json):
         raise ValueError(f"init model {path} was trained in another basis than the data's")
-    model = HamiltonianModel(mcfg)
-    model.load_state_dict(state["state_dict"])
-    return model
+    return build_model(lambda: HamiltonianModel(mcfg), state["state_dict"], dtype, device)
 
 
 def save_model(model, path: Path, cfg: dict, engine: dict, metrics: dict, epoch: int) -> None:
