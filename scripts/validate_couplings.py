@@ -153,7 +153,7 @@ def main():
     for name in ("VBM-CBM", "VBM-1/VBM", "CBM/CBM+1"):
         p = res[name]
         print(f"| RMS NAC {name} (meV) | {p['rms_model_meV']:.3f} | {p['rms_reference_meV']:.3f} |")
-    print(f"\nVBM MAE {res['vbm_mae_meV']:.1f} meV, CBM MAE {res['cbm_mae_meV']:.1f} meV over {n} snapshots")
+    print(f"\nVBM MAE {res['vbm_mae_meV']:.1f} meV, CBM MAE {res['cbm_mae_meV']:.1f} meV over {res['snapshots']} snapshots")
     for name in ("VBM-CBM", "VBM-1/VBM", "CBM/CBM+1"):
         p = res[name]
         print(f"|NAC| MAE {name}: {p['nac_mae_meV']:.4f} meV = {100 * p['mae_over_rms_reference']:.1f}% of the "
