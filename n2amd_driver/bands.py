@@ -27,7 +27,7 @@ def compare_bands(model, atoms, output: Path, npoints: int = 60, window_eV: floa
     ref = engine.label(atoms, name="reference")
     nel = float(np.sum(ref.occupations))
     S = overlap_matrix(bf, atoms)
-    eps_model = eigh(model.hamiltonian(atoms), S)[0]
+    eps_model = eigh(model.hamiltonian(atoms, S), S)[0]
     vbm_r, cbm_r = band_edges(ref.orbital_energies, nel)
     vbm_m, cbm_m = band_edges(eps_model, nel)
     sel = (ref.orbital_energies > vbm_r - window_eV) & (ref.orbital_energies < cbm_r + window_eV)

@@ -34,19 +34,22 @@ def valence_electrons(atoms: Atoms, reference_occupations: np.ndarray | None = N
 
 def model_blocks(model, atoms: Atoms):
     """Real-space blocks of a Hamiltonian model: (on-site (N, n, n), off-site (E, n, n), edge index (2, E),
-    shifts (E, 3), norb per atom); tiles are padded to the largest atom's orbital count."""
+    shifts (E, 3), norb per atom, shell potential per orbital or None); tiles are padded to the largest
+    atom's orbital count. The potential enters H(k) as ½(v_a + v_b) S_ab(k) (models/potential.py)."""
     import torch
 
     d = model.prepare([atoms])
     with torch.no_grad():
         out = model(d)
+    v = out["potential"].cpu().numpy() if "potential" in out else None
     return (out["onsite"].cpu().numpy(), out["offsite"].cpu().numpy(), d["blk_index"].cpu().numpy(),
-            d["blk_shift"].cpu().numpy().round().astype(int), d["norb_atom"].cpu().numpy())
+            d["blk_shift"].cpu().numpy().round().astype(int), d["norb_atom"].cpu().numpy(), v)
 
 
-def bloch_hamiltonian(blocks, kpt) -> np.ndarray:
-    """H(k) from :func:`model_blocks` output; k fractional."""
-    on, off, index, shifts, norb = blocks
+def bloch_hamiltonian(blocks, kpt, overlap_k: np.ndarray | None = None) -> np.ndarray:
+    """H(k) from :func:`model_blocks` output; k fractional; ``overlap_k``: S(k), needed by models with
+    shell potentials."""
+    on, off, index, shifts, norb, v = blocks
     offs = np.concatenate([[0], np.cumsum(norb)])
     n = int(offs[-1])
     H = np.zeros((n, n), complex)
@@ -55,6 +58,10 @@ def bloch_hamiltonian(blocks, kpt) -> np.ndarray:
     phase = np.exp(2j * np.pi * shifts @ np.asarray(kpt, float))
     for e, (i, j) in enumerate(index.T):
         H[offs[i] : offs[i] + norb[i], offs[j] : offs[j] + norb[j]] += phase[e] * off[e, : norb[i], : norb[j]]
+    if v is not None:
+        if overlap_k is None:
+            raise ValueError("this model has shell potentials: H(k) needs S(k) (overlap_k)")
+        H += 0.5 * (v[:, None] + v[None, :]) * overlap_k
     return H
 
 
@@ -66,8 +73,8 @@ def band_structure(model, basis_functions, atoms: Atoms, npoints: int = 60, path
     blocks = model_blocks(model, atoms)
     energies = []
     for k in bp.kpts:
-        Hk = bloch_hamiltonian(blocks, k)
         Sk = overlap_matrix(basis_functions, atoms, kpt=k)
+        Hk = bloch_hamiltonian(blocks, k, Sk)
         energies.append(sl.eigh(Hk, Sk, eigvals_only=True))
     return bp, np.array(energies)
 

@@ -123,6 +123,17 @@ class BasisFunctions:
         shells = {el: tuple(pyscf_shells(basis_name, el, periodic)) for el in sorted(set(elements))}
         return cls(shells, f"pyscf:{basis_name}")
 
+    @classmethod
+    def from_name(cls, name: str, elements, periodic: bool = True) -> "BasisFunctions":
+        """The basis functions behind a :class:`~n2amd_driver.basis.Basis` name: ``"tblite:GFN1-xTB"``,
+        ``"pyscf:gth-szv"`` (what the engines write into datasets and model files)."""
+        kind, _, rest = name.partition(":")
+        if kind == "tblite":
+            return cls.tblite(rest, elements)
+        if kind == "pyscf":
+            return cls.pyscf(rest, elements, periodic)
+        raise ValueError(f"no basis functions known for basis '{name}' (expected 'tblite:METHOD' or 'pyscf:BASIS')")
+
     @property
     def basis(self) -> Basis:
         """Orbital bookkeeping (shell l's per element, e3nn order)."""

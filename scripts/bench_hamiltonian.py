@@ -36,8 +36,9 @@ def accuracy(model, test_path, window=2.0):
             atoms = h5format.read_atoms(g)
             bf = BasisFunctions.tblite(model.info["reference"]["method"], atoms.get_chemical_symbols())
             H_ref, eps_ref, occ = g["hamiltonian"][()], g["orbital_energies"][()], g["occupations"][()]
-            H = model.hamiltonian(atoms)
-            eps = eigh(H, overlap_matrix(bf, atoms))[0]
+            S = overlap_matrix(bf, atoms)
+            H = model.hamiltonian(atoms, S)
+            eps = eigh(H, S)[0]
             nel = occ.sum()
             vr, cr = band_edges(eps_ref, nel)
             vm, cm = band_edges(eps, nel)
@@ -68,10 +69,11 @@ def speed(model, model32, n_cells: int, repeats: int = 2):
     bf = BasisFunctions.tblite(model.info["reference"]["method"], ["Si"])
     times = []
     for m in (model, model32):
-        m.hamiltonian(atoms)  # warm-up
+        m.hamiltonian(atoms, overlap_matrix(bf, atoms))  # warm-up
         t = time.perf_counter()
         for _ in range(repeats):
-            eigh(np.asarray(m.hamiltonian(atoms), float), overlap_matrix(bf, atoms))
+            S = overlap_matrix(bf, atoms)
+            eigh(np.asarray(m.hamiltonian(atoms, S), float), S)
         times.append((time.perf_counter() - t) / repeats)
     engine = get_engine("tblite", method=model.info["reference"]["method"])
     t = time.perf_counter()

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Regenerate docs/benchmarks.md: run the benchmark scripts of every stage, then write the page from their JSON.
 #   bash scripts/benchmarks.sh                    all stages (estimated 3 hours on 2 cores; datasets first if missing)
-#   bash scripts/benchmarks.sh overlap report     some stages: overlap hamiltonian couplings forcefield md hop demo nnh_lammps report
+#   bash scripts/benchmarks.sh overlap report     some stages: overlap hamiltonian scc couplings forcefield md hop demo nnh_lammps report
 # Results: docs/bench/*.json (committed, so a partial rerun keeps the other stages' figures); work folders
 # (datasets, demo run, trajectories) under runs/; page: docs/benchmarks.md, written from docs/bench/ only.
 # N2AMD_BENCH_NOTE="..." is stored with each figure (e.g. what else was running on the machine).
@@ -16,7 +16,7 @@ cfg=n2amd_driver/assets/configs
 models=n2amd_driver/assets/models
 mkdir -p "$out" "$work"
 stages=("$@")
-[ ${#stages[@]} -gt 0 ] || stages=(overlap hamiltonian couplings forcefield nnh_lammps md hop demo report)
+[ ${#stages[@]} -gt 0 ] || stages=(overlap hamiltonian scc couplings forcefield nnh_lammps md hop demo report)
 data() {  # the GFN1-xTB Si64 datasets the models were trained and tested on (~15 min each)
     [ -f runs/si64_train.h5 ] || $n2amd data generate $cfg/data_si64_train.yaml -o runs/si64_train.h5 --workers 2
     [ -f runs/si64_test.h5 ] || $n2amd data generate $cfg/data_si64_test.yaml -o runs/si64_test.h5 --workers 2
@@ -27,6 +27,8 @@ for s in "${stages[@]}"; do
         overlap) OMP_NUM_THREADS=1 $py scripts/bench_overlap.py --out $out/overlap.json ;;
         hamiltonian) data; OMP_NUM_THREADS=2 $py scripts/bench_hamiltonian.py $models/si_hamiltonian.pt \
                          runs/si64_test.h5 --speed-sizes 2 3 --out $out/hamiltonian.json ;;
+        scc) data; OMP_NUM_THREADS=2 $py scripts/analyse_scc_shift.py runs/si64_train.h5 runs/si64_test.h5 \
+                 --model $models/si_hamiltonian.pt --out $out/scc_shift.json ;;
         couplings) # the trajectory and the tblite reference along it (~1 h) are kept in docs/bench/validate_couplings/
                    # so that a rerun only redoes the model jobs; delete that folder to recompute them
                    v=$work/validate_couplings; keep=$out/validate_couplings; mkdir -p $v $keep

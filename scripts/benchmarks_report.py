@@ -89,6 +89,26 @@ def hamiltonian(res) -> list[str]:
     return s
 
 
+def scc_shift(res) -> list[str]:
+    m = res["summary"]
+    s = [_prov(res), "", f"The self-consistent-charge term of the reference (converged H − core H0 from tblite) on "
+         f"{m['frames']} Si64 frames: the cell average of each atom's 3s / 3p shell potential (its on-site "
+         "diagonal) varies between frames by the 'between' spread and between the atoms of a frame by the "
+         "'within' spread; 'fit' is what a linear fit on cell-averaged geometry (volume, mean and spread of the "
+         "bond lengths) leaves of the between-frame spread. Level shift: the charge term's mean shift of the "
+         "levels within ±2 eV of the gap.", "",
+         _table(["shell", "between frames (meV)", "within a frame (meV)", "fit residual (meV)"],
+                [[k, f"{m[f'{k}_between_frames_std_meV']:.1f}", f"{m[f'{k}_within_frame_std_meV']:.1f}",
+                  f"{m[f'{k}_geometry_fit_residual_meV']:.1f}"] for k in ("s", "p")]), "",
+         f"Level shift by the charge term: {m['level_shift_mean_eV']:.3f} eV on average, "
+         f"{m['level_shift_std_meV']:.0f} meV spread between frames."]
+    if "model_rigid_shift_mean_abs_meV" in m:
+        s[-1] += (f" Model `{res['model']}`: mean |rigid shift| of its levels {m['model_rigid_shift_mean_abs_meV']:.1f}"
+                  f" meV; slope of its rigid shift against the charge term's shift {m['model_shift_vs_scc_shift_slope']:.2f}"
+                  " (−1: the model misses the frame-to-frame part entirely, 0: it follows it).")
+    return s
+
+
 def overlap(res) -> list[str]:
     s: list[str] = []
     s += [_prov(res), "", "64-atom Si, GFN1-xTB basis (14.9 Å pair cutoff); best of 3 after a warm-up; radial tables "
@@ -182,6 +202,8 @@ SECTIONS = [  # (title, stage of scripts/benchmarks.sh, JSON file under --dir, r
     ("The demo (`n2amd demo`)", "demo", "demo.json", demo),
     ("Hamiltonian model on held-out Si64 (`scripts/bench_hamiltonian.py`)", "hamiltonian", "hamiltonian.json",
      hamiltonian),
+    ("The reference's charge term: local or per cell? (`scripts/analyse_scc_shift.py`)", "scc", "scc_shift.json",
+     scc_shift),
     ("Couplings along an MD trajectory: model vs reference (`scripts/validate_couplings.py`)", "couplings",
      "validate_couplings.json", couplings),
     ("Basis-function overlaps (`scripts/bench_overlap.py`)", "overlap", "overlap.json", overlap),

@@ -259,3 +259,31 @@ def test_nnh_forces_and_stress_match_finite_differences(tmp_path, tiny_dataset):
         m0 = NNHModel(nnh.h, None, kT)
         f = m0.evaluate(a, stress=False)["forces"]
         assert f[3, 1] == pytest.approx(fd_energy(m0, a, 3, 1, 1e-4), rel=1e-5, abs=1e-5)
+
+
+def test_nnh_forces_with_shell_potentials_match_finite_differences():
+    """A Hamiltonian model with shell potentials ½(v_a + v_b) S_ab (S depends on R, v on R through the
+    network and the cell average): NNH forces and stress still equal finite differences of the band energy."""
+    from n2amd_driver.engines import get_engine
+    from n2amd_driver.models.hamiltonian import HamiltonianConfig, HamiltonianModel
+
+    torch.set_default_dtype(torch.float64)
+    torch.manual_seed(5)
+    basis = get_engine("tblite", method="GFN1-xTB").basis(["Si"])
+    hm = HamiltonianModel(HamiltonianConfig(elements=["Si"], basis_json=basis.to_json(), r_block=5.0, layers=1,
+                                            onsite_shift={"Si": [-14, -6, -6, -6, -1, -1, -1, -1, -1]},
+                                            shell_potential="mean-field")).eval()
+    with torch.no_grad():
+        for p in hm.potential.parameters():
+            p.copy_(0.3 * torch.randn_like(p))
+    hm.info = {"reference": {"engine": "tblite", "method": "GFN1-xTB"}, "valence_electrons": {"Si": 4.0}}
+    a = bulk("Si", "diamond", 5.43, cubic=True)
+    a.rattle(0.05, seed=2)
+    for kT in (0.05, 0.0):
+        nnh = NNHModel(hm, None, kT)
+        res = nnh.evaluate(a)
+        assert np.abs(nnh.h(nnh.h.prepare([a]))["potential"].detach().numpy()).max() > 0.05
+        for i, x in [(0, 0), (5, 2)]:
+            assert res["forces"][i, x] == pytest.approx(fd_energy(nnh, a, i, x, 1e-4), rel=1e-5, abs=1e-5)
+        for p, q in [(0, 0), (1, 2)]:
+            assert res["stress"][p, q] == pytest.approx(fd_stress(nnh, a, p, q, 1e-4), rel=1e-5, abs=1e-6)

@@ -11,13 +11,24 @@ from n2amd_driver.structure import rotate_atoms
 from .conftest import make_triclinic_si, random_orthogonal
 
 
-@pytest.fixture(scope="module")
-def gaas_model():
+def randomise_potential(model, scale=0.3):
+    """Shell-potential weights start at zero; give them values so that the term is really tested."""
+    with torch.no_grad():
+        for p in model.potential.parameters():
+            p.copy_(scale * torch.randn_like(p))
+    return model
+
+
+@pytest.fixture(scope="module", params=["none", "mean-field"])
+def gaas_model(request):
     torch.set_default_dtype(torch.float64)
     basis = get_engine("tblite", method="GFN2-xTB").basis(["Ga", "As"])
     torch.manual_seed(0)
-    m = HamiltonianModel(HamiltonianConfig(elements=["Ga", "As"], basis_json=basis.to_json(), r_block=6.0))
-    return m.double(), basis
+    m = HamiltonianModel(HamiltonianConfig(elements=["Ga", "As"], basis_json=basis.to_json(), r_block=6.0,
+                                           shell_potential=request.param)).double()
+    if m.potential is not None:
+        randomise_potential(m)
+    return m, basis
 
 
 def gaas():
@@ -67,12 +78,68 @@ def test_trained_model_is_exactly_equivariant(gaas_model):
 
 
 def test_blocks_are_hermitian_pairs_and_fold_to_gamma(gaas_model):
+    from n2amd_driver.orbitals import BasisFunctions
+    from n2amd_driver.overlap import overlap_matrix
+
     model, _ = gaas_model
     atoms = gaas()
+    bf = BasisFunctions.tblite("GFN2-xTB", ["Ga", "As"])
     blocks = model_blocks(model, atoms)
-    np.testing.assert_allclose(bloch_hamiltonian(blocks, [0, 0, 0]).real, model.hamiltonian(atoms), atol=1e-12)
-    Hk = bloch_hamiltonian(blocks, [0.3, -0.1, 0.25])
+    S0 = overlap_matrix(bf, atoms)
+    np.testing.assert_allclose(bloch_hamiltonian(blocks, [0, 0, 0], S0).real, model.hamiltonian(atoms), atol=1e-12)
+    k = [0.3, -0.1, 0.25]
+    Hk = bloch_hamiltonian(blocks, k, overlap_matrix(bf, atoms, kpt=k))
     np.testing.assert_allclose(Hk, Hk.conj().T, atol=1e-12)  # H_ij(T) = H_ji(−T)ᵀ
+
+
+def test_shell_potential_enters_as_half_v_plus_v_times_s():
+    """H(with potential) − H(blocks only) = ½(v_a + v_b) S_ab, v constant within a shell; the cell average
+    makes a supercell give the same potentials as its primitive cell (the term is size-consistent)."""
+    from ase.build import bulk
+
+    torch.set_default_dtype(torch.float64)
+    basis = get_engine("tblite", method="GFN1-xTB").basis(["Si"])
+    torch.manual_seed(4)
+    m = randomise_potential(HamiltonianModel(HamiltonianConfig(
+        elements=["Si"], basis_json=basis.to_json(), r_block=5.0, r_mp=4.0, layers=1,
+        shell_potential="mean-field")).double())
+    atoms = bulk("Si", "diamond", a=5.43, cubic=True)
+    atoms.rattle(0.05, seed=3)
+    S = m.overlap(atoms)
+    d = m.prepare([atoms], overlaps=[S])
+    with torch.no_grad():
+        out = m(d)
+        v = out["potential"].numpy()
+        pot, m.potential = m.potential, None
+        H_blocks = m.matrices(m(d), d)[0].numpy()
+        m.potential = pot
+    H = m.matrices(out, d)[0].numpy()
+    assert np.abs(v).max() > 0.05  # the term is really there
+    np.testing.assert_allclose(H - H_blocks, 0.5 * (v[:, None] + v[None, :]) * S, atol=1e-12)
+    shells = v.reshape(len(atoms), 9)
+    assert np.allclose(shells[:, 1:4], shells[:, 1:2]) and np.allclose(shells[:, 4:], shells[:, 4:5])
+    big = atoms.repeat((2, 1, 1))
+    with torch.no_grad():
+        v_big = m(m.prepare([big]))["potential"].numpy()
+    np.testing.assert_allclose(v_big, np.tile(v, 2), atol=1e-10)
+    # a batch of two structures gives each its own cell average
+    strained = atoms.copy()
+    strained.set_cell(atoms.cell * 1.02, scale_atoms=True)
+    with torch.no_grad():
+        vb = m(m.prepare([atoms, strained]))["potential"].numpy()
+        v2 = m(m.prepare([strained]))["potential"].numpy()
+    np.testing.assert_allclose(vb, np.concatenate([v, v2]), atol=1e-10)
+    assert np.abs(v2 - v).max() > 1e-4
+    # the mean-field input is standardised on training structures: zero mean, unit spread there
+    train = [atoms, strained, big]
+    m.fit_descriptor_stats(train, [m.overlap(a) for a in train])
+    with torch.no_grad():
+        G = torch.cat([m.cell_descriptor(m.prepare([a])) for a in train])
+    z = (G - m.potential.descriptor_mean) / m.potential.descriptor_std
+    np.testing.assert_allclose(z.mean(0).numpy(), 0, atol=1e-9)
+    varying = G.std(0) > 1e-6
+    np.testing.assert_allclose(z.std(0, unbiased=False).numpy()[varying.numpy()], 1, rtol=1e-6)
+    assert m.config.descriptor_stats["mean"] == m.potential.descriptor_mean.tolist()  # saved with the config
 
 
 def test_unknown_element_is_named(gaas_model):

@@ -22,6 +22,7 @@ from ..basis import Basis
 from ..graph import neighbour_graph
 from .blocks import BlockLayout, fold_to_gamma
 from .layers import BesselBasis, Interaction, weighted_tensor_product
+from .potential import ShellPotential, cell_radial_descriptor, descriptor_statistics, overlap_coupled
 from .products import MixedEdgeProduct, ScalarMixing
 
 
@@ -38,6 +39,10 @@ class HamiltonianConfig:
     num_basis: int = 8
     avg_neighbours: float = 16.0
     onsite_shift: dict = field(default_factory=dict)  # per element, mean on-site diagonal (eV) from data
+    # shell potentials coupled through the overlap, ½(v_a + v_b) S_ab (models/potential.py):
+    # "none" | "local" | "mean-field" (local + cell average; the long-range charge term of GFN-xTB)
+    shell_potential: str = "none"
+    descriptor_stats: dict = field(default_factory=dict)  # mean-field input standardisation, from training data
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -74,6 +79,15 @@ class HamiltonianModel(torch.nn.Module):
         self.edge_out = ScalarMixing(self.edge_tp.irreps_out.simplify(), o3.Irreps(f"{S * S}x0e"), out)
         self.edge_product = MixedEdgeProduct(self.edge_tp, self.edge_out)  # = edge_out(edge_tp(...)), faster
         self.pair_in_irreps = pair_in
+        if config.shell_potential not in ("none", "local", "mean-field"):
+            raise ValueError(f"shell_potential must be none, local or mean-field, not {config.shell_potential!r}")
+        self.potential = None
+        if config.shell_potential != "none":
+            self.potential = ShellPotential(irreps, [self.basis.shells_of(el) for el in self.elements],
+                                            mean_field=config.shell_potential == "mean-field",
+                                            num_radial=config.num_basis,
+                                            descriptor_stats=config.descriptor_stats or None)
+        self._basis_functions: dict = {}
         shift = torch.zeros(S, self.layout.nmax)
         for k, el in enumerate(self.elements):
             v = config.onsite_shift.get(el)
@@ -89,9 +103,46 @@ class HamiltonianModel(torch.nn.Module):
             raise ValueError(f"element {chemical_symbols[int(exc.args[0])]} is not in this model "
                              f"(elements: {', '.join(self.elements)})") from None
 
-    def prepare(self, structures: list[Atoms], device=None) -> dict:
-        """Batch of structures → tensors and both graphs (message passing and block pairs)."""
+    def cell_descriptor(self, d: dict) -> torch.Tensor:
+        """The structures' cell-averaged bond-length distributions (input of the mean-field potential)."""
+        vec = self._vectors(d, d["mp_index"], d["mp_shift"])
+        ctr, nbr = d["mp_index"]
+        return cell_radial_descriptor(self.rbf_mp(vec.norm(dim=1)), ctr, nbr, d["species"], d["batch"],
+                                      len(self.elements))
+
+    def fit_descriptor_stats(self, structures: list[Atoms], overlaps: list) -> dict:
+        """Standardise the mean-field input on the training structures (their S matrices: the labels);
+        the statistics go into the config, so they are saved with the model."""
+        with torch.no_grad():
+            G = torch.cat([self.cell_descriptor(self.prepare([a], overlaps=[S])) for a, S in zip(structures, overlaps)])
+        stats = descriptor_statistics(G)
+        self.config.descriptor_stats = stats
+        self.potential.descriptor_mean.copy_(torch.as_tensor(stats["mean"]))
+        self.potential.descriptor_std.copy_(torch.as_tensor(stats["std"]))
+        return stats
+
+    @property
+    def needs_overlap(self) -> bool:
+        """Whether H depends on S (the shell-potential term): then ``prepare`` needs or computes S."""
+        return self.potential is not None
+
+    def overlap(self, atoms: Atoms) -> np.ndarray:
+        """S of ``atoms`` (Γ-folded, e3nn order) from the basis functions of the model's basis."""
+        from ..orbitals import BasisFunctions
+        from ..overlap import overlap_matrix
+
+        key = (tuple(sorted(set(atoms.get_chemical_symbols()))), bool(np.all(atoms.pbc)))
+        if key not in self._basis_functions:
+            self._basis_functions[key] = BasisFunctions.from_name(self.basis.name, key[0], key[1])
+        return overlap_matrix(self._basis_functions[key], atoms)
+
+    def prepare(self, structures: list[Atoms], device=None, overlaps=None) -> dict:
+        """Batch of structures → tensors and both graphs (message passing and block pairs).
+
+        ``overlaps``: the structures' S matrices (Γ-folded, e3nn order), used by the shell-potential
+        term; computed from the basis functions when not given (ignored by models without that term)."""
         dtype = next(self.parameters()).dtype
+        device = next(self.parameters()).device if device is None else device
         pos, spec, batch, cells, mp, blk = [], [], [], [], [[], []], [[], []]
         mp_shift, blk_shift, norb_atom, orb_off, mat_off, mat_size = [], [], [], [], [], []
         n0, moff = 0, 0
@@ -117,7 +168,16 @@ class HamiltonianModel(torch.nn.Module):
         t = lambda x, dt=torch.long: torch.as_tensor(x, dtype=dt, device=device)
         blk_index = np.stack([cat(blk[0]), cat(blk[1])])
         rev = _reverse(blk_index, cat(blk_shift))
+        extra = {}
+        if self.needs_overlap:
+            if overlaps is None:
+                overlaps = [self.overlap(atoms) for atoms in structures]
+            extra["overlap_flat"] = torch.cat([torch.as_tensor(S).to(device=device, dtype=dtype).reshape(-1)
+                                               for S in overlaps])
+            if extra["overlap_flat"].numel() != moff:
+                raise ValueError("overlap matrices do not match the structures' orbital counts")
         return {
+            **extra,
             "positions": t(cat(pos), dtype), "species": t(cat(spec)), "batch": t(cat(batch)),
             "cell": t(np.stack(cells), dtype), "mp_index": t(np.stack([cat(mp[0]), cat(mp[1])])),
             "mp_shift": t(cat(mp_shift), dtype), "blk_index": t(blk_index), "blk_shift": t(cat(blk_shift), dtype),
@@ -162,7 +222,22 @@ class HamiltonianModel(torch.nn.Module):
         args = (d["norb_atom"], d["orb_offset"], d["mat_offset"], d["mat_size"], d["batch"], d["total"])
         n_atoms = torch.arange(len(d["species"]), device=h.device)
         H = fold_to_gamma(on, n_atoms, n_atoms, *args) + fold_to_gamma(off, i, j, *args)
-        return {"H_flat": H, "onsite": on, "offsite": off}
+        out = {"H_flat": H, "onsite": on, "offsite": off}
+        if self.potential is not None:
+            G = None
+            if self.potential.mean_field:
+                G = cell_radial_descriptor(basis, ctr, nbr, d["species"], d["batch"], S)
+            v = self.potential(h, d["species"], d["batch"], G)
+            valid = torch.arange(v.shape[1], device=v.device)[None, :] < d["norb_atom"][:, None]
+            v = v[valid]  # per orbital, atoms (and structures) in order
+            start, terms = 0, []
+            for moff, n in zip(d["mat_offset"].tolist(), d["mat_size"].tolist()):
+                S = d["overlap_flat"][moff : moff + n * n].reshape(n, n)
+                terms.append(overlap_coupled(v[start : start + n], S).reshape(-1))
+                start += n
+            out["H_flat"] = H + torch.cat(terms)
+            out["potential"] = v
+        return out
 
     # ---- convenience ---------------------------------------------------------------------------
     @staticmethod
@@ -173,9 +248,10 @@ class HamiltonianModel(torch.nn.Module):
             mats.append(out["H_flat"][off : off + n * n].reshape(n, n))
         return mats
 
-    def hamiltonian(self, atoms: Atoms) -> np.ndarray:
-        """Γ-point H (eV, e3nn orbital order) of one structure."""
-        d = self.prepare([atoms])
+    def hamiltonian(self, atoms: Atoms, overlap: np.ndarray | None = None) -> np.ndarray:
+        """Γ-point H (eV, e3nn orbital order) of one structure; ``overlap``: its S if already at hand
+        (models with the shell-potential term need it and compute it otherwise)."""
+        d = self.prepare([atoms], overlaps=None if overlap is None else [overlap])
         with torch.no_grad():
             return self.matrices(self(d), d)[0].cpu().numpy()
 

@@ -10,7 +10,10 @@ basis. With ρ = Σ f_n c_n c_nᵀ and W = Σ f_n ε_n c_n c_nᵀ held fixed, th
 has exactly the gradient of Ω_band (Hellmann–Feynman plus the Pulay term of the non-orthogonal basis;
 no back-propagation through the eigensolver), so forces are −∂E_s/∂R: the H part by autograd through
 the model, the S part −Tr(W ∂S/∂R) by autograd through the radial overlap tables
-(:mod:`n2amd_driver.overlap_radial`). Stress is the strain derivative of the same surrogate. E_rem is a
+(:mod:`n2amd_driver.overlap_radial`). A model with shell potentials, H ∋ ½(VS + SV) (V = diag(v),
+:mod:`.potential`), depends on S too: autograd (S held fixed) gives its v(R) part, and its S part
+Tr(ρ ½(V ∂S + ∂S V)) = Tr(M ∂S), M = ½(ρV + Vρ), joins the Pulay term as −Tr((W − M) ∂S).
+Stress is the strain derivative of the same surrogate. E_rem is a
 short-range MLFF fitted to the reference minus the band terms (:func:`fit_remainder`). Units: eV, Å.
 """
 from __future__ import annotations
@@ -95,22 +98,28 @@ class NNHModel:
         from ..training.hamiltonian import model_electrons
 
         bf = self.basis_functions(atoms)
-        d = self.h.prepare([atoms])
+        S = overlap_matrix(bf, atoms)
+        d = self.h.prepare([atoms], overlaps=[S])
         d["positions"] = d["positions"].detach().requires_grad_(True)
         if stress:
             d["strain"] = torch.zeros(1, 3, 3, dtype=d["positions"].dtype, requires_grad=True)
-        H_t = self.h.matrices(self.h(d), d)[0]
+        out_h = self.h(d)
+        H_t = self.h.matrices(out_h, d)[0]
         H = H_t.detach().cpu().numpy().astype(float)
         if not np.all(np.isfinite(H)):
             raise FloatingPointError("the model Hamiltonian contains NaN/inf")
-        S = overlap_matrix(bf, atoms)
         eps, C = eigh(H, S)
         n_el = model_electrons(self.h, atoms)
         f, mu, TS = fermi_occupations(eps, n_el, self.kT)
         rho, W = density_matrices(C, eps, f)
+        # autograd sees S as a constant: Tr(ρ ∂H) through the blocks and the shell potentials v(R)
         surrogate = (torch.as_tensor(rho, dtype=H_t.dtype) * H_t).sum()
         wrt = [d["positions"]] + ([d["strain"]] if stress else [])
         grads = torch.autograd.grad(surrogate, wrt)
+        if "potential" in out_h:
+            # H ∋ ½(V S + S V): its S-derivative Tr(ρ ½(V ∂S + ∂S V)) = Tr(M ∂S), M = ½(ρV + Vρ), joins −Tr(W ∂S)
+            v = out_h["potential"].detach().cpu().numpy().astype(float)
+            W = W - 0.5 * (rho * v[None, :] + v[:, None] * rho)
         dWS, dWS_strain = overlap_trace_gradients(bf, atoms, W, pair_cutoff_ang(bf, atoms.numbers), stress)
         forces = -grads[0].cpu().numpy().astype(float) + dWS
         nocc = int(round(n_el / 2))

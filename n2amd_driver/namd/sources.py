@@ -36,10 +36,11 @@ class ModelSource:
     def electronic(self, atoms: Atoms) -> tuple[np.ndarray, np.ndarray, float]:
         from ..training.hamiltonian import model_electrons
 
-        H = np.asarray(self.model.hamiltonian(atoms), dtype=float)
+        S = overlap_matrix(self.basis_functions(atoms), atoms)
+        H = np.asarray(self.model.hamiltonian(atoms, S), dtype=float)
         if not np.all(np.isfinite(H)):
             raise ValueError("the model Hamiltonian contains NaN/inf")
-        return H, overlap_matrix(self.basis_functions(atoms), atoms), model_electrons(self.model, atoms)
+        return H, S, model_electrons(self.model, atoms)
 
     def describe(self) -> dict:
         return {"source": "model", "model": self.path, "reference": self.reference,

@@ -26,7 +26,11 @@ DEFAULTS: dict = {
     "init": None,  # a Hamiltonian model.pt to start from (fine-tuning): its architecture and weights; `model` is ignored
     "split": {"fractions": [0.8, 0.1, 0.1], "seed": 0},  # train / validation / test
     "model": {"r_mp": 5.0, "r_block": 8.0, "layers": 2, "lmax_sh": 2, "lmax_edge": 4, "num_basis": 8,
-              "hidden": "16x0e+4x0o+8x1o+4x1e+4x2e+4x2o+2x3o+2x3e+2x4e"},
+              "hidden": "16x0e+4x0o+8x1o+4x1e+4x2e+4x2o+2x3o+2x3e+2x4e",
+              # ½(v_a + v_b) S_ab with shell potentials v: none | local | mean-field (local + a linear response
+              # to the cell-averaged bond-length distribution: the long-range charge term of SCC tight
+              # binding; models/potential.py)
+              "shell_potential": "mean-field"},
     "dtype": "float64",  # float64 | float32
     "device": "auto",  # auto (cuda if present) | cpu | cuda
     "train": {
@@ -98,7 +102,7 @@ def evaluate(model, frames, batch_size, device, window) -> dict:
     with torch.no_grad():
         for k in range(0, len(frames), batch_size):
             chunk = frames[k : k + batch_size]
-            d = model.prepare([fr["atoms"] for fr in chunk], device)
+            d = model.prepare([fr["atoms"] for fr in chunk], device, overlaps=[fr["S"] for fr in chunk])
             mats = model.matrices(model(d), d)
             for fr, H in zip(chunk, mats):
                 H = H.cpu()
@@ -133,6 +137,8 @@ def train_hamiltonian(cfg: dict, progress: bool = True) -> Path:
         mcfg = HamiltonianConfig(elements=elements, basis_json=basis_json, onsite_shift=onsite_means(train, basis),
                                  **cfg["model"])
         model = HamiltonianModel(mcfg).to(device=device, dtype=dtype)
+        if mcfg.shell_potential == "mean-field":
+            model.fit_descriptor_stats([fr["atoms"] for fr in train], [fr["S"] for fr in train])
     opt, sched, ema = make_optimizer(model, t)
     cfg = {**cfg, "valence_electrons": valence_electrons_per_element(frames)}
     ckpt = out / "checkpoint.pt"
@@ -154,7 +160,7 @@ def train_hamiltonian(cfg: dict, progress: bool = True) -> Path:
         losses = []
         for k in range(0, len(order), int(t["batch_size"])):
             chunk = [train[i] for i in order[k : k + int(t["batch_size"])]]
-            d = model.prepare([fr["atoms"] for fr in chunk], device)
+            d = model.prepare([fr["atoms"] for fr in chunk], device, overlaps=[fr["S"] for fr in chunk])
             mats = model.matrices(model(d), d)
             loss = sum(((H - fr["H"].to(device)) ** 2).mean() for H, fr in zip(mats, chunk)) / len(chunk)
             if stage2:
