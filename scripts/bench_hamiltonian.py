@@ -55,6 +55,10 @@ def accuracy(model, test_path, window=2.0):
     return rows
 
 
+CUBIC_CELLS = {("Si",): {"name": "Si", "crystalstructure": "diamond", "a": 5.43},  # experimental lattice constants
+               ("As", "Ga"): {"name": "GaAs", "crystalstructure": "zincblende", "a": 5.65}}
+
+
 def speed(model, model32, n_cells: int, repeats: int = 2):
     """Model H + S + dense eigh, as trained and evaluated in float32, against one tblite single point."""
     from ase.build import bulk
@@ -64,9 +68,12 @@ def speed(model, model32, n_cells: int, repeats: int = 2):
     from n2amd_driver.orbitals import BasisFunctions
     from n2amd_driver.overlap import overlap_matrix
 
-    atoms = bulk("Si", "diamond", a=5.43, cubic=True).repeat(n_cells)
+    elements = tuple(sorted(model.elements))
+    if elements not in CUBIC_CELLS:
+        raise SystemExit(f"no 8-atom cubic cell for {elements} to time; use --speed-sizes with no value")
+    atoms = bulk(**CUBIC_CELLS[elements], cubic=True).repeat(n_cells)
     atoms.rattle(0.02, seed=3)
-    bf = BasisFunctions.tblite(model.info["reference"]["method"], ["Si"])
+    bf = BasisFunctions.tblite(model.info["reference"]["method"], elements)
     times = []
     for m in (model, model32):
         m.hamiltonian(atoms, overlap_matrix(bf, atoms))  # warm-up

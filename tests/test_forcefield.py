@@ -263,7 +263,8 @@ def test_nnh_forces_and_stress_match_finite_differences(tmp_path, tiny_dataset):
 
 def test_nnh_forces_with_shell_potentials_match_finite_differences():
     """A Hamiltonian model with shell potentials ½(v_a + v_b) S_ab (S depends on R, v on R through the
-    network and the cell average): NNH forces and stress still equal finite differences of the band energy."""
+    network): NNH forces and stress still equal finite differences of the NNH energy; that energy leaves the
+    cell-average potential out, the reported band edges include it."""
     from n2amd_driver.engines import get_engine
     from n2amd_driver.models.hamiltonian import HamiltonianConfig, HamiltonianModel
 
@@ -282,8 +283,14 @@ def test_nnh_forces_with_shell_potentials_match_finite_differences():
     for kT in (0.05, 0.0):
         nnh = NNHModel(hm, None, kT)
         res = nnh.evaluate(a)
-        assert np.abs(nnh.h(nnh.h.prepare([a]))["potential"].detach().numpy()).max() > 0.05
+        out = nnh.h(nnh.h.prepare([a]))
+        assert np.abs(out["potential"].detach().numpy()).max() > 0.05
+        assert np.abs(out["potential_mean_field"].detach().numpy()).max() > 0.05
         for i, x in [(0, 0), (5, 2)]:
             assert res["forces"][i, x] == pytest.approx(fd_energy(nnh, a, i, x, 1e-4), rel=1e-5, abs=1e-5)
         for p, q in [(0, 0), (1, 2)]:
             assert res["stress"][p, q] == pytest.approx(fd_stress(nnh, a, p, q, 1e-4), rel=1e-5, abs=1e-6)
+        import scipy.linalg as sl
+
+        eps_full = sl.eigh(hm.hamiltonian(a), hm.overlap(a), eigvals_only=True)
+        assert res["extras"]["vbm_eV"] == pytest.approx(eps_full[15], abs=1e-8)  # 8 atoms × 4 electrons / 2 − 1

@@ -40,7 +40,8 @@ class HamiltonianConfig:
     avg_neighbours: float = 16.0
     onsite_shift: dict = field(default_factory=dict)  # per element, mean on-site diagonal (eV) from data
     # shell potentials coupled through the overlap, ½(v_a + v_b) S_ab (models/potential.py):
-    # "none" | "local" | "mean-field" (local + cell average; the long-range charge term of GFN-xTB)
+    # "none" | "local" | "mean-field" (local + response to the cell-averaged bond-length distribution:
+    # the long-range charge term of GFN-xTB)
     shell_potential: str = "none"
     descriptor_stats: dict = field(default_factory=dict)  # mean-field input standardisation, from training data
 
@@ -194,7 +195,10 @@ class HamiltonianModel(torch.nn.Module):
             vec = vec + torch.einsum("ex,exy->ey", vec, d["strain"][b])
         return vec
 
-    def forward(self, d: dict) -> dict:
+    def forward(self, d: dict, mean_field: bool = True) -> dict:
+        """Γ-point H of the batch (flat, see :meth:`matrices`), the blocks, and the shell potentials per
+        orbital (eV). ``mean_field=False`` leaves the cell-average potential out of H (NNH band energies,
+        :mod:`.nnh`); it is returned as ``potential_mean_field`` either way."""
         S = len(self.elements)
         onehot = torch.nn.functional.one_hot(d["species"], S).to(d["positions"].dtype)
         h = self.embed(onehot)
@@ -227,13 +231,17 @@ class HamiltonianModel(torch.nn.Module):
             G = None
             if self.potential.mean_field:
                 G = cell_radial_descriptor(basis, ctr, nbr, d["species"], d["batch"], S)
-            v = self.potential(h, d["species"], d["batch"], G)
+            v, v_mf = self.potential(h, d["species"], d["batch"], G)
             valid = torch.arange(v.shape[1], device=v.device)[None, :] < d["norb_atom"][:, None]
             v = v[valid]  # per orbital, atoms (and structures) in order
+            if v_mf is not None:
+                out["potential_mean_field"] = v_mf[valid]
+                if mean_field:
+                    v = v + out["potential_mean_field"]
             start, terms = 0, []
             for moff, n in zip(d["mat_offset"].tolist(), d["mat_size"].tolist()):
-                S = d["overlap_flat"][moff : moff + n * n].reshape(n, n)
-                terms.append(overlap_coupled(v[start : start + n], S).reshape(-1))
+                overlap = d["overlap_flat"][moff : moff + n * n].reshape(n, n)
+                terms.append(overlap_coupled(v[start : start + n], overlap).reshape(-1))
                 start += n
             out["H_flat"] = H + torch.cat(terms)
             out["potential"] = v

@@ -79,14 +79,16 @@ class ShellPotential(torch.nn.Module):
         self.register_buffer("shell_of_orbital", table, persistent=False)
 
     def forward(self, h: torch.Tensor, species: torch.Tensor, batch: torch.Tensor,
-                descriptor: torch.Tensor | None = None) -> torch.Tensor:
-        """v per atom and orbital slot (N, nmax) in eV (constant within a shell); ``descriptor``: the
-        structures' :func:`cell_radial_descriptor` (B, S·S·K), needed with ``mean_field``."""
+                descriptor: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(local part, cell-average part or None) of v per atom and orbital slot (N, nmax) in eV, constant
+        within a shell; ``descriptor``: the structures' :func:`cell_radial_descriptor` (B, S·S·K), needed
+        with ``mean_field``."""
+        to_orbitals = lambda v: torch.gather(v, 1, self.shell_of_orbital[species])
         v = torch.einsum("nf,nfk->nk", h[:, self.scalar_index], self.local[species]) + self.bias[species]
-        if self.mean_field:
-            z = (descriptor - self.descriptor_mean) / self.descriptor_std
-            v = v + torch.einsum("nj,njk->nk", z[batch], self.response[species])
-        return torch.gather(v, 1, self.shell_of_orbital[species])
+        if not self.mean_field:
+            return to_orbitals(v), None
+        z = (descriptor - self.descriptor_mean) / self.descriptor_std
+        return to_orbitals(v), to_orbitals(torch.einsum("nj,njk->nk", z[batch], self.response[species]))
 
 
 def descriptor_statistics(descriptors: torch.Tensor) -> dict:
