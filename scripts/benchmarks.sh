@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Regenerate docs/benchmarks.md: run the benchmark scripts of every stage, then write the page from their JSON.
-#   bash scripts/benchmarks.sh                    all stages (estimated 3 hours on 2 cores; datasets first if missing)
-#   bash scripts/benchmarks.sh overlap report     some stages: overlap hamiltonian scc couplings forcefield md hop demo nnh_lammps report
+#   bash scripts/benchmarks.sh                    all stages (estimated 6 hours on 2 cores, 2.5 of them the NNH NVE;
+#                                                 datasets first if missing)
+#   bash scripts/benchmarks.sh overlap report     some stages: overlap hamiltonian scc couplings forcefield nnh_lammps nnh_nve md hop demo report
 # Results: docs/bench/*.json (committed, so a partial rerun keeps the other stages' figures); work folders
 # (datasets, demo run, trajectories) under runs/; page: docs/benchmarks.md, written from docs/bench/ only.
 # N2AMD_BENCH_NOTE="..." is stored with each figure (e.g. what else was running on the machine).
@@ -16,7 +17,7 @@ cfg=n2amd_driver/assets/configs
 models=n2amd_driver/assets/models
 mkdir -p "$out" "$work"
 stages=("$@")
-[ ${#stages[@]} -gt 0 ] || stages=(overlap hamiltonian scc couplings forcefield nnh_lammps md hop demo report)
+[ ${#stages[@]} -gt 0 ] || stages=(overlap hamiltonian scc couplings forcefield nnh_lammps nnh_nve md hop demo report)
 data() {  # the GFN1-xTB Si64 datasets the models were trained and tested on (~15 min each)
     [ -f runs/si64_train.h5 ] || $n2amd data generate $cfg/data_si64_train.yaml -o runs/si64_train.h5 --workers 2
     [ -f runs/si64_test.h5 ] || $n2amd data generate $cfg/data_si64_test.yaml -o runs/si64_test.h5 --workers 2
@@ -45,6 +46,7 @@ for s in "${stages[@]}"; do
                     OMP_NUM_THREADS=2 $py scripts/bench_forcefield.py --model si_mlff.pt --sam-model si_mlff_sam.pt \
                         "${nnh[@]}" --nequip runs/nequip_si64/best.ckpt --test runs/si64_test.h5 --threads 2 \
                         --ttf-temperature 2400 --ttf-ps 1 --nnh-nve-fs 50 --out $out/forcefield.json ;;
+        nnh_nve) OMP_NUM_THREADS=1 $py scripts/bench_nnh_nve.py --model si_nnh.pt --ps 5 --out $out/nnh_nve.json ;;
         md) OMP_NUM_THREADS=1 $py scripts/bench_md_coupling.py --out $out/md_coupling.json ;;
         hop) $py scripts/bench_hop.py --out $out/hop.json ;;
         demo) rm -rf $work/demo; $n2amd demo --workdir $work/demo; cp $work/demo/summary.json $out/demo.json ;;

@@ -170,6 +170,15 @@ def forcefield(res) -> list[str]:
     return s
 
 
+def nnh_nve(res) -> list[str]:
+    return [_prov(res), "", f"ASE velocity-Verlet NVE with `{res['model']}` (band energy of the NN Hamiltonian + "
+            f"remainder), {res['atoms']} Si atoms from 300 K, {res['dt_fs']:g} fs steps, {res['threads']} torch "
+            "thread(s). Bound on the drift: 1 meV/atom/ps.", "",
+            _table(["length (ps)", "drift (meV/atom/ps)", "fluctuation (meV/atom)", "<T> (K)", "s/step"],
+                   [[f"{res['duration_ps']:.2f}", f"{res['drift_meV_atom_ps']:+.4f}", f"{res['fluctuation_meV_atom']:.4f}",
+                     f"{res['mean_temperature_K']:.0f}", f"{res['s_per_step']:.2f}"]])]
+
+
 def md(res) -> list[str]:
     s: list[str] = []
     rows = []
@@ -209,6 +218,8 @@ SECTIONS = [  # (title, stage of scripts/benchmarks.sh, JSON file under --dir, r
     ("Basis-function overlaps (`scripts/bench_overlap.py`)", "overlap", "overlap.json", overlap),
     ("Force fields (`scripts/bench_forcefield.py`)", "forcefield", "forcefield.json", forcefield),
     ("NNH-MD in LAMMPS (`scripts/bench_nnh_lammps.py`)", "nnh_lammps", "nnh_lammps.json", nnh_lammps),
+    ("NNH forces over picoseconds: NVE energy conservation (`scripts/bench_nnh_nve.py`)", "nnh_nve", "nnh_nve.json",
+     nnh_nve),
     ("MD coupling: LAMMPS plugin and i-PI driver vs direct calls (`scripts/bench_md_coupling.py`)", "md",
      "md_coupling.json", md),
     ("Surface hopping (`scripts/bench_hop.py`)", "hop", "hop.json", hop),

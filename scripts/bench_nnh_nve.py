@@ -1,0 +1,51 @@
+#!/usr/bin/env python
+"""Energy conservation of NNH forces over picoseconds: ASE velocity-Verlet NVE of 64 Si atoms.
+
+    OMP_NUM_THREADS=1 .venv/bin/python scripts/bench_nnh_nve.py --model si_nnh.pt --ps 5 \
+        --out docs/bench/nnh_nve.json
+
+Same set-up as the MLFF's NVE check in ``bench_forcefield.py`` (the 64-atom cubic cell rattled by 0.05 Å,
+Maxwell–Boltzmann velocities at 300 K, 1 fs steps): the drift of the total energy (meV/atom/ps, linear
+fit; bound 1), its fluctuation about the fit, the mean temperature and the seconds per MD step. The total
+energy per atom is kept every 5 steps in the JSON. NNH steps cost about a second on one core, so 5 ps take
+hours: the run is its own benchmark stage (``benchmarks.sh nnh_nve``).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import torch
+from bench_forcefield import si_cell
+from benchlib import provenance
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", default="si_nnh.pt", help="NNH model file or bundled name")
+    p.add_argument("--ps", type=float, default=5.0, help="NVE length (ps) at 1 fs")
+    p.add_argument("--temperature", type=float, default=300.0, help="initial velocities (K)")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--out", default="runs/nnh_nve.json")
+    a = p.parse_args(argv)
+    torch.set_num_threads(a.threads)
+    from n2amd_driver.calculator import N2AMDCalculator
+    from n2amd_driver.md.ase_runs import nve_drift
+
+    steps = int(round(a.ps * 1000))
+    t0 = time.perf_counter()
+    r = nve_drift(si_cell(2), N2AMDCalculator(a.model), a.temperature, steps, 1.0, every=5, progress=True)
+    wall = time.perf_counter() - t0
+    res = {"model": a.model, "atoms": 64, "steps": steps, "dt_fs": 1.0, "threads": a.threads,
+           "s_per_step": wall / steps, **r.as_dict(), "time_fs": r.time_fs.tolist(),
+           "total_eV_atom": r.total_eV.tolist(), "provenance": provenance()}
+    with open(a.out, "w") as fh:
+        json.dump(res, fh, indent=1)
+    print(f"NNH NVE {a.ps:g} ps: drift {r.drift_meV_atom_ps:+.4f} meV/atom/ps, fluctuation "
+          f"{r.fluctuation_meV_atom:.4f} meV/atom, {wall / steps:.2f} s/step")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
