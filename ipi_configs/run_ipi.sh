@@ -9,8 +9,6 @@ model="${3:-si_mlff.pt}"
 here="$(cd "$(dirname "$0")" && pwd)"
 py="${N2AMD_PYTHON:-$here/../.venv/bin/python}"
 [ -x "$py" ] || py=python
-ipi="$(dirname "$py")/i-pi"
-[ -x "$ipi" ] || ipi=i-pi
 address="$(sed -n 's:.*<address> *\([^ <]*\) *</address>.*:\1:p' "$input" | head -1)"
 sock="/tmp/ipi_${address}"
 if [ -e "$sock" ]; then
@@ -20,7 +18,8 @@ if [ -e "$sock" ]; then
     echo "[run_ipi] removing stale socket $sock (left by a killed i-PI)" >&2
     rm -f "$sock"
 fi
-"$ipi" "$input" > "${input%.xml}.log" 2>&1 &
+# i-PI itself, with the repair of n2amd_driver/md/ipi_server.py (a killed driver no longer hangs the run)
+"$py" -m n2amd_driver.md.ipi_server "$input" > "${input%.xml}.log" 2>&1 &
 ipi_pid=$!
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }

@@ -38,8 +38,10 @@ def setup_run(tmp_path, name: str, steps: int, extra_output: str = "", address=N
     return address
 
 
-def start_ipi(tmp_path, inp="input.xml"):
-    return subprocess.Popen([IPI, inp], cwd=tmp_path, stdout=open(tmp_path / "ipi.log", "a"),
+def start_ipi(tmp_path, inp="input.xml", repaired=False):
+    """Plain ``i-pi``, or (repaired) the package's ``ipi_server``, which is what run_ipi.sh starts."""
+    cmd = [sys.executable, "-m", "n2amd_driver.md.ipi_server", inp] if repaired else [IPI, inp]
+    return subprocess.Popen(cmd, cwd=tmp_path, stdout=open(tmp_path / "ipi.log", "a"),
                             stderr=subprocess.STDOUT, env=ENV)
 
 
@@ -119,9 +121,32 @@ def test_pimd_two_drivers_quantum_kinetic_energy_exceeds_classical(tmp_path):
     assert kcv.mean() > 1.5 * classical  # zero-point motion of Si phonons (ħω ~ 30-60 meV ≫ kT = 8.6 meV)
 
 
+def test_reset_connection_is_a_disconnect_after_repair():
+    """A driver that dies with unread bytes resets the socket: plain i-PI 3.3.1 lets that error kill its
+    polling thread (the run hangs); the repaired reader reports Disconnected, which i-PI handles."""
+    from ipi.interfaces import sockets
+
+    from n2amd_driver.md.ipi_server import repair_disconnects
+
+    def dead_driver():
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        d = sockets.Driver(ours)
+        d.sendall(b"POSDATA     ")  # never read by the driver
+        theirs.close()
+        return d
+
+    if not getattr(sockets.Driver._recv_forces_bulk, "_n2amd_repaired", False):
+        with pytest.raises(ConnectionResetError):
+            dead_driver()._recv_forces_bulk(2)
+    repair_disconnects()
+    with pytest.raises(sockets.Disconnected, match="reset"):
+        dead_driver()._recv_forces_bulk(2)
+    assert repair_disconnects() == 0  # idempotent
+
+
 def test_driver_killed_and_restarted_resumes(tmp_path):
     addr = setup_run(tmp_path, "nvt", 40)
-    ipi = start_ipi(tmp_path)
+    ipi = start_ipi(tmp_path, repaired=True)  # SIGKILL can leave unread bytes: see the test above
     drv = start_driver(tmp_path, addr)
     wait_for_step(tmp_path / "si64_nvt.out", 5)
     drv.send_signal(signal.SIGKILL)
@@ -135,19 +160,21 @@ def test_driver_killed_and_restarted_resumes(tmp_path):
 
 
 def test_ipi_restart_resumes_a_stopped_run(tmp_path):
-    addr = setup_run(tmp_path, "nvt", 40)
+    # i-PI polls for the signal about once a second (~20 steps here), so the run is long enough to be cut;
+    # the shipped safe_stride=1 makes RESTART the last completed step (with 20 the resumed run repeats steps)
+    addr = setup_run(tmp_path, "nvt", 80)
     ipi = start_ipi(tmp_path)
     drv = start_driver(tmp_path, addr)
     wait_for_step(tmp_path / "si64_nvt.out", 8)
     ipi.send_signal(signal.SIGTERM)  # i-PI soft-exits and writes RESTART
     finish([ipi, drv])
     first = properties(tmp_path / "si64_nvt.out")
-    assert (tmp_path / "RESTART").exists() and first[-1, 0] < 40
+    assert (tmp_path / "RESTART").exists() and first[-1, 0] < 80
     ipi = start_ipi(tmp_path, "RESTART")
     drv = start_driver(tmp_path, addr)
     assert finish([ipi, drv]) == [0, 0]
     resumed = properties(tmp_path / "si64_nvt.out")  # i-PI appends the resumed run to the same file
-    assert resumed[-1, 0] == 40 and np.all(np.diff(resumed[:, 0]) == 1)  # every step once: continued, not redone
+    assert resumed[-1, 0] == 80 and np.all(np.diff(resumed[:, 0]) == 1)  # every step once: continued, not redone
 
 
 def test_custom_pes_with_ipi_py_driver(tmp_path):
