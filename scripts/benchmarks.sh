@@ -2,7 +2,7 @@
 # Regenerate docs/benchmarks.md: run the benchmark scripts of every stage, then write the page from their JSON.
 #   bash scripts/benchmarks.sh                    all stages (estimated 6 hours on 2 cores, 2.5 of them the NNH NVE;
 #                                                 datasets first if missing)
-#   bash scripts/benchmarks.sh overlap report     some stages: overlap hamiltonian scc couplings forcefield nnh_lammps nnh_nve md hop demo report
+#   bash scripts/benchmarks.sh overlap report     some stages: overlap hamiltonian hamiltonian_gaas scc couplings forcefield nnh_lammps nnh_nve md hop demo report
 # Results: docs/bench/*.json (committed, so a partial rerun keeps the other stages' figures); work folders
 # (datasets, demo run, trajectories) under runs/; page: docs/benchmarks.md, written from docs/bench/ only.
 # N2AMD_BENCH_NOTE="..." is stored with each figure (e.g. what else was running on the machine).
@@ -17,10 +17,14 @@ cfg=n2amd_driver/assets/configs
 models=n2amd_driver/assets/models
 mkdir -p "$out" "$work"
 stages=("$@")
-[ ${#stages[@]} -gt 0 ] || stages=(overlap hamiltonian scc couplings forcefield nnh_lammps nnh_nve md hop demo report)
+[ ${#stages[@]} -gt 0 ] || stages=(overlap hamiltonian hamiltonian_gaas scc couplings forcefield nnh_lammps nnh_nve md hop demo report)
 data() {  # the GFN1-xTB Si64 datasets the models were trained and tested on (~15 min each)
     [ -f runs/si64_train.h5 ] || $n2amd data generate $cfg/data_si64_train.yaml -o runs/si64_train.h5 --workers 2
     [ -f runs/si64_test.h5 ] || $n2amd data generate $cfg/data_si64_test.yaml -o runs/si64_test.h5 --workers 2
+}
+data_gaas() {  # the GaAs64 sets of the GaAs Hamiltonian model
+    [ -f runs/gaas64_train.h5 ] || $n2amd data generate $cfg/data_gaas64_train.yaml -o runs/gaas64_train.h5 --workers 2
+    [ -f runs/gaas64_test.h5 ] || $n2amd data generate $cfg/data_gaas64_test.yaml -o runs/gaas64_test.h5 --workers 2
 }
 for s in "${stages[@]}"; do
     echo "[benchmarks] $s ($(date -u +%H:%M) UTC)"
@@ -28,6 +32,8 @@ for s in "${stages[@]}"; do
         overlap) OMP_NUM_THREADS=1 $py scripts/bench_overlap.py --out $out/overlap.json ;;
         hamiltonian) data; OMP_NUM_THREADS=2 $py scripts/bench_hamiltonian.py $models/si_hamiltonian.pt \
                          runs/si64_test.h5 --speed-sizes 2 3 --out $out/hamiltonian.json ;;
+        hamiltonian_gaas) data_gaas; OMP_NUM_THREADS=2 $py scripts/bench_hamiltonian.py $models/gaas_hamiltonian.pt \
+                              runs/gaas64_test.h5 --speed-sizes 2 --out $out/hamiltonian_gaas.json ;;
         scc) data; OMP_NUM_THREADS=2 $py scripts/analyse_scc_shift.py runs/si64_train.h5 runs/si64_test.h5 \
                  --model $models/si_hamiltonian.pt --out $out/scc_shift.json ;;
         couplings) # the trajectory and the tblite reference along it (~1 h) are kept in docs/bench/validate_couplings/

@@ -211,6 +211,8 @@ SECTIONS = [  # (title, stage of scripts/benchmarks.sh, JSON file under --dir, r
     ("The demo (`n2amd demo`)", "demo", "demo.json", demo),
     ("Hamiltonian model on held-out Si64 (`scripts/bench_hamiltonian.py`)", "hamiltonian", "hamiltonian.json",
      hamiltonian),
+    ("Hamiltonian model on held-out GaAs64 (`scripts/bench_hamiltonian.py`)", "hamiltonian_gaas",
+     "hamiltonian_gaas.json", hamiltonian),
     ("The reference's charge term: local or per cell? (`scripts/analyse_scc_shift.py`)", "scc", "scc_shift.json",
      scc_shift),
     ("Couplings along an MD trajectory: model vs reference (`scripts/validate_couplings.py`)", "couplings",

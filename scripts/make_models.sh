@@ -2,8 +2,9 @@
 # Rebuild the bundled models in n2amd_driver/assets/models/ from scratch (reference data included).
 # Everything is seeded (data: sampling.seed in the configs; training: train.seed), so a rerun on the
 # same software stack reproduces the files up to floating-point summation order.
-# Time on 2 cores: data ~5 min (GFN1-xTB, 45 Si64 frames), MLFF ~15 min, SAM MLFF ~30 min,
-# Hamiltonian ~60 min, NNH remainder ~15 min.
+# Time on 2 cores: data ~5 min per system (GFN1-xTB, 45 Si64 / 45 GaAs64 frames), MLFF ~15 min,
+# SAM MLFF ~30 min, Si and GaAs Hamiltonians ~80 min each on one core (run them side by side to halve
+# that), NNH ~5 min.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N2AMD=.venv/bin/n2amd
@@ -21,4 +22,8 @@ $N2AMD train hamiltonian $C/train_h_si64.yaml --set data=runs/si64_train.h5
 cp runs/h_si64/model.pt $M/si_hamiltonian.pt
 $N2AMD train nnh $C/train_nnh_si64.yaml --set hamiltonian=runs/h_si64/model.pt --set data=runs/si64_train.h5
 cp runs/nnh_si64/model.pt $M/si_nnh.pt
+$N2AMD data generate $C/data_gaas64_train.yaml -o runs/gaas64_train.h5
+$N2AMD data generate $C/data_gaas64_test.yaml -o runs/gaas64_test.h5
+$N2AMD train hamiltonian $C/train_h_gaas64.yaml --set data=runs/gaas64_train.h5
+cp runs/h_gaas64/model.pt $M/gaas_hamiltonian.pt
 ls -l $M
