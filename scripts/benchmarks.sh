@@ -3,6 +3,7 @@
 #   bash scripts/benchmarks.sh                    all stages (estimated 6 hours on 2 cores, 2.5 of them the NNH NVE;
 #                                                 datasets first if missing)
 #   bash scripts/benchmarks.sh overlap report     some stages: overlap hamiltonian hamiltonian_gaas scc couplings forcefield nnh_lammps nnh_nve md hop demo report
+#                                                 (and forcefield_nnh: only the NNH row, not in the default list)
 # Results: docs/bench/*.json (committed, so a partial rerun keeps the other stages' figures); work folders
 # (datasets, demo run, trajectories) under runs/; page: docs/benchmarks.md, written from docs/bench/ only.
 # N2AMD_BENCH_NOTE="..." is stored with each figure (e.g. what else was running on the machine).
@@ -52,6 +53,9 @@ for s in "${stages[@]}"; do
                     OMP_NUM_THREADS=2 $py scripts/bench_forcefield.py --model si_mlff.pt --sam-model si_mlff_sam.pt \
                         "${nnh[@]}" --nequip runs/nequip_si64/best.ckpt --test runs/si64_test.h5 --threads 2 \
                         --ttf-temperature 2400 --ttf-ps 1 --nnh-nve-fs 50 --out $out/forcefield.json ;;
+        forcefield_nnh) # only the NNH row of forcefield.json, after a new si_nnh.pt (the full stage retrains NequIP)
+                    data; OMP_NUM_THREADS=2 $py scripts/bench_forcefield.py --update $out/forcefield.json \
+                        --nnh-model si_nnh.pt --test runs/si64_test.h5 --threads 2 --out $out/forcefield.json ;;
         nnh_nve) OMP_NUM_THREADS=1 $py scripts/bench_nnh_nve.py --model si_nnh.pt --ps 5 --out $out/nnh_nve.json ;;
         md) OMP_NUM_THREADS=1 $py scripts/bench_md_coupling.py --out $out/md_coupling.json ;;
         hop) $py scripts/bench_hop.py --out $out/hop.json ;;

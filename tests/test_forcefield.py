@@ -149,6 +149,23 @@ def test_ase_calculator_md_and_nonfinite_guard(ff):
         b.get_forces()
 
 
+def test_nve_run_resumed_from_its_checkpoint_equals_an_uninterrupted_run(tmp_path):
+    from n2amd_driver.md.ase_runs import nve_drift
+
+    calc = lambda: N2AMDCalculator("si_mlff.pt")  # noqa: E731  (the bundled MLFF, float32 default)
+    a = bulk("Si", "diamond", 5.43, cubic=True)
+    a.rattle(0.05, seed=2)
+    whole = nve_drift(a, calc(), 300.0, 40, 1.0, every=5)
+    ck = tmp_path / "nve.npz"
+    part = nve_drift(a, calc(), 300.0, 20, 1.0, every=5, checkpoint=ck, checkpoint_every=10)  # "killed" at 20
+    assert len(part.time_fs) == 5 and ck.exists()
+    resumed = nve_drift(a, calc(), 300.0, 40, 1.0, every=5, checkpoint=ck, checkpoint_every=10)
+    np.testing.assert_array_equal(resumed.time_fs, whole.time_fs)
+    np.testing.assert_allclose(resumed.total_eV, whole.total_eV, rtol=0, atol=1e-9)
+    with pytest.raises(ValueError, match="another NVE run"):
+        nve_drift(a, calc(), 400.0, 40, 1.0, every=5, checkpoint=ck)
+
+
 def test_fermi_occupations_and_density_matrices():
     eps = np.array([-3.0, -2.0, -1.0, -1.0 + 1e-3, 0.5, 2.0])
     for kT in (0.0, 0.05, 0.3):

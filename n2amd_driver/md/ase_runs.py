@@ -5,7 +5,9 @@ reference engine). Units: temperature K, time fs, energies eV.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 from ase import Atoms, units
@@ -25,8 +27,13 @@ class NVEResult:
 
 
 def nve_drift(atoms: Atoms, calc, temperature_K: float = 300.0, steps: int = 5000, dt_fs: float = 1.0,
-              every: int = 10, seed: int = 0, progress: bool = False) -> NVEResult:
-    """Velocity-Verlet NVE from Maxwell–Boltzmann velocities at ``temperature_K`` (zero total momentum)."""
+              every: int = 10, seed: int = 0, progress: bool = False, checkpoint: str | Path | None = None,
+              checkpoint_every: int = 100) -> NVEResult:
+    """Velocity-Verlet NVE from Maxwell–Boltzmann velocities at ``temperature_K`` (zero total momentum).
+
+    ``checkpoint``: an .npz file written every ``checkpoint_every`` steps (positions Å, momenta, step, the
+    energies recorded so far); a run started again with the same file and settings carries on from it and
+    gives the trajectory of an uninterrupted run (velocity Verlet needs only positions and momenta)."""
     from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
     from ase.md.verlet import VelocityVerlet
     from tqdm.auto import tqdm
@@ -38,18 +45,37 @@ def nve_drift(atoms: Atoms, calc, temperature_K: float = 300.0, steps: int = 500
     md = VelocityVerlet(atoms, dt_fs * units.fs)
     n = len(atoms)
     t, e, T = [], [], []
+    settings = np.array([n, temperature_K, dt_fs, every, seed], float)
 
     def record():
         t.append(md.nsteps * dt_fs)
         e.append(atoms.get_total_energy() / n)
         T.append(atoms.get_temperature())
 
-    record()
-    bar = tqdm(total=steps, desc="NVE", unit="step", disable=not progress)
-    for _ in range(steps // every):
-        md.run(every)
+    def save():
+        tmp = Path(f"{checkpoint}.tmp.npz")
+        np.savez(tmp, settings=settings, numbers=atoms.numbers, cell=atoms.cell[:], positions=atoms.positions,
+                 momenta=atoms.get_momenta(), nsteps=md.nsteps, t=t, e=e, T=T)
+        os.replace(tmp, checkpoint)  # never a half-written checkpoint
+
+    if checkpoint is not None and Path(checkpoint).exists():
+        with np.load(checkpoint) as c:
+            if not (np.array_equal(c["settings"], settings) and np.array_equal(c["numbers"], atoms.numbers)
+                    and np.allclose(c["cell"], atoms.cell[:])):
+                raise ValueError(f"checkpoint {checkpoint} belongs to another NVE run (atoms, cell, temperature, "
+                                 "dt, record interval or seed differ); remove it to start afresh")
+            atoms.positions, md.nsteps = c["positions"], int(c["nsteps"])
+            atoms.set_momenta(c["momenta"])
+            t, e, T = list(c["t"]), list(c["e"]), list(c["T"])
+    else:
         record()
-        bar.update(every)
+    bar = tqdm(total=steps, initial=md.nsteps, desc="NVE", unit="step", disable=not progress)
+    while md.nsteps < steps:
+        md.run(min(every, steps - md.nsteps))
+        record()
+        bar.update(md.nsteps - bar.n)
+        if checkpoint is not None and (md.nsteps % checkpoint_every < every or md.nsteps >= steps):
+            save()
     bar.close()
     t, e = np.array(t), np.array(e)
     slope, icpt = np.polyfit(t / 1000, e, 1)
