@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 from benchlib import provenance
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -103,7 +104,8 @@ def main():
     acc = accuracy(model, args.test)
     model32 = load_hamiltonian_model(args.model, dtype="float32")
     spd = [speed(model, model32, n) for n in args.speed_sizes]
-    Path(args.out).write_text(json.dumps({"accuracy": acc, "speed": spd, "threads": os.cpu_count(),
+    Path(args.out).write_text(json.dumps({"accuracy": acc, "speed": spd, "threads": torch.get_num_threads(),
+                                          "cores": os.cpu_count(),
                                           "model": args.model, "test": args.test, "provenance": provenance()},
                                          indent=1))
     keys = ["H_mae_meV", "eig_mae_meV", "vbm_err_meV", "cbm_err_meV", "gap_err_meV"]

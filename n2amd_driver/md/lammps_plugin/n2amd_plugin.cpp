@@ -106,6 +106,32 @@ std::string python_error()
   std::abort();  // not reached
 }
 
+// The last line of a formatted Python exception: "ExceptionType: message".
+std::string last_line(const std::string &text)
+{
+  std::string s = text;
+  while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
+  size_t k = s.rfind('\n');
+  return k == std::string::npos ? s : s.substr(k + 1);
+}
+
+// Stop every rank when a Python call failed on any of them (all ranks must reach this call). error->all
+// ends the run with MPI_Finalize; error->one would MPI_Abort, which can kill the other ranks, and make
+// mpiexec drop their output, before the failing rank's message is out. Each failing rank prints its
+// traceback first; proc 0 prints error->all's line: its own cause, or a pointer to the others'.
+void stop_all_if_failed(Error *error, MPI_Comm world, bool failed, const std::string &msg, const std::string &where)
+{
+  int me = 0, bad = failed ? 1 : 0, anybad = 0;
+  MPI_Comm_rank(world, &me);
+  if (failed) {
+    fprintf(stderr, "ERROR on proc %d: %s: %s\n", me, where.c_str(), msg.c_str());
+    fflush(stderr);
+  }
+  MPI_Allreduce(&bad, &anybad, 1, MPI_INT, MPI_MAX, world);
+  if (!anybad) return;
+  error->all(FLERR, "{}: {}", where, failed ? last_line(msg) : "failed on another rank (its message is above)");
+}
+
 bool import_bridge()
 {
   if (bridge) return true;
@@ -189,7 +215,10 @@ class PairN2AMD : public Pair {
     PyGILState_STATE g = PyGILState_Ensure();
     if (!import_bridge()) fail(error, "pair n2amd: cannot import n2amd_driver");
     PyObject *res = PyObject_CallMethod(bridge, "load_pair", "sNs", arg[2], str_list(elements), dtype.c_str());
-    if (!res) fail(error, "pair n2amd");
+    std::string msg = res ? "" : python_error();
+    PyGILState_Release(g);
+    stop_all_if_failed(error, world, !res, msg, "pair n2amd");
+    g = PyGILState_Ensure();
     Py_XDECREF(handle);
     handle = res;
     PyObject *rc = PyObject_GetAttrString(handle, "r_cut");
@@ -235,15 +264,19 @@ class PairN2AMD : public Pair {
       ea = view(eatom, (Py_ssize_t) nall * sizeof(double));
     }
     PyObject *res = PyObject_CallMethod(bridge, "compute_pair", "OOOOOiiO", handle, x, f, t, tg, nlocal, nall, ea);
+    std::string msg = res ? "" : python_error();  // fetched first: Python calls below need no pending error
     // the views must not outlive this call: LAMMPS reallocates its arrays
     for (PyObject *o : {x, f, t, tg, ea}) {
       if (o != Py_None) PyObject_CallMethod(o, "release", nullptr);
       Py_DECREF(o);
     }
-    if (!res) fail(error, "pair n2amd");
-    double e = PyFloat_AsDouble(res);
-    Py_DECREF(res);
+    double e = 0.0;
+    if (res) {
+      e = PyFloat_AsDouble(res);
+      Py_DECREF(res);
+    }
     PyGILState_Release(g);
+    stop_all_if_failed(error, world, !res, msg, "pair n2amd");
     if (eflag_global) eng_vdwl += e;
     if (vflag_fdotr) virial_fdotr_compute();
   }
@@ -342,7 +375,8 @@ class FixN2AMD : public Fix {
     }
     MPI_Gatherv(mine.data(), count, MPI_DOUBLE, all.data(), counts.data(), displs.data(), MPI_DOUBLE, 0, world);
     std::vector<double> forces(3 * natoms, 0.0);  // indexed by atom ID − 1
-    double buf[7] = {0, 0, 0, 0, 0, 0, 0};       // energy + virial; an error flag travels in buf[0] as NaN
+    double buf[7] = {0, 0, 0, 0, 0, 0, 0};       // energy + virial
+    std::string failure;                          // proc 0's Python error, if any
     if (me == 0) {
       std::vector<double> xs(3 * natoms), fs(3 * natoms, 0.0), cell(9, 0.0), vir(6, 0.0);
       std::vector<int> types(natoms);
@@ -363,17 +397,20 @@ class FixN2AMD : public Fix {
       int want_virial = (vflag_global && pbc) ? 1 : 0;  // the stress costs extra for NNH models
       PyObject *res = PyObject_CallMethod(bridge, "compute_global", "OOOOOiLOi", handle, vx, vf, vt, vc, pbc,
                                           (long long) update->ntimestep, vv, want_virial);
+      if (!res) failure = python_error();  // fetched first: Python calls below need no pending error
       for (PyObject *o : {vx, vf, vt, vc, vv}) {
         PyObject_CallMethod(o, "release", nullptr);
         Py_DECREF(o);
       }
-      if (!res) fail(error, "fix n2amd");
-      buf[0] = PyFloat_AsDouble(res);
-      Py_DECREF(res);
+      if (res) {
+        buf[0] = PyFloat_AsDouble(res);
+        Py_DECREF(res);
+      }
       PyGILState_Release(g);
       forces = fs;
       std::copy(vir.begin(), vir.end(), buf + 1);
     }
+    stop_all_if_failed(error, world, !failure.empty(), failure, "fix n2amd");
     MPI_Bcast(buf, 7, MPI_DOUBLE, 0, world);
     MPI_Bcast(forces.data(), (int) forces.size(), MPI_DOUBLE, 0, world);
     energy = buf[0];
