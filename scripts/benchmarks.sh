@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Regenerate docs/benchmarks.md: run the benchmark scripts of every stage, then write the page from their JSON.
-#   bash scripts/benchmarks.sh                    all stages (estimated 6 hours on 2 cores, 2.5 of them the NNH NVE;
+#   bash scripts/benchmarks.sh                    all stages (about 5 hours on 2 cores, 1.5 of them the NNH NVE;
 #                                                 datasets first if missing)
 #   bash scripts/benchmarks.sh overlap report     some stages: overlap hamiltonian hamiltonian_gaas scc couplings forcefield nnh_lammps nnh_nve md hop demo report
 #                                                 (and forcefield_nnh: only the NNH row, not in the default list)
@@ -56,7 +56,7 @@ for s in "${stages[@]}"; do
         forcefield_nnh) # only the NNH row of forcefield.json, after a new si_nnh.pt (the full stage retrains NequIP)
                     data; OMP_NUM_THREADS=2 $py scripts/bench_forcefield.py --update $out/forcefield.json \
                         --nnh-model si_nnh.pt --test runs/si64_test.h5 --threads 2 --out $out/forcefield.json ;;
-        nnh_nve) OMP_NUM_THREADS=1 $py scripts/bench_nnh_nve.py --model si_nnh.pt --ps 5 --out $out/nnh_nve.json ;;
+        nnh_nve) OMP_NUM_THREADS=2 $py scripts/bench_nnh_nve.py --model si_nnh.pt --ps 5 --threads 2 --out $out/nnh_nve.json ;;
         md) OMP_NUM_THREADS=1 $py scripts/bench_md_coupling.py --out $out/md_coupling.json ;;
         hop) $py scripts/bench_hop.py --out $out/hop.json ;;
         demo) rm -rf $work/demo; $n2amd demo --workdir $work/demo; cp $work/demo/summary.json $out/demo.json ;;

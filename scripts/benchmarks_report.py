@@ -151,14 +151,16 @@ def forcefield(res) -> list[str]:
                      f"{r / t['64']:.0f}×" if r and "64" in t else "–"])
     s += [_prov(res)]
     for u in res.get("updates", []):
-        s += ["", f"Rows re-measured later ({', '.join(u['models'])}; the reference timed again in that run):",
+        refs = [res["models"][m]["reference_ms_64"] for m in u["models"] if "reference_ms_64" in res["models"][m]]
+        again = f", reference single point {refs[0] / 1000:.1f} s" if refs else ""
+        s += ["", f"Rows re-measured later ({', '.join(u['models'])}; the reference timed again in that run{again}):",
               _prov(u)]
     s += ["", f"Held-out Si64 frames of `{res['test_set']}` ({res['reference']['method']} labels); "
           "targets: E ≤ 3 meV/atom, F ≤ 60 meV/Å.", "",
           _table(["model", "E MAE (meV/atom)", "F MAE (meV/Å)", "σ MAE (meV/Å³)", "ms/call 64", "ms/call 512",
                   "vs reference (64)"], rows), ""]
     if ref:
-        s.append(f"Reference single point on the 64-atom cell in the same run: {ref / 1000:.1f} s.")
+        s.append(f"Reference single point on the 64-atom cell in the first run: {ref / 1000:.1f} s.")
     for name, n in (res.get("nve") or {}).items():
         if n["duration_ps"] < 0.1:  # a fit over a few steps measures the Verlet fluctuation, not a drift
             s.append(f"- NVE {name}: {n['duration_ps'] * 1000:g} fs at 1 fs only, too short for a drift: the fitted "
