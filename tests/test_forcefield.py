@@ -164,6 +164,9 @@ def test_nve_run_resumed_from_its_checkpoint_equals_an_uninterrupted_run(tmp_pat
     np.testing.assert_allclose(resumed.total_eV, whole.total_eV, rtol=0, atol=1e-9)
     with pytest.raises(ValueError, match="another NVE run"):
         nve_drift(a, calc(), 400.0, 40, 1.0, every=5, checkpoint=ck)
+    seen = []
+    hot = nve_drift(a, calc(), 300.0, 40, 1.0, every=5, max_temperature_K=1.0, observe=lambda at, s: seen.append(s))
+    assert hot.stopped.startswith("temperature") and len(hot.time_fs) == 2 and seen == [0, 5]
 
 
 def test_fermi_occupations_and_density_matrices():

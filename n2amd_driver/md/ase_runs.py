@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 from ase import Atoms, units
@@ -20,20 +21,26 @@ class NVEResult:
     temperature_K: np.ndarray
     drift_meV_atom_ps: float  # slope of a straight-line fit of the total energy per atom
     fluctuation_meV_atom: float  # standard deviation of the total energy per atom about that line
+    stopped: str = ""  # why the run ended before its length (e.g. the temperature ran away), else ""
 
     def as_dict(self) -> dict:
         return {"drift_meV_atom_ps": self.drift_meV_atom_ps, "fluctuation_meV_atom": self.fluctuation_meV_atom,
-                "mean_temperature_K": float(np.mean(self.temperature_K)), "duration_ps": float(self.time_fs[-1] / 1000)}
+                "mean_temperature_K": float(np.mean(self.temperature_K)), "duration_ps": float(self.time_fs[-1] / 1000),
+                "stopped": self.stopped}
 
 
 def nve_drift(atoms: Atoms, calc, temperature_K: float = 300.0, steps: int = 5000, dt_fs: float = 1.0,
               every: int = 10, seed: int = 0, progress: bool = False, checkpoint: str | Path | None = None,
-              checkpoint_every: int = 100) -> NVEResult:
+              checkpoint_every: int = 100, max_temperature_K: float | None = None,
+              observe: Callable[[Atoms, int], None] | None = None) -> NVEResult:
     """Velocity-Verlet NVE from Maxwell–Boltzmann velocities at ``temperature_K`` (zero total momentum).
 
     ``checkpoint``: an .npz file written every ``checkpoint_every`` steps (positions Å, momenta, step, the
     energies recorded so far); a run started again with the same file and settings carries on from it and
-    gives the trajectory of an uninterrupted run (velocity Verlet needs only positions and momenta)."""
+    gives the trajectory of an uninterrupted run (velocity Verlet needs only positions and momenta).
+    ``max_temperature_K``: stop early (``stopped`` says why) when the temperature exceeds it — energy can
+    be conserved while a model's surface runs downhill into unphysical structures. ``observe(atoms, step)``
+    is called at every record (after a resume: from the resumed step on)."""
     from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
     from ase.md.verlet import VelocityVerlet
     from tqdm.auto import tqdm
@@ -51,6 +58,8 @@ def nve_drift(atoms: Atoms, calc, temperature_K: float = 300.0, steps: int = 500
         t.append(md.nsteps * dt_fs)
         e.append(atoms.get_total_energy() / n)
         T.append(atoms.get_temperature())
+        if observe is not None:
+            observe(atoms, md.nsteps)
 
     def save():
         tmp = Path(f"{checkpoint}.tmp.npz")
@@ -70,16 +79,22 @@ def nve_drift(atoms: Atoms, calc, temperature_K: float = 300.0, steps: int = 500
     else:
         record()
     bar = tqdm(total=steps, initial=md.nsteps, desc="NVE", unit="step", disable=not progress)
-    while md.nsteps < steps:
+    stopped = ""
+    while md.nsteps < steps and not stopped:
         md.run(min(every, steps - md.nsteps))
         record()
         bar.update(md.nsteps - bar.n)
-        if checkpoint is not None and (md.nsteps % checkpoint_every < every or md.nsteps >= steps):
+        if not np.isfinite(e[-1]):
+            stopped = f"non-finite energy at {t[-1]:g} fs"
+        elif max_temperature_K is not None and T[-1] > max_temperature_K:
+            stopped = f"temperature {T[-1]:.0f} K > {max_temperature_K:g} K at {t[-1]:g} fs"
+        if checkpoint is not None and (md.nsteps % checkpoint_every < every or md.nsteps >= steps or stopped):
             save()
     bar.close()
     t, e = np.array(t), np.array(e)
     slope, icpt = np.polyfit(t / 1000, e, 1)
-    return NVEResult(t, e, np.array(T), 1000 * float(slope), 1000 * float(np.std(e - (slope * t / 1000 + icpt))))
+    return NVEResult(t, e, np.array(T), 1000 * float(slope), 1000 * float(np.std(e - (slope * t / 1000 + icpt))),
+                     stopped)
 
 
 @dataclass
