@@ -104,7 +104,8 @@ def update(a, frames, engine) -> int:
         names.append("NequIP (baseline)")
     if "NNH" in names:  # the short NNH NVE of the full run belonged to the previous NNH model
         (res.get("nve") or {}).pop("NNH", None)
-    res.setdefault("updates", []).append({"models": names, "provenance": provenance()})
+    earlier = [{**u, "models": [m for m in u["models"] if m not in names]} for u in res.get("updates", [])]
+    res["updates"] = [u for u in earlier if u["models"]] + [{"models": names, "provenance": provenance()}]
     with open(a.out, "w") as fh:
         json.dump(res, fh, indent=1)
     print(f"[bench] updated {names} in {a.out}")
