@@ -71,6 +71,14 @@ def timing(fn, repeat: int) -> float:
     return (time.perf_counter() - t) / repeat * 1000
 
 
+def reference_ms_64(engine: dict) -> float:
+    """ms for one single point of the reference engine (the labels' method) on the rattled 64-atom cell."""
+    from n2amd_driver.engines import get_engine
+
+    eng = get_engine(engine["engine"], method=engine["method"])
+    return timing(lambda: eng.label(si_cell(2)), 1)
+
+
 def measure(name: str, model, frames, reference_ms_64: float | None = None) -> dict:
     """Held-out accuracy and ms per energy+forces call (64 and 512 atoms; NNH: 64 only, its steps cost seconds)."""
     r = {"accuracy": accuracy(model, frames)}
@@ -87,13 +95,11 @@ def update(a, frames, engine) -> int:
     """``--update``: new rows for the models given, in an earlier result (the models that did not change keep
     their figures); the reference is timed again in this run so that each row's ratio is from one run."""
     from n2amd_driver.calculator import load_model
-    from n2amd_driver.engines import get_engine
 
     with open(a.update) as fh:
         res = json.load(fh)
     given = {"MLFF": a.model, "MLFF (SAM)": a.sam_model, "NNH": a.nnh_model}
-    eng = get_engine(engine["engine"], method=engine["method"])
-    ref = timing(lambda: eng.label(si_cell(2)), 1)
+    ref = reference_ms_64(engine)
     names = []
     for name, path in given.items():
         if path:
@@ -152,10 +158,7 @@ def main(argv=None) -> int:
     for name, m in models.items():
         res["models"][name] = measure(name, m, frames)
 
-    from n2amd_driver.engines import get_engine
-
-    eng = get_engine(engine["engine"], method=engine["method"])
-    res["reference_ms_64"] = timing(lambda: eng.label(si_cell(2)), 1)
+    res["reference_ms_64"] = reference_ms_64(engine)
     print(f"[bench] {engine['method']} Si64: {res['reference_ms_64']:.0f} ms", flush=True)
 
     steps = int(round(a.nve_ps * 1000))

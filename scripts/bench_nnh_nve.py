@@ -85,7 +85,7 @@ def main(argv=None) -> int:
            "max_temperature_K": a.max_temperature, "s_per_step": wall / max(done - resumed_at, 1),
            "resumed_at_step": resumed_at, **r.as_dict(), "time_fs": r.time_fs.tolist(),
            "total_eV_atom": r.total_eV.tolist(), "temperature_K": r.temperature_K.tolist(),
-           "reference_along": along, "reference": engine.describe() if hasattr(engine, "describe") else nnh.method,
+           "reference_along": along, "reference": engine.describe(),
            "provenance": provenance()}
     with open(a.out, "w") as fh:
         json.dump(res, fh, indent=1)
