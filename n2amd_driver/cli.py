@@ -24,7 +24,8 @@ ASSETS = Path(__file__).parent / "assets"
 
 
 def parse_overrides(items) -> dict:
-    """``["a.b=1", "c=[1,2]"]`` → ``{"a": {"b": 1}, "c": [1, 2]}`` (values parsed as YAML)."""
+    """``["a.b=1", "c=[1,2]"]`` → ``{"a": {"b": 1}, "c": [1, 2]}`` (values parsed as YAML; a value that is not
+    valid YAML stays the string it is)."""
     import yaml
 
     overrides: dict = {}
@@ -36,7 +37,10 @@ def parse_overrides(items) -> dict:
         parts = key.split(".")
         for p in parts[:-1]:
             node = node.setdefault(p, {})
-        node[parts[-1]] = yaml.safe_load(value)
+        try:
+            node[parts[-1]] = yaml.safe_load(value)
+        except yaml.YAMLError:  # e.g. a pair_coeff line "* * model.pt Si" ('*' starts a YAML alias)
+            node[parts[-1]] = value
     return overrides
 
 

@@ -22,8 +22,11 @@ def load_config(defaults: dict, path=None, overrides: dict | None = None, relati
             node, *keys = dotted.split(".")
             parent, key = (cfg, node) if not keys else (cfg[node], keys[-1])
             value = parent.get(key)
-            if value and not Path(value).is_absolute():
-                parent[key] = str(Path(path).parent / value)
+            beside = lambda v: v if Path(v).is_absolute() else str(Path(path).parent / v)
+            if isinstance(value, list):  # a list of paths (e.g. several datasets pooled)
+                parent[key] = [beside(v) for v in value]
+            elif value:
+                parent[key] = beside(value)
     if overrides:
         merge(cfg, overrides, "command line")
     return cfg

@@ -2,7 +2,7 @@
 # Regenerate docs/benchmarks.md: run the benchmark scripts of every stage, then write the page from their JSON.
 #   bash scripts/benchmarks.sh                    all stages (about 5 hours on 2 cores, 1.5 of them the NNH NVE;
 #                                                 datasets first if missing)
-#   bash scripts/benchmarks.sh overlap report     some stages: overlap hamiltonian hamiltonian_gaas scc couplings forcefield nnh_lammps nnh_nve md hop demo report
+#   bash scripts/benchmarks.sh overlap report     some stages: overlap hamiltonian hamiltonian_gaas scc couplings forcefield defects nnh_lammps nnh_nve md hop demo report
 #                                                 (and forcefield_nnh: only the NNH row, not in the default list)
 # Results: docs/bench/*.json (committed, so a partial rerun keeps the other stages' figures); work folders
 # (datasets, demo run, trajectories) under runs/; page: docs/benchmarks.md, written from docs/bench/ only.
@@ -18,10 +18,17 @@ cfg=n2amd_driver/assets/configs
 models=n2amd_driver/assets/models
 mkdir -p "$out" "$work"
 stages=("$@")
-[ ${#stages[@]} -gt 0 ] || stages=(overlap hamiltonian hamiltonian_gaas scc couplings forcefield nnh_lammps nnh_nve md hop demo report)
+[ ${#stages[@]} -gt 0 ] || stages=(overlap hamiltonian hamiltonian_gaas scc couplings forcefield defects nnh_lammps nnh_nve md hop demo report)
 data() {  # the GFN1-xTB Si64 datasets the models were trained and tested on (~15 min each)
     [ -f runs/si64_train.h5 ] || $n2amd data generate $cfg/data_si64_train.yaml -o runs/si64_train.h5 --workers 2
     [ -f runs/si64_test.h5 ] || $n2amd data generate $cfg/data_si64_test.yaml -o runs/si64_test.h5 --workers 2
+}
+first_mlff() {  # the first-round MLFF (Tersoff frames only) and the frames of its MD (train_ff_si64.yaml says why)
+    data
+    [ -f runs/ff_si64/model.pt ] || OMP_NUM_THREADS=2 $n2amd train forcefield $cfg/train_ff_si64.yaml \
+        --set data=runs/si64_train.h5 --set output=runs/ff_si64
+    [ -f runs/si64_mlff.h5 ] || $n2amd data generate $cfg/data_si64_mlff.yaml -o runs/si64_mlff.h5 --workers 2 \
+        --set "sampling.potential.pair_coeff=* * runs/ff_si64/model.pt Si"
 }
 data_gaas() {  # the GaAs64 sets of the GaAs Hamiltonian model
     [ -f runs/gaas64_train.h5 ] || $n2amd data generate $cfg/data_gaas64_train.yaml -o runs/gaas64_train.h5 --workers 2
@@ -46,16 +53,19 @@ for s in "${stages[@]}"; do
                        --out $v ${VALIDATE_ARGS:-}
                    for f in si64_300K.dump reference.h5 reference.timing.json; do cp $v/$f $keep/$f; done
                    cp $v/validate_couplings.json $out/validate_couplings.json ;;
-        forcefield) data; nnh=(); [ -f $models/si_nnh.pt ] && nnh=(--nnh-model si_nnh.pt)
-                    $py -m pip install --quiet -e ".[baselines]"   # NequIP, trained below on the same split
+        forcefield) first_mlff; nnh=(); [ -f $models/si_nnh.pt ] && nnh=(--nnh-model si_nnh.pt)
+                    $py -m pip install --quiet -e ".[baselines]"   # NequIP, trained below on the same data and split
                     [ -f runs/nequip_si64/best.ckpt ] || OMP_NUM_THREADS=2 $py scripts/nequip_baseline.py \
-                        --data runs/si64_train.h5 --out runs/nequip_si64
+                        --data runs/si64_train.h5 runs/si64_mlff.h5 --out runs/nequip_si64
                     OMP_NUM_THREADS=2 $py scripts/bench_forcefield.py --model si_mlff.pt --sam-model si_mlff_sam.pt \
                         "${nnh[@]}" --nequip runs/nequip_si64/best.ckpt --test runs/si64_test.h5 --threads 2 \
                         --ttf-temperature 2400 --ttf-ps 1 --nnh-nve-fs 50 --out $out/forcefield.json ;;
         forcefield_nnh) # only the NNH row of forcefield.json, after a new si_nnh.pt (the full stage retrains NequIP)
                     data; OMP_NUM_THREADS=2 $py scripts/bench_forcefield.py --update $out/forcefield.json \
                         --nnh-model si_nnh.pt --test runs/si64_test.h5 --threads 2 --out $out/forcefield.json ;;
+        defects) # the first-round MLFF (Tersoff frames only) against the bundled one (+ frames of its MD)
+                 first_mlff; OMP_NUM_THREADS=2 $py scripts/bench_mlff_defects.py runs/ff_si64/model.pt si_mlff.pt \
+                     --out $out/mlff_defects.json ;;
         nnh_nve) OMP_NUM_THREADS=2 $py scripts/bench_nnh_nve.py --model si_nnh.pt --ps 5 --threads 2 --out $out/nnh_nve.json ;;
         md) OMP_NUM_THREADS=1 $py scripts/bench_md_coupling.py --out $out/md_coupling.json ;;
         hop) $py scripts/bench_hop.py --out $out/hop.json ;;

@@ -177,6 +177,20 @@ def forcefield(res) -> list[str]:
     return s
 
 
+def mlff_defects(res) -> list[str]:
+    rows = []
+    for m, runs in res["models"].items():
+        bad = [r["over_coordinated"] + r["under_coordinated"] for r in runs]
+        worst = max(runs, key=lambda r: r["over_coordinated"] + r["under_coordinated"])
+        rows.append([f"`{m}`", len(runs), sum(b > 0 for b in bad), max(bad),
+                     f"{worst['temperature_K']:g} K, {worst['strain']:+.3f}" if max(bad) else "–"])
+    return [_prov(res), "", f"The sampling MD of `{res['config']}` (Langevin, LAMMPS `pair_style n2amd`; same cells, "
+            f"strains and seeds for every model), {res['frames_per_condition']} snapshots per condition, "
+            f"{res['equilibration_fs']:g} fs + every {res['interval_fs']:g} fs; an atom with more or fewer than 4 "
+            f"neighbours within {res['bond_cutoff_A']:g} Å is a defect.", "",
+            _table(["model", "snapshots", "with defects", "worst snapshot (atoms)", "worst condition"], rows)]
+
+
 def nnh_nve(res) -> list[str]:
     s = [_prov(res), "", f"ASE velocity-Verlet NVE with `{res['model']}` (band energy of the NN Hamiltonian + "
          f"remainder), {res['atoms']} Si atoms from 300 K, {res['dt_fs']:g} fs steps, {res['threads']} torch "
@@ -239,6 +253,8 @@ SECTIONS = [  # (title, stage of scripts/benchmarks.sh, JSON file under --dir, r
      "validate_couplings.json", couplings),
     ("Basis-function overlaps (`scripts/bench_overlap.py`)", "overlap", "overlap.json", overlap),
     ("Force fields (`scripts/bench_forcefield.py`)", "forcefield", "forcefield.json", forcefield),
+    ("Do MLFF-driven MD runs stay crystalline? (`scripts/bench_mlff_defects.py`)", "defects", "mlff_defects.json",
+     mlff_defects),
     ("NNH-MD in LAMMPS (`scripts/bench_nnh_lammps.py`)", "nnh_lammps", "nnh_lammps.json", nnh_lammps),
     ("NNH forces over picoseconds: NVE energy conservation (`scripts/bench_nnh_nve.py`)", "nnh_nve", "nnh_nve.json",
      nnh_nve),

@@ -3,13 +3,15 @@
 as the bundled MLFF, for the force-field benchmark's side-by-side comparison.
 
     .venv/bin/pip install nequip==0.19.1          # once; installs beside torch 2.13 + e3nn 0.6
-    .venv/bin/python scripts/nequip_baseline.py --data runs/si64_train.h5 --out runs/nequip_si64
+    .venv/bin/python scripts/nequip_baseline.py --data runs/si64_train.h5 runs/si64_mlff.h5 --out runs/nequip_si64
     → runs/nequip_si64/best.ckpt, read by scripts/bench_forcefield.py --nequip runs/nequip_si64/best.ckpt
 
-Same as `train_ff_si64.yaml`: the seeded 90/10 split (seed 0) of the same frames, 150 epochs, batch 2,
+Same as `train_ff_si64.yaml`: the same datasets pooled in the same order, the seeded 90/10 split (seed 0)
+of those frames, 150 epochs, batch 2,
 lr 5e-3 with a plateau schedule, EMA, early stopping after 30 flat epochs, loss per-atom energy + forces +
 100 × stress (ASE sign, eV/Å³), r_cut 5 Å, 2 interaction layers, l ≤ 2, 8 radial Bessel functions,
-float32. Features: 16 channels per l (the bundled MLFF has 32x0e + 16x1o + 8x2e).
+float32. Features: 16 channels per l, the last layer scalars only (the bundled MLFF: 32x0e + 16x1o + 8x2e,
+a 16-channel species embedding, the last layer scalars only).
 """
 from __future__ import annotations
 
@@ -24,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
-def write_split(data: str, out: Path, seed: int = 0) -> tuple[Path, Path]:
+def write_split(data, out: Path, seed: int = 0) -> tuple[Path, Path]:
     """The bundled MLFF's train/validation frames as extxyz files NequIP's ASE data module reads."""
     import ase.io
     from ase.calculators.singlepoint import SinglePointCalculator
@@ -96,7 +98,8 @@ def config(train_xyz: Path, val_xyz: Path, epochs: int, seed: int) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", default="runs/si64_train.h5")
+    ap.add_argument("--data", nargs="+", default=["runs/si64_train.h5"],
+                    help="dataset(s), pooled in this order before the split, as the MLFF's 'data:' list")
     ap.add_argument("--out", default="runs/nequip_si64")
     ap.add_argument("--epochs", type=int, default=150)
     ap.add_argument("--seed", type=int, default=0)

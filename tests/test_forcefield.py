@@ -314,3 +314,54 @@ def test_nnh_forces_with_shell_potentials_match_finite_differences():
 
         eps_full = sl.eigh(hm.hamiltonian(a), hm.overlap(a), eigvals_only=True)
         assert res["extras"]["vbm_eV"] == pytest.approx(eps_full[15], abs=1e-8)  # 8 atoms × 4 electrons / 2 − 1
+
+
+def test_files_from_before_scalar_last_layer_load_as_written():
+    """A model file without the option (last layer with l > 0 outputs) loads with that layer, weights intact;
+    the option changes the architecture only where the readout ignores it (fewer parameters, same kind)."""
+    from n2amd_driver.training.forcefield import forcefield_from_state
+
+    torch.manual_seed(3)
+    kw = dict(elements=["Si"], hidden="8x0e+4x1o+2x2e", layers=2, energy_shift={"Si": -40.0})
+    old = ForceFieldModel(ForceFieldConfig(**kw, scalar_last_layer=False)).double().eval()
+    config = old.config.to_dict()
+    del config["scalar_last_layer"]  # as written before the option existed
+    state = {"config": config, "state_dict": old.state_dict(), "dtype": "float64"}
+    loaded = forcefield_from_state(state, "cpu")
+    a = skewed_si()
+    assert loaded.config.scalar_last_layer is False
+    assert loaded.evaluate(a)["energy"] == pytest.approx(old.evaluate(a)["energy"], abs=1e-10)
+    new = ForceFieldModel(ForceFieldConfig(**kw)).double()
+    assert new.interactions[-1].irreps_out.lmax == 0 and old.interactions[-1].irreps_out.lmax == 2
+    assert sum(p.numel() for p in new.parameters()) < sum(p.numel() for p in old.parameters())
+
+
+def test_pooled_datasets(tiny_dataset, tmp_path):
+    """``data: [a, b]`` pools frames in file order; datasets of different references are refused."""
+    import shutil
+
+    import h5py
+
+    from n2amd_driver.training.forcefield import load_frames
+    from n2amd_driver.training.hamiltonian import load_frames as load_h_frames
+
+    one, engine = load_frames(tiny_dataset)
+    two, engine2 = load_frames([tiny_dataset, tiny_dataset])
+    assert len(two) == 2 * len(one) and engine2 == engine
+    assert np.array_equal(two[len(one)]["forces"], one[0]["forces"])
+    h_two, basis, _ = load_h_frames([tiny_dataset, tiny_dataset], torch.float64)
+    assert len(h_two) == 2 * len(one) and basis
+    other = tmp_path / "other.h5"
+    shutil.copy(tiny_dataset, other)
+    with h5py.File(other, "r+") as f:
+        f.attrs["engine"] = f.attrs["engine"].replace("GFN1-xTB", "GFN2-xTB")
+    with pytest.raises(ValueError, match="cannot be pooled"):
+        load_frames([tiny_dataset, other])
+
+
+def test_command_line_overrides_keep_non_yaml_strings():
+    from n2amd_driver.cli import parse_overrides
+
+    o = parse_overrides(["sampling.potential.pair_coeff=* * runs/ff/model.pt Si", "data=[a.h5,b.h5]", "x.y=3"])
+    assert o == {"sampling": {"potential": {"pair_coeff": "* * runs/ff/model.pt Si"}}, "data": ["a.h5", "b.h5"],
+                 "x": {"y": 3}}

@@ -98,3 +98,18 @@ def test_no_edges():
     assert tp(x, y, w).shape == (0, tp.irreps_out.dim)
     assert MixedEdgeProduct(tp, mix)(x, y, w, s).shape == (0, BLOCKS.dim)
     assert mix(x.new_zeros(0, mix.irreps_in1.dim), s).shape == (0, BLOCKS.dim)
+
+
+@pytest.mark.parametrize("targets", [TARGETS, o3.Irreps("8x0e+2x0o")])  # a full and a scalars-only layer
+def test_edge_tensor_product_scatter_equals_summed_forward(targets):
+    """scatter() (the message-passing layers' path) = index_add of forward(), values and gradients."""
+    torch.manual_seed(2)
+    tp, _ = weighted_tensor_product(IN, SH, targets, 8)
+    x, y, w, _ = inputs(tp, n=60)
+    dst = torch.randint(0, 7, (60,), generator=torch.Generator().manual_seed(3))
+    a = torch.zeros(9, tp.irreps_out.dim).index_add(0, dst, tp(x, y, w))
+    b = tp.scatter(x, y, w, dst, 9)
+    assert a.abs().max() > 1 and a[7:].abs().max() == 0  # nodes 7, 8 receive nothing
+    assert torch.allclose(a, b, atol=1e-12, rtol=0)
+    for ga, gb in zip(grads(a, (x, y, w)), grads(b, (x, y, w))):
+        assert torch.allclose(ga, gb, atol=1e-12, rtol=0)

@@ -31,6 +31,10 @@ class ForceFieldConfig:
     lmax_sh: int = 2
     num_basis: int = 8
     avg_neighbours: float = 16.0
+    embedding: int = 32  # scalar channels of the species embedding (the first layer's input)
+    # the readout sees only scalars, so the last layer need not make l > 0 features: its messages are the
+    # few paths that end in scalars (NequIP does the same). False only for files written before this option.
+    scalar_last_layer: bool = True
     energy_shift: dict = field(default_factory=dict)  # eV per atom of each element (least squares on data)
     energy_scale: float = 1.0  # eV (RMS force component of the data)
 
@@ -46,12 +50,15 @@ class ForceFieldModel(torch.nn.Module):
         S = len(self.elements)
         self.z_to_species = {atomic_numbers[el]: k for k, el in enumerate(self.elements)}
         self.irreps_sh = o3.Irreps.spherical_harmonics(config.lmax_sh)
-        self.embed = o3.Linear(o3.Irreps(f"{S}x0e"), o3.Irreps("32x0e"))
+        irreps = o3.Irreps(f"{config.embedding}x0e")
+        self.embed = o3.Linear(o3.Irreps(f"{S}x0e"), irreps)
         self.rbf = BesselBasis(config.r_cut, config.num_basis)
-        irreps = o3.Irreps("32x0e")
         self.interactions = torch.nn.ModuleList()
-        for _ in range(config.layers):
-            layer = Interaction(irreps, self.irreps_sh, config.hidden, config.num_basis, S, config.avg_neighbours)
+        for k in range(config.layers):
+            hidden = o3.Irreps(config.hidden)
+            if config.scalar_last_layer and k == config.layers - 1:
+                hidden = o3.Irreps([(m, ir) for m, ir in hidden if ir.l == 0])
+            layer = Interaction(irreps, self.irreps_sh, hidden, config.num_basis, S, config.avg_neighbours)
             self.interactions.append(layer)
             irreps = layer.irreps_out
         self.readout1 = o3.Linear(irreps, o3.Irreps("16x0e"))

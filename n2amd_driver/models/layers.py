@@ -39,7 +39,8 @@ def gated_irreps(hidden: str | o3.Irreps) -> tuple[o3.Irreps, enn.Gate]:
     scalars = o3.Irreps([(m, ir) for m, ir in hidden if ir.l == 0])
     gated = o3.Irreps([(m, ir) for m, ir in hidden if ir.l > 0])
     acts = [torch.nn.functional.silu if ir.p == 1 else torch.tanh for _, ir in scalars]
-    gate = enn.Gate(scalars, acts, o3.Irreps(f"{gated.num_irreps}x0e"), [torch.sigmoid], gated)
+    gates = o3.Irreps(f"{gated.num_irreps}x0e") if gated.num_irreps else o3.Irreps("")
+    gate = enn.Gate(scalars, acts, gates, [torch.sigmoid] if gated.num_irreps else [], gated)
     return gate.irreps_out, gate
 
 
@@ -78,8 +79,6 @@ class Interaction(torch.nn.Module):
 
     def forward(self, h, species_onehot, edge_src, edge_dst, edge_sh, edge_basis):
         w = self.radial(edge_basis)
-        msg = self.tp(h[edge_src], edge_sh, w)
-        agg = torch.zeros(h.shape[0], msg.shape[1], dtype=msg.dtype, device=msg.device)
-        agg.index_add_(0, edge_dst, msg)
+        agg = self.tp.scatter(h[edge_src], edge_sh, w, edge_dst, h.shape[0])
         out = self.linear(agg * self.norm) + self.self_connection(h, species_onehot)
         return self.gate(out)

@@ -17,6 +17,23 @@ def merge_config(defaults: dict, path=None, overrides: dict | None = None) -> di
     return load_config(defaults, path, overrides, relative_paths=("data", "hamiltonian"))
 
 
+def dataset_paths(data) -> list[str]:
+    """``data:`` of a training config: one dataset or a list of them, whose frames are pooled before the split."""
+    paths = [data] if isinstance(data, (str, os.PathLike)) else list(data or [])
+    if not paths:
+        raise ValueError("no training data: set 'data:' to a dataset file or a list of them")
+    return [str(p) for p in paths]
+
+
+def check_same_reference(engines: list[dict], paths: list[str]) -> dict:
+    """The one reference (engine, method, settings) of pooled datasets; mixing references is an error."""
+    for e, p in zip(engines[1:], paths[1:]):
+        if e != engines[0]:
+            raise ValueError(f"{p} was labelled with {e}, {paths[0]} with {engines[0]}: "
+                             "a model is trained on one reference, so these datasets cannot be pooled")
+    return engines[0]
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)

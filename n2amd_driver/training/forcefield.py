@@ -22,7 +22,8 @@ from .common import (MetricsLog, atomic_save, build_model, load_checkpoint, make
 DEFAULTS: dict = {
     "data": None,  # n2amd HDF5 dataset with energy + forces (+ stress) labels
     "split": {"fractions": [0.9, 0.1, 0.0], "seed": 0},  # train / validation / test
-    "model": {"r_cut": 5.0, "layers": 3, "lmax_sh": 2, "num_basis": 8, "hidden": "32x0e+8x1o+8x1e+4x2e+4x2o"},
+    "model": {"r_cut": 5.0, "layers": 3, "lmax_sh": 2, "num_basis": 8, "hidden": "32x0e+8x1o+8x1e+4x2e+4x2o",
+              "embedding": 32, "scalar_last_layer": True},
     "dtype": "float32",  # float32 | float64
     "device": "auto",
     "train": {
@@ -41,21 +42,24 @@ DEFAULTS: dict = {
 UNITS = {"energy": "eV", "length": "Å", "forces": "eV/Å", "stress": "eV/Å^3 (ASE sign)"}
 
 
-def load_frames(path) -> tuple[list[dict], dict]:
-    """Structures with energy (eV), forces (eV/Å) and, if labelled, stress (eV/Å³) from an n2amd dataset."""
+def load_frames(data) -> tuple[list[dict], dict]:
+    """Structures with energy (eV), forces (eV/Å) and, if labelled, stress (eV/Å³) from one n2amd dataset
+    or a list of them (same reference), in file order."""
     from ..data import h5format
+    from .common import check_same_reference, dataset_paths
 
-    frames = []
-    with h5format.open_dataset(path) as f:
-        engine = json.loads(f.attrs["engine"])
-        for i in h5format.frame_ids(f):
-            g = f["frames"][h5format.frame_key(i)]
-            if "forces" not in g:
-                raise ValueError(f"{path}: frame {i} has no force labels")
-            frames.append({"atoms": h5format.read_atoms(g), "energy": float(g["energy"][()]),
-                           "forces": np.asarray(g["forces"][()]),
-                           "stress": np.asarray(g["stress"][()]) if "stress" in g else None})
-    return frames, engine
+    frames, engines, paths = [], [], dataset_paths(data)
+    for path in paths:
+        with h5format.open_dataset(path) as f:
+            engines.append(json.loads(f.attrs["engine"]))
+            for i in h5format.frame_ids(f):
+                g = f["frames"][h5format.frame_key(i)]
+                if "forces" not in g:
+                    raise ValueError(f"{path}: frame {i} has no force labels")
+                frames.append({"atoms": h5format.read_atoms(g), "energy": float(g["energy"][()]),
+                               "forces": np.asarray(g["forces"][()]),
+                               "stress": np.asarray(g["stress"][()]) if "stress" in g else None})
+    return frames, check_same_reference(engines, paths)
 
 
 def _targets(chunk, device, dtype) -> dict:
@@ -212,7 +216,8 @@ def forcefield_from_state(state: dict, device: str = "auto", dtype: str | None =
     """The model held by a loaded force-field model file's dict (``dtype`` overrides the trained one)."""
     from ..models.forcefield import ForceFieldConfig, ForceFieldModel
 
-    model = build_model(lambda: ForceFieldModel(ForceFieldConfig(**state["config"])), state["state_dict"],
+    config = {"scalar_last_layer": False, **state["config"]}  # files from before the option had full last layers
+    model = build_model(lambda: ForceFieldModel(ForceFieldConfig(**config)), state["state_dict"],
                         getattr(torch, dtype or state["dtype"]), device)
     model.info = {k: state.get(k) for k in ("reference", "validation", "epoch", "units", "package_version")}
     return model
