@@ -159,8 +159,18 @@ def forcefield(res) -> list[str]:
           "targets: E ≤ 3 meV/atom, F ≤ 60 meV/Å.", "",
           _table(["model", "E MAE (meV/atom)", "F MAE (meV/Å)", "σ MAE (meV/Å³)", "ms/call 64", "ms/call 512",
                   "vs reference (64)"], rows), ""]
+    rounds = {m.get("rounds") for m in res["models"].values()} - {None}
+    notes = [f"ms/call: median of {max(rounds)} rounds in which the models of a run take turns."] if rounds else []
     if ref:
-        s.append(f"Reference single point on the 64-atom cell in the first run: {ref / 1000:.1f} s.")
+        notes.append(f"Reference single point on the 64-atom cell in the first run: {ref / 1000:.1f} s.")
+    s += [" ".join(notes), ""] if notes else []
+    base = res["models"].get("NequIP (baseline)", {}).get("ms_per_call", {})
+    for name, m in res["models"].items():
+        t = m["ms_per_call"]
+        if base and name.startswith("MLFF"):
+            s.append(f"- Speed of {name} relative to NequIP (baseline), NequIP's ms / {name}'s (> 1: {name} faster): "
+                     + ", ".join(f"{base[n] / t[n]:.2f} at {n} atoms" for n in ("64", "512") if n in t and n in base)
+                     + ".")
     for name, n in (res.get("nve") or {}).items():
         if n["duration_ps"] < 0.1:  # a fit over a few steps measures the Verlet fluctuation, not a drift
             s.append(f"- NVE {name}: {n['duration_ps'] * 1000:g} fs at 1 fs only, too short for a drift: the fitted "
@@ -184,8 +194,9 @@ def mlff_defects(res) -> list[str]:
         worst = max(runs, key=lambda r: r["over_coordinated"] + r["under_coordinated"])
         rows.append([f"`{m}`", len(runs), sum(b > 0 for b in bad), max(bad),
                      f"{worst['temperature_K']:g} K, {worst['strain']:+.3f}" if max(bad) else "–"])
-    return [_prov(res), "", f"The sampling MD of `{res['config']}` (Langevin, LAMMPS `pair_style n2amd`; same cells, "
-            f"strains and seeds for every model), {res['frames_per_condition']} snapshots per condition, "
+    seed = f", seed {res['seed']}" if "seed" in res else ""
+    return [_prov(res), "", f"The sampling MD of `{res['config']}`{seed} (Langevin, LAMMPS `pair_style n2amd`; same "
+            f"cells, strains and seeds for every model), {res['frames_per_condition']} snapshots per condition, "
             f"{res['equilibration_fs']:g} fs + every {res['interval_fs']:g} fs; an atom with more or fewer than 4 "
             f"neighbours within {res['bond_cutoff_A']:g} Å is a defect.", "",
             _table(["model", "snapshots", "with defects", "worst snapshot (atoms)", "worst condition"], rows)]

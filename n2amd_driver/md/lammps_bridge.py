@@ -76,9 +76,6 @@ def compute_pair(h: PairHandle, x_mv, f_mv, type_mv, tag_mv, nlocal: int, nall: 
     tags = _array(tag_mv, np.int64, (-1,))[:nall]
     if not np.all(np.isfinite(x[:nlocal])):
         raise FloatingPointError("pair n2amd: non-finite atom positions (the simulation has blown up)")
-    # graph over owned + ghost atoms (explicit images: non-periodic neighbour search)
-    g = neighbour_graph(x, np.zeros((3, 3)), False, h.r_cut)
-    i, j = g.edge_index  # every pair, both directions
     # node of each atom: owned → itself; ghost of an owned atom → that atom; other ghosts → own node
     order = np.argsort(tags[:nlocal], kind="stable")
     pos = np.searchsorted(tags[:nlocal], tags, sorter=order).clip(0, max(nlocal - 1, 0))
@@ -88,6 +85,16 @@ def compute_pair(h: PairHandle, x_mv, f_mv, type_mv, tag_mv, nlocal: int, nall: 
     node[:nlocal] = np.arange(nlocal)
     foreign = np.flatnonzero(node < 0)
     node[foreign] = nlocal + np.arange(len(foreign))
+    # graph over owned + ghost atoms (explicit images: non-periodic neighbour search). Only atoms with
+    # features of their own (owned, foreign ghosts) receive messages, so a ghost of an owned atom matters
+    # only within r_cut of them: the ghost shell (layers × r_cut + skin) is cut to that first.
+    own = np.zeros(nall, bool)
+    own[:nlocal] = True
+    own[foreign] = True
+    lo, hi = x[own].min(axis=0) - h.r_cut, x[own].max(axis=0) + h.r_cut
+    sel = np.flatnonzero(own | np.all((x >= lo) & (x <= hi), axis=1))
+    g = neighbour_graph(x[sel], np.zeros((3, 3)), False, h.r_cut)
+    i, j = sel[g.edge_index[0]], sel[g.edge_index[1]]  # every pair, both directions
     # messages flow i → j (aggregated at j). A mapped ghost needs none: its owner gets them all.
     keep = (j < nlocal) | ~local_owner[j]
     i, j = i[keep], j[keep]
