@@ -6,7 +6,8 @@ coordination counted in each snapshot. A robust force field keeps every Si atom 
 reference puts far higher in energy: GFN1-xTB labels of such frames, `n2amd data generate`, show it).
 
     .venv/bin/python scripts/bench_mlff_defects.py runs/ff_si64/model.pt si_mlff.pt \
-        [--config n2amd_driver/assets/configs/data_si64_mlff.yaml] [--frames 4] [--seed N] [--out mlff_defects.json]
+        [--config n2amd_driver/assets/configs/data_si64_mlff.yaml] [--frames 4] [--seeds 11 17]
+        [--out mlff_defects.json]
 
 Writes JSON and prints a markdown table.
 """
@@ -63,22 +64,26 @@ def main() -> int:
     ap.add_argument("models", nargs="+", help="MLFF model files or bundled names")
     ap.add_argument("--config", default=str(ROOT / "n2amd_driver/assets/configs/data_si64_mlff.yaml"))
     ap.add_argument("--frames", type=int, default=4, help="snapshots per condition (the config's interval apart)")
-    ap.add_argument("--seed", type=int, help="sampling seed instead of the config's (other cells, velocities)")
+    ap.add_argument("--seeds", type=int, nargs="+",
+                    help="sampling seeds (default: the config's); another seed gives other cells and velocities")
     ap.add_argument("--out", default="mlff_defects.json")
     a = ap.parse_args()
     cfg = yaml.safe_load(open(a.config))
-    if a.seed is not None:
-        cfg["sampling"]["seed"] = a.seed
+    runs = []
+    for seed in a.seeds or [cfg["sampling"]["seed"]]:
+        cfg_s = {**cfg, "sampling": {**cfg["sampling"], "seed": seed}}
+        runs.append({"seed": seed, "models": {m: run_model(m, cfg_s, a.frames) for m in a.models}})
     res = {"config": str(Path(a.config).relative_to(ROOT)) if Path(a.config).is_absolute() else a.config,
-           "seed": cfg["sampling"]["seed"], "bond_cutoff_A": BOND_CUTOFF_A, "frames_per_condition": a.frames,
+           "config_seed": cfg["sampling"]["seed"], "bond_cutoff_A": BOND_CUTOFF_A, "frames_per_condition": a.frames,
            "equilibration_fs": cfg["sampling"]["equilibration_fs"], "interval_fs": cfg["sampling"]["interval_fs"],
-           "models": {m: run_model(m, cfg, a.frames) for m in a.models}, "provenance": provenance()}
+           "runs": runs, "provenance": provenance()}
     Path(a.out).write_text(json.dumps(res, indent=1))
-    print("\n| model | snapshots | snapshots with defects | worst (atoms not 4-coordinated) |")
-    print("| --- | ---: | ---: | ---: |")
-    for m, rows in res["models"].items():
-        bad = [r["over_coordinated"] + r["under_coordinated"] for r in rows]
-        print(f"| {m} | {len(rows)} | {sum(b > 0 for b in bad)} | {max(bad)} |")
+    print("\n| seed | model | snapshots | snapshots with defects | worst (atoms not 4-coordinated) |")
+    print("| ---: | --- | ---: | ---: | ---: |")
+    for run in runs:
+        for m, rows in run["models"].items():
+            bad = [r["over_coordinated"] + r["under_coordinated"] for r in rows]
+            print(f"| {run['seed']} | {m} | {len(rows)} | {sum(b > 0 for b in bad)} | {max(bad)} |")
     return 0
 
 

@@ -64,8 +64,9 @@ for s in "${stages[@]}"; do
                     data; OMP_NUM_THREADS=2 $py scripts/bench_forcefield.py --update $out/forcefield.json \
                         --nnh-model si_nnh.pt --test runs/si64_test.h5 --threads 2 --out $out/forcefield.json ;;
         defects) # the first-round MLFF (Tersoff frames only) against the bundled one (+ frames of its MD)
+                 # seed 11: the runs whose frames were added to the data; 17: independent ones
                  first_mlff; OMP_NUM_THREADS=2 $py scripts/bench_mlff_defects.py runs/ff_si64/model.pt si_mlff.pt \
-                     --out $out/mlff_defects.json ;;
+                     --seeds 11 17 --out $out/mlff_defects.json ;;
         nnh_nve) OMP_NUM_THREADS=2 $py scripts/bench_nnh_nve.py --model si_nnh.pt --ps 5 --threads 2 --out $out/nnh_nve.json ;;
         md) OMP_NUM_THREADS=1 $py scripts/bench_md_coupling.py --out $out/md_coupling.json ;;
         hop) $py scripts/bench_hop.py --out $out/hop.json ;;

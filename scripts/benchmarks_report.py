@@ -188,18 +188,22 @@ def forcefield(res) -> list[str]:
 
 
 def mlff_defects(res) -> list[str]:
+    runs = res.get("runs") or [{"seed": res.get("seed"), "models": res["models"]}]  # older files: one seed
     rows = []
-    for m, runs in res["models"].items():
-        bad = [r["over_coordinated"] + r["under_coordinated"] for r in runs]
-        worst = max(runs, key=lambda r: r["over_coordinated"] + r["under_coordinated"])
-        rows.append([f"`{m}`", len(runs), sum(b > 0 for b in bad), max(bad),
-                     f"{worst['temperature_K']:g} K, {worst['strain']:+.3f}" if max(bad) else "–"])
-    seed = f", seed {res['seed']}" if "seed" in res else ""
-    return [_prov(res), "", f"The sampling MD of `{res['config']}`{seed} (Langevin, LAMMPS `pair_style n2amd`; same "
-            f"cells, strains and seeds for every model), {res['frames_per_condition']} snapshots per condition, "
-            f"{res['equilibration_fs']:g} fs + every {res['interval_fs']:g} fs; an atom with more or fewer than 4 "
-            f"neighbours within {res['bond_cutoff_A']:g} Å is a defect.", "",
-            _table(["model", "snapshots", "with defects", "worst snapshot (atoms)", "worst condition"], rows)]
+    for run in runs:
+        own = run["seed"] == res.get("config_seed", run["seed"])
+        for m, snaps in run["models"].items():
+            bad = [r["over_coordinated"] + r["under_coordinated"] for r in snaps]
+            worst = max(snaps, key=lambda r: r["over_coordinated"] + r["under_coordinated"])
+            rows.append([f"{run['seed'] if run['seed'] is not None else 'config'}"
+                         + (" (the data's runs)" if own and "config_seed" in res else ""), f"`{m}`", len(snaps),
+                         sum(b > 0 for b in bad), max(bad),
+                         f"{worst['temperature_K']:g} K, {worst['strain']:+.3f}" if max(bad) else "–"])
+    return [_prov(res), "", f"The sampling MD of `{res['config']}` (Langevin, LAMMPS `pair_style n2amd`; the same cells, "
+            f"strains and velocities for every model of a seed), {res['frames_per_condition']} snapshots per "
+            f"condition, {res['equilibration_fs']:g} fs + every {res['interval_fs']:g} fs; an atom with more or fewer "
+            f"than 4 neighbours within {res['bond_cutoff_A']:g} Å is a defect.", "",
+            _table(["seed", "model", "snapshots", "with defects", "worst snapshot (atoms)", "worst condition"], rows)]
 
 
 def nnh_nve(res) -> list[str]:
