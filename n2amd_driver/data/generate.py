@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
+import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -132,15 +134,47 @@ def _prepare(cfg: dict, output: Path, engine, progress: bool, overwrite: bool):
     return f
 
 
+class _CtrlC:
+    """Ctrl-C as a flag that the labelling loop checks after each finished frame. Python raises
+    KeyboardInterrupt wherever the signal lands; inside a weakref or finaliser callback it is only printed
+    ("Exception ignored") and the job runs on, so a single Ctrl-C could be lost. Installed only where
+    Python's own handler is in place (a SIGINT ignored by a background shell stays ignored)."""
+
+    def __enter__(self):
+        self.hit, self.previous = False, None
+        if threading.current_thread() is threading.main_thread() \
+                and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            self.previous = signal.signal(signal.SIGINT, self._flag)
+        return self
+
+    def _flag(self, signum, frame):
+        self.hit = True
+
+    def check(self) -> None:
+        if self.hit:
+            raise KeyboardInterrupt
+
+    def __exit__(self, *exc):
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+
+
 def generate(cfg: dict, output: str | os.PathLike, *, workers: int | None = None, progress: bool = True,
              retry_failed: bool = False, overwrite: bool = False) -> Summary:
     """Run (or resume) a generation job; returns counts. Interrupting with Ctrl-C keeps finished frames."""
-    from tqdm.auto import tqdm
-
     output = Path(output)
     t0 = time.time()
     engine = make_engine(cfg["label"])
     f = _prepare(cfg, output, engine, progress, overwrite)
+    with _CtrlC() as ctrl_c:
+        return _label_all(cfg, f, output, engine, workers, retry_failed, progress, ctrl_c, t0)
+
+
+def _label_all(cfg: dict, f, output: Path, engine, workers, retry_failed: bool, progress: bool, ctrl_c: _CtrlC,
+               t0: float) -> Summary:
+    """Label the pending frames of the open dataset ``f`` (closed on return), writing each as it finishes."""
+    from tqdm.auto import tqdm
+
     try:
         todo = h5format.frame_ids(f, "pending") + (h5format.frame_ids(f, "failed") if retry_failed else [])
         todo.sort()
@@ -163,6 +197,7 @@ def generate(cfg: dict, output: str | os.PathLike, *, workers: int | None = None
                 errors.append(err)
                 bar.write(f"[n2amd] {err}", file=sys.stderr)
             bar.update(1)
+            ctrl_c.check()  # after the frame is written: an interrupted job keeps every finished frame
 
         if workers <= 1:
             _init_worker(cfg["label"])
