@@ -60,6 +60,10 @@ class EdgeTensorProduct(o3.TensorProduct):
             self.register_buffer(f"_path_of_col_{i1}", torch.cat([torch.full((d3,), p) for p, d3 in enumerate(dims)]),
                                  persistent=False)
 
+        # scatter() walks the path weights group by group: the groups' paths must tile the instructions
+        starts = [sum(len(e) for _, e in self._groups[:g]) for g in range(len(self._groups))]
+        assert all([k for k, _ in e] == list(range(s, s + len(e))) for s, (_, e) in zip(starts, self._groups))
+
     def forward(self, x, y, weight):
         # torch.split, not slicing: the backward of a slice allocates a zero tensor of the full input
         z = x.shape[0]
@@ -94,7 +98,6 @@ class EdgeTensorProduct(o3.TensorProduct):
         for i1, entries in self._groups:
             mul, ir1 = self.irreps_in1[i1]
             P, i = len(entries), ir1.dim
-            assert [e[0] for e in entries] == list(range(k, k + P)), "a group's paths must be consecutive"
             path_of_col = getattr(self, f"_path_of_col_{i1}")
             if i == 1:
                 m = y @ getattr(self, f"_cg_{i1}")  # (z, K)

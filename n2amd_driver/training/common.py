@@ -25,13 +25,24 @@ def dataset_paths(data) -> list[str]:
     return [str(p) for p in paths]
 
 
-def check_same_reference(engines: list[dict], paths: list[str]) -> dict:
-    """The one reference (engine, method, settings) of pooled datasets; mixing references is an error."""
-    for e, p in zip(engines[1:], paths[1:]):
-        if e != engines[0]:
-            raise ValueError(f"{p} was labelled with {e}, {paths[0]} with {engines[0]}: "
-                             "a model is trained on one reference, so these datasets cannot be pooled")
-    return engines[0]
+def read_pooled(data, read) -> tuple[list, dict, str]:
+    """Frames of one n2amd dataset or a list of them, pooled in file order: ``read(path, group, i)`` for each
+    finished frame. Returns the frames, the one reference (engine, method, settings) and the basis (JSON);
+    datasets of different references or bases are refused (a model is trained on one reference)."""
+    from ..data import h5format
+
+    frames, engines, bases, paths = [], [], [], dataset_paths(data)
+    for path in paths:
+        with h5format.open_dataset(path) as f:
+            engines.append(json.loads(f.attrs["engine"]))
+            bases.append(f.attrs.get("basis", ""))
+            if engines[-1] != engines[0]:
+                raise ValueError(f"{path} was labelled with {engines[-1]}, {paths[0]} with {engines[0]}: "
+                                 "a model is trained on one reference, so these datasets cannot be pooled")
+            if json.loads(bases[-1] or "null") != json.loads(bases[0] or "null"):
+                raise ValueError(f"{path} and {paths[0]} have different orbital bases: they cannot be pooled")
+            frames += [read(path, f["frames"][h5format.frame_key(i)], i) for i in h5format.frame_ids(f)]
+    return frames, engines[0], bases[0]
 
 
 def seed_everything(seed: int) -> None:

@@ -9,7 +9,6 @@ the full config, units and reference; load it with :func:`load_forcefield_model`
 """
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -46,20 +45,16 @@ def load_frames(data) -> tuple[list[dict], dict]:
     """Structures with energy (eV), forces (eV/Å) and, if labelled, stress (eV/Å³) from one n2amd dataset
     or a list of them (same reference), in file order."""
     from ..data import h5format
-    from .common import check_same_reference, dataset_paths
+    from .common import read_pooled
 
-    frames, engines, paths = [], [], dataset_paths(data)
-    for path in paths:
-        with h5format.open_dataset(path) as f:
-            engines.append(json.loads(f.attrs["engine"]))
-            for i in h5format.frame_ids(f):
-                g = f["frames"][h5format.frame_key(i)]
-                if "forces" not in g:
-                    raise ValueError(f"{path}: frame {i} has no force labels")
-                frames.append({"atoms": h5format.read_atoms(g), "energy": float(g["energy"][()]),
-                               "forces": np.asarray(g["forces"][()]),
-                               "stress": np.asarray(g["stress"][()]) if "stress" in g else None})
-    return frames, check_same_reference(engines, paths)
+    def read(path, g, i) -> dict:
+        if "forces" not in g:
+            raise ValueError(f"{path}: frame {i} has no force labels")
+        return {"atoms": h5format.read_atoms(g), "energy": float(g["energy"][()]), "forces": np.asarray(g["forces"][()]),
+                "stress": np.asarray(g["stress"][()]) if "stress" in g else None}
+
+    frames, engine, _ = read_pooled(data, read)
+    return frames, engine
 
 
 def _targets(chunk, device, dtype) -> dict:

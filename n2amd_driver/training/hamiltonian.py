@@ -52,25 +52,17 @@ def load_frames(data, dtype) -> tuple[list[dict], str, dict]:
     """Frames with H, S (eV), orbital energies and occupations from one n2amd dataset or a list of them
     (same reference and basis), in file order; also the basis (JSON) and the reference."""
     from ..data import h5format
-    from .common import check_same_reference, dataset_paths
+    from .common import read_pooled
 
-    frames, engines, bases, paths = [], [], [], dataset_paths(data)
-    for path in paths:
-        with h5format.open_dataset(path) as f:
-            bases.append(f.attrs["basis"])
-            engines.append(json.loads(f.attrs["engine"]))
-            if json.loads(bases[-1] or "null") != json.loads(bases[0] or "null"):
-                raise ValueError(f"{path} and {paths[0]} have different orbital bases: they cannot be pooled")
-            for i in h5format.frame_ids(f):
-                g = f["frames"][h5format.frame_key(i)]
-                if "hamiltonian" not in g:
-                    raise ValueError(f"{path}: frame {i} has no Hamiltonian label")
-                frames.append({"atoms": h5format.read_atoms(g),
-                               "H": torch.as_tensor(g["hamiltonian"][()], dtype=dtype),
-                               "S": torch.as_tensor(g["overlap"][()], dtype=dtype),
-                               "eps": torch.as_tensor(g["orbital_energies"][()], dtype=dtype),
-                               "occ": g["occupations"][()]})
-    return frames, bases[0], check_same_reference(engines, paths)
+    def read(path, g, i) -> dict:
+        if "hamiltonian" not in g:
+            raise ValueError(f"{path}: frame {i} has no Hamiltonian label")
+        return {"atoms": h5format.read_atoms(g), "H": torch.as_tensor(g["hamiltonian"][()], dtype=dtype),
+                "S": torch.as_tensor(g["overlap"][()], dtype=dtype),
+                "eps": torch.as_tensor(g["orbital_energies"][()], dtype=dtype), "occ": g["occupations"][()]}
+
+    frames, engine, basis_json = read_pooled(data, read)
+    return frames, basis_json, engine
 
 
 def onsite_means(frames, basis) -> dict:
