@@ -66,11 +66,13 @@ def main(argv=None) -> int:
         if not a.reference_every or step % a.reference_every:
             return
         band, rem = nnh.band_terms(atoms), nnh.remainder.evaluate(atoms)
+        rep = nnh.prior.evaluate(atoms)["energy"] if nnh.prior is not None else 0.0
         ref = engine.label(atoms)
         n = len(atoms)
         along.append({"step": step, "temperature_K": atoms.get_temperature(),
-                      "reference_eV_atom": ref.energy / n, "model_eV_atom": (band["energy"] + rem["energy"]) / n,
-                      "band_eV_atom": band["energy"] / n, "remainder_eV_atom": rem["energy"] / n,
+                      "reference_eV_atom": ref.energy / n, "model_eV_atom": (band["energy"] + rep + rem["energy"]) / n,
+                      "band_eV_atom": band["energy"] / n, "repulsion_eV_atom": rep / n,
+                      "remainder_eV_atom": rem["energy"] / n,
                       "model_gap_eV": band["extras"]["cbm_eV"] - band["extras"]["vbm_eV"]})
         print(f"[{step} fs] T {along[-1]['temperature_K']:.0f} K, model − reference "
               f"{1000 * (along[-1]['model_eV_atom'] - along[-1]['reference_eV_atom']):+.1f} meV/atom", flush=True)

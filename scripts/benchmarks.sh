@@ -67,7 +67,8 @@ for s in "${stages[@]}"; do
                  # seed 11: the runs whose frames were added to the data; 17: independent ones
                  first_mlff; OMP_NUM_THREADS=2 $py scripts/bench_mlff_defects.py runs/ff_si64/model.pt si_mlff.pt \
                      --seeds 11 17 --out $out/mlff_defects.json ;;
-        nnh_nve) OMP_NUM_THREADS=2 $py scripts/bench_nnh_nve.py --model si_nnh.pt --ps 5 --threads 2 --out $out/nnh_nve.json ;;
+        nnh_nve) OMP_NUM_THREADS=2 $py scripts/bench_nnh_nve.py --model si_nnh.pt --ps 5 --threads 2 --reference-every 250 \
+                     --out $out/nnh_nve.json ;;
         md) OMP_NUM_THREADS=1 $py scripts/bench_md_coupling.py --out $out/md_coupling.json ;;
         hop) $py scripts/bench_hop.py --out $out/hop.json ;;
         demo) rm -rf $work/demo; $n2amd demo --workdir $work/demo; cp $work/demo/summary.json $out/demo.json ;;

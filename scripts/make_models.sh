@@ -4,9 +4,7 @@
 # same software stack reproduces the files up to floating-point summation order.
 # Time on 2 cores: data ~5 min per system (GFN1-xTB, 45 Si64 / 45 GaAs64 frames), MLFF-sampled Si64
 # frames ~10 min, MLFF ~2 min, SAM MLFF ~5 min, Si and GaAs Hamiltonians ~80 min each on one core
-# (run them side by side to halve that) and the Si fine-tuning ~20 min, NNH ~5 min.
-# The NNH model holds the Hamiltonian of train_h_si64.yaml (Tersoff-sampled frames; the remainder was
-# fitted with it), not the fine-tuned one.
+# (run them side by side to halve that) and the Si fine-tuning ~20 min, NNH ~3 min.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N2AMD=.venv/bin/n2amd
@@ -31,7 +29,9 @@ $N2AMD train hamiltonian $C/train_h_si64.yaml --set data=runs/si64_train.h5
 $N2AMD train hamiltonian $C/train_h_si64_mlff.yaml --set init=runs/h_si64/model.pt \
     --set data=[runs/si64_train.h5,runs/si64_mlff.h5]
 cp runs/h_si64_mlff/model.pt $M/si_hamiltonian.pt
-$N2AMD train nnh $C/train_nnh_si64.yaml --set hamiltonian=runs/h_si64/model.pt --set data=runs/si64_train.h5
+# NNH: band energy of the fine-tuned Hamiltonian + GFN1-xTB repulsion + remainder fitted on the same frames
+$N2AMD train nnh $C/train_nnh_si64.yaml --set hamiltonian=runs/h_si64_mlff/model.pt \
+    --set data=[runs/si64_train.h5,runs/si64_mlff.h5]
 cp runs/nnh_si64/model.pt $M/si_nnh.pt
 $N2AMD data generate $C/data_gaas64_train.yaml -o runs/gaas64_train.h5
 $N2AMD data generate $C/data_gaas64_test.yaml -o runs/gaas64_test.h5

@@ -13,6 +13,7 @@ from n2amd_driver import N2AMDCalculator
 from n2amd_driver.models.forcefield import ForceFieldConfig, ForceFieldModel
 from n2amd_driver.models.nnh import NNHModel, density_matrices, fermi_occupations
 from n2amd_driver.structure import rotate_atoms
+from n2amd_driver.units import BOHR_ANG, HARTREE_EV
 
 from .conftest import random_orthogonal
 
@@ -263,6 +264,7 @@ def test_nnh_forces_and_stress_match_finite_differences(tmp_path, tiny_dataset):
     calc = N2AMDCalculator(tmp_path / "nnh" / "model.pt")
     nnh = calc.model
     assert isinstance(nnh, NNHModel) and nnh.remainder is not None and nnh.kT == 0.05
+    assert nnh.prior is not None  # the default: the reference's pair repulsion under the remainder
     a = bulk("Si", "diamond", 5.43, cubic=True)
     a.rattle(0.05, seed=2)
     res = nnh.evaluate(a)
@@ -314,6 +316,50 @@ def test_nnh_forces_with_shell_potentials_match_finite_differences():
 
         eps_full = sl.eigh(hm.hamiltonian(a), hm.overlap(a), eigvals_only=True)
         assert res["extras"]["vbm_eV"] == pytest.approx(eps_full[15], abs=1e-8)  # 8 atoms × 4 electrons / 2 − 1
+
+
+def _tblite_repulsion_eV(atoms) -> float:
+    """tblite's own repulsion energy, as it prints it (the Python API returns only totals)."""
+    code = f"""
+import numpy as np
+from tblite.interface import Calculator
+B = 1 / {BOHR_ANG!r}
+numbers = np.array({atoms.numbers.tolist()})
+pos = np.array({atoms.positions.tolist()}) * B
+cell = np.array({atoms.cell.array.tolist()}) * B
+calc = Calculator("GFN1-xTB", numbers, pos, lattice=cell, periodic=np.array([True] * 3))
+calc.set("verbosity", 3)
+calc.set("max-iter", 1)
+try:
+    calc.singlepoint()
+except Exception:
+    pass  # one SCC cycle is enough: the repulsion is printed before it
+"""
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    line = next(ln for ln in r.stdout.splitlines() if ln.strip().startswith("repulsion energy"))
+    return float(line.split()[2]) * HARTREE_EV
+
+
+def test_repulsion_prior_is_tblites_repulsion():
+    """The NNH prior equals GFN1-xTB's screened-Coulomb repulsion as tblite computes it (Si, GaAs, skewed
+    periodic cells); its forces and stress are its derivatives."""
+    from n2amd_driver.models.repulsion import PairRepulsion
+
+    gaas = bulk("GaAs", "zincblende", 5.65, cubic=True)
+    gaas.rattle(0.06, seed=4)
+    for atoms in (skewed_si(), gaas):
+        rep = PairRepulsion.for_method("GFN1-xTB", sorted(set(atoms.get_chemical_symbols())))
+        out = rep.evaluate(atoms)
+        assert out["energy"] == pytest.approx(_tblite_repulsion_eV(atoms), rel=1e-10)
+        for i, x in [(0, 0), (5, 2)]:
+            assert out["forces"][i, x] == pytest.approx(fd_energy(rep, atoms, i, x, 1e-5), rel=1e-6, abs=1e-7)
+        for p, q in [(0, 0), (1, 2), (2, 1)]:
+            assert out["stress"][p, q] == pytest.approx(fd_stress(rep, atoms, p, q, 1e-5), rel=1e-6, abs=1e-8)
+        assert np.abs(out["forces"].sum(axis=0)).max() < 1e-10
+    with pytest.raises(ValueError, match="GFN1-xTB parameters only"):
+        PairRepulsion.for_method("GFN2-xTB", ["Si"])
+    with pytest.raises(ValueError, match=r"\['Au'\]"):
+        PairRepulsion.for_method("GFN1-xTB", ["Si", "Au"])
 
 
 def test_files_from_before_scalar_last_layer_load_as_written():

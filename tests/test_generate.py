@@ -118,3 +118,33 @@ def test_settings_mismatch_and_unknown_keys_are_refused(tmp_path):
 def test_help_documents_units():
     r = run(["data", "generate", "--help"])
     assert r.returncode == 0 and "eV/Å" in r.stdout
+
+
+def test_ase_md_sampling_with_a_whole_system_model():
+    """Sampling MD driven by the bundled NNH model (LAMMPS pair styles cannot host it): Langevin in ASE, one
+    process per condition with workers > 1, the same frames as one process (each condition has its own seed)."""
+    import numpy as np
+
+    from n2amd_driver.data.sampling import sample_configurations
+
+    system = {"elements": ["Si"], "prototype": "diamond", "lattice_constant": 5.43, "supercell": [1, 1, 1]}
+    sampling = {"method": "ase-md", "potential": {"model": "si_nnh.pt"}, "temperatures": [300, 600],
+                "strains": [0.0], "shear_std": 0.005, "frames_per_condition": 2, "equilibration_fs": 3,
+                "interval_fs": 2, "seed": 5}
+    one = sample_configurations(system, sampling, progress=False)
+    two = sample_configurations(system, sampling, progress=False, workers=2)
+    assert len(one) == 4 and [s.source for s in one] == [s.source for s in two]
+    assert "ase-md T=600K" in one[2].source and "step=7" in one[3].source
+    for a, b in zip(one, two):
+        np.testing.assert_allclose(a.atoms.positions, b.atoms.positions, atol=1e-8)
+        assert a.atoms.constraints == [] and a.atoms.calc is None
+    start = sample_configurations(system, {**sampling, "method": "rattle", "rattle_std": 0.0}, progress=False)
+    def displacement(a, b):  # minimum image: frames are wrapped into the cell
+        d = a.get_scaled_positions() - b.get_scaled_positions()
+        return np.abs((d - np.round(d)) @ a.cell.array).max()
+
+    assert np.allclose(one[0].atoms.cell, start[0].atoms.cell)  # same strained cell
+    assert 1e-4 < displacement(one[0].atoms, start[0].atoms) < 0.5  # a few fs of MD at 300 K
+    assert displacement(one[1].atoms, one[0].atoms) > 1e-4
+    with pytest.raises(ValueError, match="potential: {model: FILE}"):
+        sample_configurations(system, {**sampling, "potential": "auto"}, progress=False)

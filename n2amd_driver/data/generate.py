@@ -34,8 +34,9 @@ DEFAULTS: dict = {
         "structure": None,  # or a path to any ASE-readable structure (overrides the prototype)
     },
     "sampling": {
-        "method": "md",  # "md" (LAMMPS classical potential) or "rattle" (random displacements)
-        "potential": "auto",  # "auto" = bundled potential for the elements, or {pair_style, pair_coeff}
+        "method": "md",  # "md" (LAMMPS), "ase-md" (ASE Langevin with an n2amd model) or "rattle" (random displacements)
+        "potential": "auto",  # md: "auto" = bundled potential for the elements, or {pair_style, pair_coeff};
+        #                       ase-md: {model: FILE} (any n2amd model file, NNH included)
         "temperatures": [300, 600, 900],  # K
         "strains": [-0.02, 0.0, 0.02],  # isotropic linear strain
         "shear_std": 0.01,  # random symmetric shear strain per condition
@@ -51,7 +52,7 @@ DEFAULTS: dict = {
         "method": "GFN2-xTB",  # tblite: GFN1-xTB | GFN2-xTB; pyscf: PBE | HSE06 | ...
         "options": {},  # engine options (see n2amd_driver.engines)
     },
-    "workers": 2,  # labelling processes
+    "workers": 2,  # labelling processes (and sampling processes, one per condition)
 }
 
 
@@ -102,7 +103,7 @@ def _label_one(i: int, arrays: dict, name: str):
 
 
 # ---- driver side ---------------------------------------------------------------------------
-def _prepare(cfg: dict, output: Path, engine, progress: bool, overwrite: bool):
+def _prepare(cfg: dict, output: Path, engine, progress: bool, overwrite: bool, workers: int | None = None):
     """Open (resuming) or create the output file and make sure every structure is in it."""
     desc = engine.describe()
     if output.exists() and not overwrite:
@@ -124,7 +125,8 @@ def _prepare(cfg: dict, output: Path, engine, progress: bool, overwrite: bool):
         f.attrs["config"] = json.dumps(cfg, sort_keys=True, default=str)
     from .sampling import sample_configurations
 
-    samples = sample_configurations(cfg["system"], cfg["sampling"], progress=progress)
+    samples = sample_configurations(cfg["system"], cfg["sampling"], progress=progress,
+                                    workers=int(workers or cfg.get("workers", 1)))
     existing = set(h5format.frame_ids(f, None))
     for i, s in enumerate(samples):
         if i not in existing:
@@ -165,7 +167,7 @@ def generate(cfg: dict, output: str | os.PathLike, *, workers: int | None = None
     output = Path(output)
     t0 = time.time()
     engine = make_engine(cfg["label"])
-    f = _prepare(cfg, output, engine, progress, overwrite)
+    f = _prepare(cfg, output, engine, progress, overwrite, workers)
     with _CtrlC() as ctrl_c:
         return _label_all(cfg, f, output, engine, workers, retry_failed, progress, ctrl_c, t0)
 

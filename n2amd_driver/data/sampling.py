@@ -1,6 +1,7 @@
 """Sampling configurations the way the field does: snapshots of finite-temperature MD of strained
-cells, driven by a cheap classical potential shipped with LAMMPS (Tersoff for Si, BOP for GaAs),
-or plain random displacements where no potential fits.
+cells, driven by a cheap classical potential shipped with LAMMPS (Tersoff for Si, BOP for GaAs) or by
+one of the package's models (LAMMPS for MLFFs, ASE for whole-system models such as NNH forces: active
+learning), or plain random displacements where no potential fits.
 
 All settings live in the ``system`` and ``sampling`` sections of a generation config
 (:data:`n2amd_driver.data.generate.DEFAULTS` documents them). Sampling is deterministic for a
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from ase import Atoms
@@ -102,6 +104,45 @@ def md_samples(base: Atoms, temperature: float, strain: float, n_frames: int, sa
     return out
 
 
+def ase_md_samples(base: Atoms, temperature: float, strain: float, n_frames: int, sampling: dict,
+                   seed: int) -> list[Sample]:
+    """Like :func:`md_samples`, but Langevin MD in ASE with one of the package's own models
+    (``potential: {model: FILE}``): whole-system models such as NNH forces, which LAMMPS pair styles
+    cannot host. Same friction as the LAMMPS runs (damping time 100 fs)."""
+    from ase import units
+    from ase.constraints import FixCom
+    from ase.md.langevin import Langevin
+    from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
+
+    from ..calculator import N2AMDCalculator
+
+    potential = sampling.get("potential")
+    if not (isinstance(potential, dict) and "model" in potential):
+        raise ValueError("sampling.method: ase-md needs sampling.potential: {model: FILE} (an n2amd model file)")
+    rng = np.random.default_rng(seed)
+    atoms = strain_cell(base, strain, float(sampling.get("shear_std", 0.0)), rng)
+    atoms.calc = N2AMDCalculator(potential["model"])
+    dt_fs = float(sampling.get("timestep_fs", 1.0))
+    equil = int(round(float(sampling.get("equilibration_fs", 2000)) / dt_fs))
+    interval = int(round(float(sampling.get("interval_fs", 200)) / dt_fs))
+    MaxwellBoltzmannDistribution(atoms, temperature_K=temperature, rng=rng)
+    Stationary(atoms)
+    atoms.set_constraint(FixCom())  # the centre of mass stays put, as LAMMPS' 'zero yes' keeps it
+    dyn = Langevin(atoms, dt_fs * units.fs, temperature_K=temperature, friction=0.01 / units.fs, fixcm=False,
+                   rng=np.random.default_rng(int(rng.integers(1 << 31))))
+    dyn.run(equil)
+    out = []
+    for k in range(n_frames):
+        dyn.run(interval)
+        snap = atoms.copy()
+        snap.calc = None
+        snap.set_constraint()
+        snap.wrap()
+        out.append(Sample(snap, f"ase-md T={temperature:g}K strain={strain:+.4f} step={equil + (k + 1) * interval} "
+                                f"seed={seed} model={Path(str(potential['model'])).name}"))
+    return out
+
+
 def rattle_samples(base: Atoms, temperature: float, strain: float, n_frames: int, sampling: dict,
                    seed: int) -> list[Sample]:
     """Random Gaussian displacements (``rattle_std`` Å, scaled by sqrt(T/300 K)) of the strained cell."""
@@ -116,18 +157,40 @@ def rattle_samples(base: Atoms, temperature: float, strain: float, n_frames: int
     return out
 
 
-def sample_configurations(system: dict, sampling: dict, progress: bool = True) -> list[Sample]:
-    """All configurations of a generation job: for each temperature × strain, ``frames_per_condition``."""
+def sample_configurations(system: dict, sampling: dict, progress: bool = True, workers: int = 1) -> list[Sample]:
+    """All configurations of a generation job: for each temperature × strain, ``frames_per_condition``.
+    Each condition has its own seed, so ``workers`` > 1 (``ase-md`` only: one process per condition, one
+    torch thread each; NNH steps take ~1 s) gives the same configurations as one."""
     from tqdm.auto import tqdm
 
     base = build_system(system)
     method = sampling.get("method", "md")
-    sampler = {"md": md_samples, "rattle": rattle_samples}.get(method)
+    sampler = {"md": md_samples, "ase-md": ase_md_samples, "rattle": rattle_samples}.get(method)
     if sampler is None:
-        raise ValueError(f"sampling.method must be 'md' or 'rattle', got '{method}'")
+        raise ValueError(f"sampling.method must be 'md', 'ase-md' or 'rattle', got '{method}'")
     conditions = [(float(T), float(s)) for T in sampling["temperatures"] for s in sampling["strains"]]
     seed0 = int(sampling.get("seed", 0))
-    samples: list[Sample] = []
-    for c, (T, s) in enumerate(tqdm(conditions, desc=f"sampling ({method})", unit="cond", disable=not progress)):
-        samples += sampler(base, T, s, int(sampling["frames_per_condition"]), sampling, seed=seed0 * 1000 + c)
-    return samples
+    jobs = [(sampler, base, T, s, int(sampling["frames_per_condition"]), sampling, seed0 * 1000 + c)
+            for c, (T, s) in enumerate(conditions)]
+    bar = dict(desc=f"sampling ({method})", unit="cond", total=len(jobs), disable=not progress)
+    if workers <= 1 or len(jobs) == 1 or method != "ase-md":  # LAMMPS runs and rattling are quick
+        per_condition = [_run_sampler(job) for job in tqdm(jobs, **bar)]
+    else:
+        from concurrent.futures import ProcessPoolExecutor
+        from multiprocessing import get_context
+
+        with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=get_context("spawn"),
+                                 initializer=_one_thread) as pool:
+            per_condition = list(tqdm(pool.map(_run_sampler, jobs), **bar))  # map keeps the order
+    return [sample for samples in per_condition for sample in samples]
+
+
+def _run_sampler(job) -> list[Sample]:
+    sampler, *args = job
+    return sampler(*args)
+
+
+def _one_thread() -> None:
+    import torch
+
+    torch.set_num_threads(1)

@@ -1,6 +1,6 @@
 """NNH-MD forces: energy and forces from the neural-network Hamiltonian itself.
 
-    E(R) = Ω_band(R) + E_rem(R),    Ω_band = Σ_n f_n ε_n − T S_el   (Mermin free energy, Fermi smearing kT)
+    E(R) = Ω_band(R) + E_rep(R) + E_rem(R),    Ω_band = Σ_n f_n ε_n − T S_el   (Mermin free energy, Fermi smearing kT)
 
 ε_n solve H(R) c = ε S(R) c with the model's Γ-point H and the analytic overlap S of the reference
 basis. With ρ = Σ f_n c_n c_nᵀ and W = Σ f_n ε_n c_n c_nᵀ held fixed, the surrogate
@@ -21,8 +21,9 @@ electrostatic response, and in the total energy its first-order effect is cancel
 double-counting term (the forces keep only ½ q ∂γ/∂R q, a small pair term for a near-neutral
 crystal), whereas Σ f ε alone would carry it in full: with it, the remainder fit of Si64 left
 7.5 meV/atom and 414 meV/Å, without it 3.2 meV/atom and 97 meV/Å (validation, same data and settings).
-The band edges in the extras come from the full H, as the couplings see them. E_rem is a
-short-range MLFF fitted to the reference minus the band terms (:func:`fit_remainder`). Units: eV, Å.
+The band edges in the extras come from the full H, as the couplings see them. E_rep is the reference
+method's own pair repulsion (:mod:`.repulsion`, exact; optional: ``prior: repulsion``), E_rem a short-range
+MLFF fitted to the reference minus the band terms and the prior (:func:`fit_remainder`). Units: eV, Å.
 """
 from __future__ import annotations
 
@@ -82,9 +83,10 @@ def density_matrices(C: np.ndarray, eps: np.ndarray, f: np.ndarray) -> tuple[np.
 class NNHModel:
     """Band energy of a Hamiltonian model + optional remainder MLFF; ``evaluate`` like the MLFF's."""
 
-    def __init__(self, hamiltonian_model, remainder=None, kT: float = 0.0, path: str | None = None):
+    def __init__(self, hamiltonian_model, remainder=None, kT: float = 0.0, path: str | None = None, prior=None):
         self.h = hamiltonian_model
         self.remainder = remainder
+        self.prior = prior  # a PairRepulsion or None
         self.kT = float(kT)
         self.path = path
         ref = self.h.info.get("reference") or {}
@@ -148,24 +150,36 @@ class NNHModel:
             out["stress"] = 0.5 * (s + s.T) / V
         return out
 
+    def fixed_terms(self, atoms: Atoms, stress: bool = False) -> dict:
+        """Band terms plus the repulsion prior: everything but the learned remainder."""
+        out = self.band_terms(atoms, stress)
+        if self.prior is not None:
+            _add(out, self.prior.evaluate(atoms, stress=stress), stress)
+        return out
+
     def evaluate(self, atoms: Atoms, stress: bool | None = None) -> dict:
         stress = bool(np.all(atoms.pbc)) if stress is None else stress
-        out = self.band_terms(atoms, stress)
+        out = self.fixed_terms(atoms, stress)
         if self.remainder is not None:
-            rem = self.remainder.evaluate(atoms, stress=stress)
-            out["energy"] += rem["energy"]
-            out["forces"] = out["forces"] + rem["forces"]
-            if stress:
-                out["stress"] = out["stress"] + rem["stress"]
+            _add(out, self.remainder.evaluate(atoms, stress=stress), stress)
         return out
 
 
-def save_nnh_model(path, hamiltonian_path, remainder_path=None, kT: float = 0.0) -> Path:
-    """One file holding the Hamiltonian model, the remainder MLFF and the smearing (kT in eV)."""
+def _add(out: dict, term: dict, stress: bool) -> None:
+    out["energy"] += term["energy"]
+    out["forces"] = out["forces"] + term["forces"]
+    if stress:
+        out["stress"] = out["stress"] + term["stress"]
+
+
+def save_nnh_model(path, hamiltonian_path, remainder_path=None, kT: float = 0.0, prior=None) -> Path:
+    """One file holding the Hamiltonian model, the repulsion prior (its parameters), the remainder MLFF and
+    the smearing (kT in eV)."""
     from ..training.common import atomic_save
 
     load = lambda p: torch.load(p, map_location="cpu", weights_only=False)
     state = {"kind": "nnh", "hamiltonian": load(hamiltonian_path), "kT_eV": float(kT),
+             "prior": prior.state() if prior is not None else None,
              "remainder": load(remainder_path) if remainder_path else None,
              "units": {"energy": "eV", "length": "Å", "forces": "eV/Å"}}
     Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -184,14 +198,19 @@ def nnh_from_state(state: dict, path: str | None = None) -> NNHModel:
     from ..training.forcefield import forcefield_from_state
     from ..training.hamiltonian import hamiltonian_from_state
 
+    from .repulsion import PairRepulsion
+
     rem = state.get("remainder")
     rem = forcefield_from_state(rem, "cpu", "float64") if rem is not None else None
-    return NNHModel(hamiltonian_from_state(state["hamiltonian"], "cpu"), rem, state["kT_eV"], path)
+    prior = PairRepulsion.from_state(state["prior"]) if state.get("prior") else None  # files before priors: none
+    return NNHModel(hamiltonian_from_state(state["hamiltonian"], "cpu"), rem, state["kT_eV"], path, prior)
+
 
 NNH_DEFAULTS: dict = {
     "hamiltonian": None,  # model.pt from 'n2amd train hamiltonian' (tblite reference)
-    "data": None,  # n2amd dataset with energy/forces/stress labels from the same reference
+    "data": None,  # n2amd dataset (or a list, pooled) with energy/forces/stress labels from the same reference
     "kT_eV": 0.0,  # Fermi smearing (eV); 0 = fixed integer occupations (insulators)
+    "prior": "repulsion",  # repulsion: the reference method's pair repulsion, exact, under the remainder | none
     "remainder": {"model": {"r_cut": 4.0, "layers": 2, "hidden": "16x0e+8x1o+4x2e"},
                   "train": {"epochs": 100, "batch_size": 2, "early_stopping": 20}},
     "output": "runs/nnh",
@@ -199,24 +218,21 @@ NNH_DEFAULTS: dict = {
 
 
 def residual_dataset(nnh: NNHModel, data, out_path, progress: bool = True, tag: dict | None = None) -> Path:
-    """The reference labels minus the band terms of ``nnh`` (energy, forces, stress): what the
-    remainder MLFF has to learn. Written as an n2amd dataset next to the output."""
-    import json
-
+    """The reference labels minus the band terms and the prior of ``nnh`` (energy, forces, stress): what
+    the remainder MLFF has to learn. ``data``: one dataset or a list (pooled, frames renumbered in order).
+    Written as an n2amd dataset next to the output."""
     from tqdm.auto import tqdm
 
     from ..data import h5format
+    from ..training.common import read_pooled
 
-    with h5format.open_dataset(data) as f:
-        engine = json.loads(f.attrs["engine"])
-        items = [(i, h5format.read_atoms(f["frames"][h5format.frame_key(i)]),
-                  h5format.read_frame(f["frames"][h5format.frame_key(i)], ("energy", "forces", "stress")))
-                 for i in h5format.frame_ids(f)]
+    read = lambda path, g, i: (h5format.read_atoms(g), h5format.read_frame(g, ("energy", "forces", "stress")))
+    items, engine, _ = read_pooled(data, read)
     with h5format.create_dataset(out_path, engine={**engine, "residual_of": "NNH band energy", **(tag or {})},
                                  basis_json=None, overwrite=True) as g:
-        for i, atoms, lab in tqdm(items, desc="band terms", unit="frame", disable=not progress):
+        for i, (atoms, lab) in enumerate(tqdm(items, desc="band terms", unit="frame", disable=not progress)):
             periodic = bool(np.all(atoms.pbc)) and "stress" in lab
-            band = nnh.band_terms(atoms, stress=periodic)
+            band = nnh.fixed_terms(atoms, stress=periodic)
             res = {"energy": np.asarray(float(lab["energy"]) - band["energy"]), "forces": lab["forces"] - band["forces"]}
             if periodic:
                 res["stress"] = lab["stress"] - band["stress"]
@@ -238,16 +254,18 @@ def _residual_tag(path) -> dict:
 
     with h5format.open_dataset(path) as f:
         engine = json.loads(f.attrs["engine"])
-    return {k: engine.get(k) for k in ("hamiltonian_sha256", "data_sha256", "kT_eV", "band_terms")}
+    return {k: engine.get(k) for k in ("hamiltonian_sha256", "data_sha256", "kT_eV", "band_terms", "prior")}
 
 
 def fit_remainder(cfg: dict, progress: bool = True) -> Path:
-    """``n2amd train nnh``: band terms of the Hamiltonian model on the data, an MLFF fitted to the rest,
-    both saved as one NNH model file (OUTPUT/model.pt)."""
+    """``n2amd train nnh``: band terms of the Hamiltonian model (and the repulsion prior) on the data, an
+    MLFF fitted to the rest, all saved as one NNH model file (OUTPUT/model.pt)."""
     from ..config import merge
+    from ..training.common import dataset_paths
     from ..training.forcefield import DEFAULTS as FF_DEFAULTS
     from ..training.forcefield import train_forcefield
     from ..training.hamiltonian import load_hamiltonian_model
+    from .repulsion import PairRepulsion
 
     for key in ("hamiltonian", "data"):
         if not cfg.get(key):
@@ -255,11 +273,15 @@ def fit_remainder(cfg: dict, progress: bool = True) -> Path:
     out = Path(cfg["output"])
     out.mkdir(parents=True, exist_ok=True)
     hm = load_hamiltonian_model(cfg["hamiltonian"], device="cpu")
-    nnh = NNHModel(hm, None, float(cfg["kT_eV"]))
+    if cfg["prior"] not in ("repulsion", "none", None):
+        raise ValueError(f"prior: {cfg['prior']!r} is not one of: repulsion, none")
+    prior = PairRepulsion.for_method(hm.info["reference"]["method"], hm.elements) if cfg["prior"] == "repulsion" else None
+    nnh = NNHModel(hm, None, float(cfg["kT_eV"]), prior=prior)
     resid = out / "residual.h5"
     # the band terms are the slow part: computed once and kept for resumed runs of the same inputs
-    tag = {"hamiltonian_sha256": _sha256(cfg["hamiltonian"]), "data_sha256": _sha256(cfg["data"]),
-           "kT_eV": float(cfg["kT_eV"]), "band_terms": BAND_TERMS}
+    tag = {"hamiltonian_sha256": _sha256(cfg["hamiltonian"]),
+           "data_sha256": ",".join(_sha256(p) for p in dataset_paths(cfg["data"])),
+           "kT_eV": float(cfg["kT_eV"]), "band_terms": BAND_TERMS, "prior": prior.state() if prior else None}
     if not resid.exists() or _residual_tag(resid) != tag:
         residual_dataset(nnh, cfg["data"], out / "residual.tmp.h5", progress, tag)
         (out / "residual.tmp.h5").replace(resid)
@@ -269,4 +291,4 @@ def fit_remainder(cfg: dict, progress: bool = True) -> Path:
     merge(ff_cfg, cfg["remainder"], "remainder")
     ff_cfg.update({"data": str(resid), "output": str(out / "remainder")})
     rem_path = train_forcefield(ff_cfg, progress)
-    return save_nnh_model(out / "model.pt", cfg["hamiltonian"], rem_path, float(cfg["kT_eV"]))
+    return save_nnh_model(out / "model.pt", cfg["hamiltonian"], rem_path, float(cfg["kT_eV"]), prior)
