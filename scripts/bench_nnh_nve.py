@@ -85,7 +85,8 @@ def main(argv=None) -> int:
     done = int(round(r.time_fs[-1]))
     res = {"model": a.model, "atoms": 64, "steps": steps, "dt_fs": 1.0, "threads": a.threads,
            "max_temperature_K": a.max_temperature, "s_per_step": wall / max(done - resumed_at, 1),
-           "resumed_at_step": resumed_at, **r.as_dict(), "time_fs": r.time_fs.tolist(),
+           "resumed_at_step": resumed_at, "prior": nnh.prior.state() if nnh.prior is not None else None,
+           **r.as_dict(), "time_fs": r.time_fs.tolist(),
            "total_eV_atom": r.total_eV.tolist(), "temperature_K": r.temperature_K.tolist(),
            "reference_along": along, "reference": engine.describe(),
            "provenance": provenance()}

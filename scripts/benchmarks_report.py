@@ -207,24 +207,30 @@ def mlff_defects(res) -> list[str]:
 
 
 def nnh_nve(res) -> list[str]:
+    along = res.get("reference_along") or []
+    prior = res.get("prior") or any(r.get("repulsion_eV_atom") for r in along)
     s = [_prov(res), "", f"ASE velocity-Verlet NVE with `{res['model']}` (band energy of the NN Hamiltonian + "
-         f"remainder), {res['atoms']} Si atoms from 300 K, {res['dt_fs']:g} fs steps, {res['threads']} torch "
+         f"{'GFN1-xTB repulsion + ' if prior else ''}remainder), {res['atoms']} Si atoms from 300 K, "
+         f"{res['dt_fs']:g} fs steps, {res['threads']} torch "
          f"thread(s), {res['steps'] / 1000:g} ps asked. Bound on the drift: 1 meV/atom/ps.", "",
          _table(["length (ps)", "drift (meV/atom/ps)", "fluctuation (meV/atom)", "<T> (K)", "s/step"],
                 [[f"{res['duration_ps']:.2f}", f"{res['drift_meV_atom_ps']:+.4f}", f"{res['fluctuation_meV_atom']:.4f}",
                   f"{res['mean_temperature_K']:.0f}", f"{res['s_per_step']:.2f}"]])]
+    if res.get("resumed_at_step"):
+        s += ["", f"Resumed at step {res['resumed_at_step']} from the checkpoint of an earlier run of the same model "
+              "file and start (the same trajectory); s/step counts the steps after it."]
     if res.get("stopped"):
         s += ["", f"**Stopped early: {res['stopped']}** (limit {res['max_temperature_K']:g} K): the total energy is "
               "conserved, so the model's surface runs downhill into structures it was not trained on."]
-    along = res.get("reference_along") or []
     if along:
+        rep = lambda r: f"{r['repulsion_eV_atom']:.4f}" if "repulsion_eV_atom" in r else "–"  # runs before the prior
         s += ["", "Frames of this trajectory labelled with the reference (energies per atom; 'model' = band + "
-              "remainder):", "",
-              _table(["time (fs)", "T (K)", "reference (eV)", "model − reference (meV)", "band (eV)", "remainder (eV)",
-                      "model gap (eV)"],
+              "repulsion + remainder):", "",
+              _table(["time (fs)", "T (K)", "reference (eV)", "model − reference (meV)", "band (eV)", "repulsion (eV)",
+                      "remainder (eV)", "model gap (eV)"],
                      [[r["step"], f"{r['temperature_K']:.0f}", f"{r['reference_eV_atom']:.4f}",
                        f"{1000 * (r['model_eV_atom'] - r['reference_eV_atom']):+.1f}", f"{r['band_eV_atom']:.4f}",
-                       f"{r['remainder_eV_atom']:.4f}", f"{r['model_gap_eV']:.3f}"] for r in along])]
+                       rep(r), f"{r['remainder_eV_atom']:.4f}", f"{r['model_gap_eV']:.3f}"] for r in along])]
     return s
 
 
