@@ -103,7 +103,7 @@ def _label_one(i: int, arrays: dict, name: str):
 
 
 # ---- driver side ---------------------------------------------------------------------------
-def _prepare(cfg: dict, output: Path, engine, progress: bool, overwrite: bool, workers: int | None = None):
+def _prepare(cfg: dict, output: Path, engine, progress: bool, overwrite: bool, workers: int):
     """Open (resuming) or create the output file and make sure every structure is in it."""
     desc = engine.describe()
     if output.exists() and not overwrite:
@@ -125,8 +125,7 @@ def _prepare(cfg: dict, output: Path, engine, progress: bool, overwrite: bool, w
         f.attrs["config"] = json.dumps(cfg, sort_keys=True, default=str)
     from .sampling import sample_configurations
 
-    samples = sample_configurations(cfg["system"], cfg["sampling"], progress=progress,
-                                    workers=int(workers or cfg.get("workers", 1)))
+    samples = sample_configurations(cfg["system"], cfg["sampling"], progress=progress, workers=workers)
     existing = set(h5format.frame_ids(f, None))
     for i, s in enumerate(samples):
         if i not in existing:
@@ -167,12 +166,13 @@ def generate(cfg: dict, output: str | os.PathLike, *, workers: int | None = None
     output = Path(output)
     t0 = time.time()
     engine = make_engine(cfg["label"])
+    workers = int(workers or cfg.get("workers", 1))  # the same processes sample and label
     f = _prepare(cfg, output, engine, progress, overwrite, workers)
     with _CtrlC() as ctrl_c:
         return _label_all(cfg, f, output, engine, workers, retry_failed, progress, ctrl_c, t0)
 
 
-def _label_all(cfg: dict, f, output: Path, engine, workers, retry_failed: bool, progress: bool, ctrl_c: _CtrlC,
+def _label_all(cfg: dict, f, output: Path, engine, workers: int, retry_failed: bool, progress: bool, ctrl_c: _CtrlC,
                t0: float) -> Summary:
     """Label the pending frames of the open dataset ``f`` (closed on return), writing each as it finishes."""
     from tqdm.auto import tqdm
@@ -180,7 +180,6 @@ def _label_all(cfg: dict, f, output: Path, engine, workers, retry_failed: bool, 
     try:
         todo = h5format.frame_ids(f, "pending") + (h5format.frame_ids(f, "failed") if retry_failed else [])
         todo.sort()
-        workers = int(workers or cfg.get("workers", 1))
         labelled = 0
         errors: list[str] = []
         bar = tqdm(total=len(todo), desc=f"labelling ({engine.name} {engine.method})", unit="frame",

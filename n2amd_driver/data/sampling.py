@@ -70,6 +70,13 @@ def _potential_commands(elements: list[str], potential) -> list[str]:
     return cmds
 
 
+def md_schedule(sampling: dict) -> tuple[float, int, int]:
+    """Time step (fs), equilibration and snapshot interval (steps) of a sampling MD run."""
+    dt_fs = float(sampling.get("timestep_fs", 1.0))
+    return (dt_fs, int(round(float(sampling.get("equilibration_fs", 2000)) / dt_fs)),
+            int(round(float(sampling.get("interval_fs", 200)) / dt_fs)))
+
+
 def md_samples(base: Atoms, temperature: float, strain: float, n_frames: int, sampling: dict,
                seed: int) -> list[Sample]:
     """``n_frames`` snapshots of Langevin MD at ``temperature`` (K) of the strained ``base`` cell."""
@@ -78,9 +85,7 @@ def md_samples(base: Atoms, temperature: float, strain: float, n_frames: int, sa
     rng = np.random.default_rng(seed)
     cell = strain_cell(base, strain, float(sampling.get("shear_std", 0.0)), rng)
     elements = sorted(set(cell.get_chemical_symbols()), key=cell.get_chemical_symbols().index)
-    dt_fs = float(sampling.get("timestep_fs", 1.0))
-    equil = int(round(float(sampling.get("equilibration_fs", 2000)) / dt_fs))
-    interval = int(round(float(sampling.get("interval_fs", 200)) / dt_fs))
+    dt_fs, equil, interval = md_schedule(sampling)
     lmp = open_lammps()
     out = []
     try:
@@ -122,9 +127,7 @@ def ase_md_samples(base: Atoms, temperature: float, strain: float, n_frames: int
     rng = np.random.default_rng(seed)
     atoms = strain_cell(base, strain, float(sampling.get("shear_std", 0.0)), rng)
     atoms.calc = N2AMDCalculator(potential["model"])
-    dt_fs = float(sampling.get("timestep_fs", 1.0))
-    equil = int(round(float(sampling.get("equilibration_fs", 2000)) / dt_fs))
-    interval = int(round(float(sampling.get("interval_fs", 200)) / dt_fs))
+    dt_fs, equil, interval = md_schedule(sampling)
     MaxwellBoltzmannDistribution(atoms, temperature_K=temperature, rng=rng)
     Stationary(atoms)
     atoms.set_constraint(FixCom())  # the centre of mass stays put, as LAMMPS' 'zero yes' keeps it
