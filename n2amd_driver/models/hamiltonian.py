@@ -10,6 +10,7 @@ sums over neighbours. Energies in eV, lengths in Å.
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -38,7 +39,7 @@ class HamiltonianConfig:
     lmax_edge: int = 4  # spherical harmonics of the bond direction in off-site blocks (d–d needs 4)
     num_basis: int = 8
     avg_neighbours: float = 16.0
-    onsite_shift: dict = field(default_factory=dict)  # per element, mean on-site diagonal (eV) from data
+    onsite_shift: dict = field(default_factory=dict)  # per element and orbital, eV: each shell's mean diagonal in the data
     # shell potentials coupled through the overlap, ½(v_a + v_b) S_ab (models/potential.py):
     # "none" | "local" | "mean-field" (local + response to the cell-averaged bond-length distribution:
     # the long-range charge term of GFN-xTB)
@@ -93,8 +94,14 @@ class HamiltonianModel(torch.nn.Module):
         for k, el in enumerate(self.elements):
             v = config.onsite_shift.get(el)
             if v is not None:
-                shift[k, : len(v)] = torch.as_tensor(v)
-        self.register_buffer("onsite_shift", shift)
+                shift[k, : len(v)] = torch.as_tensor(isotropic_onsite_shift(el, v, self.basis.shells_of(el)))
+        self.register_buffer("onsite_shift", shift, persistent=False)  # from the config, not the weights
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # files written before the per-shell rule stored the (per-orbital) shift with the weights: the
+        # config's value, made isotropic above, is the one that counts
+        state_dict.pop(prefix + "onsite_shift", None)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     # ---- inputs --------------------------------------------------------------------------------
     def species(self, numbers: np.ndarray) -> np.ndarray:
@@ -262,6 +269,38 @@ class HamiltonianModel(torch.nn.Module):
         d = self.prepare([atoms], overlaps=None if overlap is None else [overlap])
         with torch.no_grad():
             return self.matrices(self(d), d)[0].cpu().numpy()
+
+
+def shell_means(values, shells) -> np.ndarray:
+    """Per-orbital values (2l+1 per shell, e3nn order) replaced by each shell's mean over m: the only
+    per-orbital constant that commutes with every rotation D_l(Q)."""
+    values = np.asarray(values, dtype=float)
+    out, start = np.empty_like(values), 0
+    for l in shells:
+        out[start : start + 2 * l + 1] = values[start : start + 2 * l + 1].mean()
+        start += 2 * l + 1
+    return out
+
+
+def isotropic_onsite_shift(element: str, values, shells) -> np.ndarray:
+    """The on-site shift of ``element`` as the model applies it: constant within each shell.
+
+    Files written before this rule held one value per orbital, averaged over the training crystals in
+    their orientation, which bakes a crystal field into a fixed diagonal and breaks rotation
+    equivariance; those values are replaced by their shell means, with a warning, since the model's H
+    then differs from what it was trained to give."""
+    values = np.asarray(values, dtype=float)
+    if len(values) != sum(2 * l + 1 for l in shells):
+        raise ValueError(f"on-site shift of {element} has {len(values)} values, its shells {shells} "
+                         f"have {sum(2 * l + 1 for l in shells)} orbitals")
+    iso = shell_means(values, shells)
+    spread = float(np.abs(values - iso).max(initial=0.0))
+    if spread > 1e-12:
+        warnings.warn(f"this Hamiltonian model's on-site shift of {element} varies within a shell by up to "
+                      f"{spread:.3g} eV, which breaks rotation equivariance (a model file from before the "
+                      "per-shell rule); it is replaced by each shell's mean, so H differs from the trained one "
+                      f"by up to {spread:.3g} eV on the diagonal: retrain or fine-tune the model", stacklevel=3)
+    return iso
 
 
 def _reverse(index: np.ndarray, shifts: np.ndarray) -> np.ndarray:

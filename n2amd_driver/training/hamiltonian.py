@@ -66,14 +66,19 @@ def load_frames(data, dtype) -> tuple[list[dict], str, dict]:
 
 
 def onsite_means(frames, basis) -> dict:
-    """Mean diagonal of each element's on-site block (eV): the model learns deviations from it."""
+    """Each element's on-site level per shell (eV; the mean over atoms, frames and m of the shell's
+    diagonal), repeated over the shell's 2l+1 orbitals: the model learns deviations from it. The mean over
+    m is what makes it rotation invariant: per-component means would carry the training crystals'
+    crystal-field splitting in their orientation."""
+    from ..models.hamiltonian import shell_means
+
     out = {}
     for fr in frames:
         offs = basis.orbital_offsets(fr["atoms"].numbers)
         d = torch.diagonal(fr["H"]).numpy()
         for a, el in enumerate(fr["atoms"].get_chemical_symbols()):
             out.setdefault(el, []).append(d[offs[a] : offs[a + 1]])
-    return {el: np.mean(v, axis=0).tolist() for el, v in out.items()}
+    return {el: shell_means(np.mean(v, axis=0), basis.shells_of(el)).tolist() for el, v in out.items()}
 
 
 def valence_electrons_per_element(frames) -> dict:
