@@ -20,32 +20,13 @@ import argparse
 import sys
 from pathlib import Path
 
+from .core.config import parse_overrides
+
 ASSETS = Path(__file__).parent / "assets"
 
 
-def parse_overrides(items) -> dict:
-    """``["a.b=1", "c=[1,2]"]`` → ``{"a": {"b": 1}, "c": [1, 2]}`` (values parsed as YAML; a value that is not
-    valid YAML stays the string it is)."""
-    import yaml
-
-    overrides: dict = {}
-    for item in items or []:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise ValueError(f"override '{item}' is not KEY=VALUE")
-        node = overrides
-        parts = key.split(".")
-        for p in parts[:-1]:
-            node = node.setdefault(p, {})
-        try:
-            node[parts[-1]] = yaml.safe_load(value)
-        except yaml.YAMLError:  # e.g. a pair_coeff line "* * model.pt Si" ('*' starts a YAML alias)
-            node[parts[-1]] = value
-    return overrides
-
-
 def _cmd_data_generate(args) -> int:
-    from .data.generate import generate, load_config
+    from .reference_data import generate, load_config
 
     cfg = load_config(args.config, parse_overrides(args.set))
     summary = generate(cfg, args.output, workers=args.workers, progress=not args.quiet,
@@ -60,7 +41,7 @@ def _cmd_data_generate(args) -> int:
 
 
 def _cmd_data_info(args) -> int:
-    from .data.generate import dataset_info
+    from .reference_data import dataset_info
 
     for path in args.files:
         print(dataset_info(path))
@@ -72,7 +53,8 @@ def _cmd_label(args) -> int:
     from ase.io import read
 
     from .engines import get_engine
-    from .structure import describe
+    from .core.structure import describe
+    from .core.units import EV_PER_ANG3_GPA
 
     atoms = read(args.structure)
     engine = get_engine(args.engine, method=args.method)
@@ -82,7 +64,7 @@ def _cmd_label(args) -> int:
     if labels.forces is not None:
         print(f"  max |force|     {np.abs(labels.forces).max():.4f} eV/Å")
     if labels.stress is not None:
-        print(f"  pressure        {-np.trace(labels.stress) / 3 * 160.21766:.3f} GPa")
+        print(f"  pressure        {-np.trace(labels.stress) / 3 * EV_PER_ANG3_GPA:.3f} GPa")
     if labels.orbital_energies is not None:
         print(f"  orbitals        {len(labels.orbital_energies)} ({labels.fold} fold); {_gap_text(labels)}")
     return 0
@@ -94,14 +76,14 @@ def _gap_text(labels) -> str:
 
 
 def _cmd_train(args) -> int:
-    from .training.common import merge_config
+    from .training.loop import merge_config
 
     if args.train_command == "hamiltonian":
         from .training.hamiltonian import DEFAULTS, train_hamiltonian as train
     elif args.train_command == "forcefield":
         from .training.forcefield import DEFAULTS, train_forcefield as train
     else:
-        from .models.nnh import NNH_DEFAULTS as DEFAULTS, fit_remainder as train
+        from .training.nnh import DEFAULTS, fit_remainder as train
     cfg = merge_config(DEFAULTS, args.config, parse_overrides(args.set))
     if not cfg["data"]:
         raise ValueError("no training data: set 'data:' in the config or --set data=FILE.h5")
@@ -113,8 +95,8 @@ def _cmd_train(args) -> int:
 def _cmd_bands(args) -> int:
     from ase.io import read
 
-    from .bands import compare_bands
-    from .training.hamiltonian import load_hamiltonian_model
+    from .models.bands import compare_bands
+    from .models.io import load_hamiltonian_model
 
     stats = compare_bands(load_hamiltonian_model(args.model), read(args.structure), Path(args.output), args.npoints)
     print(f"VBM error {stats['vbm_error_meV']:+.1f} meV, CBM error {stats['cbm_error_meV']:+.1f} meV, "
@@ -149,7 +131,7 @@ def _cmd_md(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="n2amd", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    from . import __version__
+    from .core.version import __version__
 
     p.add_argument("--version", action="version", version=f"n2amd_driver {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
@@ -163,7 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "forces (eV/Å), stress (eV/Å³), converged H (eV) and S in e3nn orbital order. Runs in parallel, "
                     "shows progress, and resumes when re-run on the same output. Bundled configs: "
                     f"{', '.join(sorted(x.name for x in (ASSETS / 'configs').glob('data_*.yaml')))} in {ASSETS / 'configs'}.")
-    g.add_argument("config", nargs="?", help="YAML config (defaults: n2amd_driver.data.generate.DEFAULTS)")
+    g.add_argument("config", nargs="?", help="YAML config (defaults: n2amd_driver.reference_data.DEFAULTS)")
     g.add_argument("-o", "--output", required=True, help="HDF5 dataset to write or resume")
     g.add_argument("-w", "--workers", type=int, default=None, help="labelling processes (default: config 'workers')")
     g.add_argument("--set", action="append", metavar="KEY=VALUE",
@@ -196,7 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
         "nnh": ("NNH-MD forces: band energy of a Hamiltonian model + a fitted short-range remainder",
                 "Computes the band free energy, forces and stress of the Hamiltonian model on every frame "
                 "(eV, eV/Å, eV/Å³), fits an MLFF to the reference minus those, and writes OUTPUT/model.pt "
-                "(usable by the ASE calculator, LAMMPS and i-PI). Defaults: n2amd_driver.models.nnh.NNH_DEFAULTS.",
+                "(usable by the ASE calculator, LAMMPS and i-PI). Defaults: n2amd_driver.training.nnh.DEFAULTS.",
                 "hamiltonian=runs/h_si64/model.pt --set data=runs/si64_train.h5"),
     }
     for name, (help_, description, example) in trainers.items():
@@ -270,9 +252,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    from .core.structure import StructureError
     from .data.h5format import DatasetError
     from .engines.base import EngineError
-    from .structure import StructureError
 
     try:
         return int(args.func(args) or 0)

@@ -1,4 +1,4 @@
-"""``n2amd demo``: the whole N2AMD pipeline on the bundled 64-atom Si models.
+"""``n2amd demo``: the whole N2AMD pipeline with the bundled Si models (64-atom cell by default).
 
     1. MD     LAMMPS with the MLFF plugin (NVT equilibration, then NVE dumped every 1 fs step),
               or i-PI (``--md ipi``), or NNH forces (``--forces nnh``);
@@ -17,13 +17,17 @@ import os
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
-from .calculator import BUNDLED
+from .models.io import BUNDLED
+
+#: run lengths (fs) when not given: NNH forces cost seconds per MD step (an eigensolve and a backward pass)
+LENGTHS_FS = {"mlff": {"nvt_fs": 500, "nve_fs": 2000, "namd_fs": 400},
+              "nnh": {"nvt_fs": 50, "nve_fs": 200, "namd_fs": 200}}
 
 
 @dataclass
@@ -37,10 +41,10 @@ class DemoSettings:
     hamiltonian: str = str(BUNDLED / "si_hamiltonian.pt")
     structure: str | None = None  # any ASE-readable periodic structure; default the shipped Si64 cell
     temperature_K: float = 300.0
-    nvt_fs: int = 500
-    nve_fs: int = 2000
+    nvt_fs: int | None = None  # None: LENGTHS_FS of the force route
+    nve_fs: int | None = None
     md_dtype: str = "float32"  # MLFF precision in LAMMPS: the model is trained in float32; 2x faster than float64
-    namd_fs: int = 400  # length of the NVE segment the couplings are computed on (DISH reuses it head to tail)
+    namd_fs: int | None = None  # length of the NVE segment the couplings are computed on (DISH reuses it head to tail)
     namd_stride: int = 1  # use every n-th dumped frame (dt = n fs)
     valence: int = 4
     conduction: int = 4
@@ -51,8 +55,25 @@ class DemoSettings:
 
     @classmethod
     def quick(cls, **kw) -> "DemoSettings":
-        return cls(nvt_fs=20, nve_fs=40, namd_fs=30, valence=2, conduction=2, initial_times=3, ntraj=20,
-                   namdtime_fs=30.0, **kw)
+        return cls(**{"nvt_fs": 20, "nve_fs": 40, "namd_fs": 30, "valence": 2, "conduction": 2, "initial_times": 3,
+                      "ntraj": 20, "namdtime_fs": 30.0, **kw})
+
+    def resolved(self) -> "DemoSettings":
+        """A copy with the run lengths that were not given set to those of the force route."""
+        if self.forces not in LENGTHS_FS:
+            raise ValueError(f"forces must be one of {', '.join(LENGTHS_FS)}, not {self.forces!r}")
+        return replace(self, **{k: v for k, v in LENGTHS_FS[self.forces].items() if getattr(self, k) is None})
+
+    def system(self) -> str:
+        """What the demo runs on, e.g. "Si64" (the start structure's formula)."""
+        from ase.io import read
+
+        from .md.launch import LAMMPS_INPUTS
+
+        if self.structure:
+            return read(self.structure).get_chemical_formula()
+        return read(LAMMPS_INPUTS / "si64.data", format="lammps-data", atom_style="atomic",
+                    Z_of_type={1: 14}).get_chemical_formula()
 
 
 def _namd(args: list[str], ranks: int, cwd: Path) -> None:
@@ -91,14 +112,9 @@ def run_md(s: DemoSettings, folder: Path):
 
 def run_demo(workdir: Path, settings: DemoSettings | None = None) -> dict:
     """Run (or resume) the demo in ``workdir``; returns the summary dict (also ``summary.json``)."""
-    s = settings or DemoSettings()
-    if s.forces == "nnh" and s.nve_fs > 200:  # NNH forces cost seconds per step (a 576-orbital eigensolve + backward)
-        s.nvt_fs, s.nve_fs, s.namd_fs = min(s.nvt_fs, 50), 200, min(s.namd_fs, 200)
-        print("[demo] NNH forces take seconds per MD step: running 50 fs NVT + 200 fs NVE (couplings over 200 fs)",
-              flush=True)
+    s = (settings or DemoSettings()).resolved()
     workdir = Path(workdir).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
-    t0 = time.time()
     times_file = workdir / "stage_times.json"  # wall seconds of each finished stage, kept across resumes
     times: dict[str, float] = json.loads(times_file.read_text()) if times_file.exists() else {}
 
@@ -106,7 +122,9 @@ def run_demo(workdir: Path, settings: DemoSettings | None = None) -> dict:
         times.setdefault(stage, time.time() - t_start)
         times_file.write_text(json.dumps(times))
 
-    print(f"[demo] N2AMD on 64-atom Si; run folder {workdir}", flush=True)
+    system = s.system()
+    print(f"[demo] N2AMD on {system} at {s.temperature_K:g} K ({s.forces} forces, {s.md}: {s.nvt_fs} fs NVT + "
+          f"{s.nve_fs} fs NVE, couplings over {s.namd_fs} fs); run folder {workdir}", flush=True)
     # 1. MD
     md_dir = workdir / "md"
     traj_info = md_dir / "trajectory.json"
@@ -149,7 +167,8 @@ def run_demo(workdir: Path, settings: DemoSettings | None = None) -> dict:
                "output": str(hop_dir)}
         _namd(["hop", str(_write_yaml(workdir / "dish.yaml", cfg)), "-q"], s.ranks, workdir)
     done("dish_s", t)
-    summary = _summary(workdir, info, couplings, hop_dir, s.valence - 1, times, sum(times.values()))
+    summary = _summary(workdir, info, couplings, hop_dir, s.valence - 1, times, sum(times.values()),
+                       f"{system}, {_reference(s.hamiltonian)}-trained models, {s.temperature_K:g} K")
     print(summary["table"], flush=True)
     (workdir / "summary.md").write_text(summary["table"] + "\n")
     record = {k: v for k, v in summary.items() if k != "table"}
@@ -159,16 +178,23 @@ def run_demo(workdir: Path, settings: DemoSettings | None = None) -> dict:
     return summary
 
 
-def _summary(workdir: Path, info: dict, couplings: Path, hop_dir: Path, iv: int, times: dict, total_s: float) -> dict:
+def _reference(model_path: str) -> str:
+    """The reference method a model file was trained on (e.g. "GFN1-xTB")."""
+    from .models.io import read_model_file
+
+    return read_model_file(model_path)["reference"]["method"]
+
+
+def _summary(workdir: Path, info: dict, couplings: Path, hop_dir: Path, iv: int, times: dict, total_s: float,
+             title: str) -> dict:
     """The table of the demo's results; ``iv``: index of the VBM in the couplings window."""
     import h5py
 
+    from .namd.couplings_file import read_couplings
     from .namd.lifetime import LifetimeFit
-    from .namd.series import CouplingSeries
 
-    series = CouplingSeries.read_h5(couplings)
-    with h5py.File(couplings) as f:
-        vbm, cbm = f["vbm_eV"][()], f["cbm_eV"][()]
+    c = read_couplings(couplings)
+    series, vbm, cbm = c.series, c.vbm_eV, c.cbm_eV
     with h5py.File(hop_dir / "populations.h5") as f:
         tau = f["dephasing_fs"][()]
         fit, lin = (LifetimeFit(float(g.attrs["tau_fs"]), float(g.attrs["stderr_fs"]), tuple(g.attrs["window_fs"]),
@@ -189,7 +215,7 @@ def _summary(workdir: Path, info: dict, couplings: Path, hop_dir: Path, iv: int,
     ]
     plots = sorted(str(p.relative_to(workdir)) for p in workdir.rglob("*.png"))
     w = max(len(k) for k, _ in rows)
-    table = "\n".join(["", "N2AMD demo — 64-atom Si, GFN1-xTB-trained models, 300 K", "-" * (w + 50)]
+    table = "\n".join(["", f"N2AMD demo — {title}", "-" * (w + 50)]
                       + [f"{k:{w}s}  {v}" for k, v in rows] + ["-" * (w + 50), "plots: " + ", ".join(plots),
                                                                 f"folder: {workdir}"])
     return {"table": table, "gap_eV": float(np.mean(cbm - vbm)), "dephasing_fs": float(tau[0, 1]),

@@ -1,4 +1,4 @@
-"""``python -m n2amd_driver.ipi``: the package's driver on the i-PI socket (see :mod:`.md.ipi_client`)."""
+"""``python -m n2amd_driver.ipi``: the package's driver on the i-PI socket (:mod:`.md.ipi_client`)."""
 import sys
 
 from .md.ipi_client import main

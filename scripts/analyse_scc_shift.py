@@ -29,10 +29,10 @@ def frame_rows(path: str, model=None, window: float = 2.0) -> list[dict]:
     import scipy.linalg as sl
     from ase.neighborlist import neighbor_list
 
-    from n2amd_driver.basis import Basis
+    from n2amd_driver.orbitals.conventions import Basis
     from n2amd_driver.data import h5format
     from n2amd_driver.engines.tblite_engine import TBLiteEngine
-    from n2amd_driver.units import HARTREE_EV
+    from n2amd_driver.core.units import HARTREE_EV
 
     rows = []
     with h5format.open_dataset(path) as f:
@@ -105,8 +105,8 @@ def main():
     args = ap.parse_args()
     model = None
     if args.model:
-        from n2amd_driver.calculator import resolve_model_path
-        from n2amd_driver.training.hamiltonian import load_hamiltonian_model
+        from n2amd_driver.models.io import resolve_model_path
+        from n2amd_driver.models.io import load_hamiltonian_model
 
         model = load_hamiltonian_model(resolve_model_path(args.model), device="cpu")
     rows = [r for path in args.datasets for r in frame_rows(path, model)]

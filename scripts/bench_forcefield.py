@@ -110,7 +110,7 @@ def measure(name: str, model, frames, reference_ms_64: float | None = None) -> d
 def update(a, frames, engine) -> int:
     """``--update``: new rows for the models given, in an earlier result (the models that did not change keep
     their figures); the reference is timed again in this run so that each row's ratio is from one run."""
-    from n2amd_driver.calculator import load_model
+    from n2amd_driver.models.io import load_model
 
     with open(a.update) as fh:
         res = json.load(fh)
@@ -135,7 +135,8 @@ def update(a, frames, engine) -> int:
 
 
 def main(argv=None) -> int:
-    from n2amd_driver.calculator import N2AMDCalculator, load_model
+    from n2amd_driver.models.calculator import N2AMDCalculator
+    from n2amd_driver.models.io import load_model
     from n2amd_driver.md.ase_runs import nve_drift, time_to_failure
     from n2amd_driver.training.forcefield import load_frames
 

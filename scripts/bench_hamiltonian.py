@@ -26,9 +26,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 def accuracy(model, test_path, window=2.0):
     from n2amd_driver.data import h5format
-    from n2amd_driver.electronic import band_edges, eigh
-    from n2amd_driver.orbitals import BasisFunctions
-    from n2amd_driver.overlap import overlap_matrix
+    from n2amd_driver.orbitals.eigen import band_edges, eigh
+    from n2amd_driver.orbitals.functions import BasisFunctions
+    from n2amd_driver.orbitals.overlap import overlap_matrix
 
     rows = []
     with h5format.open_dataset(test_path) as f:
@@ -64,10 +64,10 @@ def speed(model, model32, n_cells: int, repeats: int = 2):
     """Model H + S + dense eigh, as trained and evaluated in float32, against one tblite single point."""
     from ase.build import bulk
 
-    from n2amd_driver.electronic import eigh
+    from n2amd_driver.orbitals.eigen import eigh
     from n2amd_driver.engines import get_engine
-    from n2amd_driver.orbitals import BasisFunctions
-    from n2amd_driver.overlap import overlap_matrix
+    from n2amd_driver.orbitals.functions import BasisFunctions
+    from n2amd_driver.orbitals.overlap import overlap_matrix
 
     elements = tuple(sorted(model.elements))
     if elements not in CUBIC_CELLS:
@@ -97,14 +97,23 @@ def main():
     ap.add_argument("test")
     ap.add_argument("--speed-sizes", type=int, nargs="*", default=[2, 3], help="supercells of the 8-atom cell")
     ap.add_argument("--out", default="bench_hamiltonian.json")
+    ap.add_argument("--keep-speed", metavar="OLD.json",
+                    help="take the speed rows (and their provenance) from an earlier record instead of timing again: "
+                         "for a model whose weights changed in ways that cannot change its cost")
     args = ap.parse_args()
-    from n2amd_driver.training.hamiltonian import load_hamiltonian_model
+    from n2amd_driver.models.io import load_hamiltonian_model
 
     model = load_hamiltonian_model(args.model)
     acc = accuracy(model, args.test)
-    model32 = load_hamiltonian_model(args.model, dtype="float32")
-    spd = [speed(model, model32, n) for n in args.speed_sizes]
-    Path(args.out).write_text(json.dumps({"accuracy": acc, "speed": spd, "threads": torch.get_num_threads(),
+    extra = {}
+    if args.keep_speed:
+        old = json.loads(Path(args.keep_speed).read_text())
+        spd = old["speed"]
+        extra["speed_provenance"] = old.get("speed_provenance") or old["provenance"]
+    else:
+        model32 = load_hamiltonian_model(args.model, dtype="float32")
+        spd = [speed(model, model32, n) for n in args.speed_sizes]
+    Path(args.out).write_text(json.dumps({"accuracy": acc, "speed": spd, **extra, "threads": torch.get_num_threads(),
                                           "cores": os.cpu_count(),
                                           "model": args.model, "test": args.test, "provenance": provenance()},
                                          indent=1))

@@ -25,6 +25,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from n2amd_driver.namd.couplings_file import Couplings, write_couplings  # noqa: E402
 from n2amd_driver.namd.series import CouplingSeries  # noqa: E402
 from benchlib import provenance  # noqa: E402
 
@@ -45,7 +46,7 @@ def synthetic(n: int, N: int = 2001, seed: int = 0) -> CouplingSeries:
 def run_job(folder: Path, n: int, method: str, ranks: int, ninit: int, ntraj: int, time_fs: float) -> dict:
     series_path = folder / f"c{n}.h5"
     if not series_path.exists():
-        synthetic(n).write_h5(series_path)
+        write_couplings(series_path, Couplings(synthetic(n)))
     cfg = {"input": {"couplings": str(series_path)}, "method": method, "ntraj": ntraj, "namdtime_fs": time_fs,
            "initial": {"times": ninit}, "checkpoint_every_fs": time_fs, "record_every": 10,
            "output": str(folder / f"out_{n}_{method}_{ranks}_{ninit}x{ntraj}x{time_fs:g}")}

@@ -19,7 +19,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 from ase.build import bulk
 from ase.io import write
 from benchlib import provenance
@@ -101,7 +100,7 @@ def ipi_ms(atoms, model, steps, threads) -> float:
 def main(argv=None) -> int:
     import torch
 
-    from n2amd_driver.calculator import load_model
+    from n2amd_driver.models.io import load_model
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="si_mlff.pt")

@@ -37,8 +37,8 @@ def coordination(atoms, cutoff: float = BOND_CUTOFF_A) -> np.ndarray:
 
 def run_model(model: str, cfg: dict, frames: int) -> list[dict]:
     """The config's sampling MD with ``model`` as the potential; per snapshot, the coordination census."""
-    from n2amd_driver.calculator import resolve_model_path
-    from n2amd_driver.data.sampling import build_system, md_samples
+    from n2amd_driver.models.io import resolve_model_path
+    from n2amd_driver.md.sampling import build_system, md_samples
 
     sampling = {**cfg["sampling"], "potential": {"pair_style": "n2amd dtype float32",
                                                   "pair_coeff": f"* * {resolve_model_path(model)} Si"}}

@@ -36,7 +36,7 @@ def main() -> None:
 
     from ase.io import read
 
-    from n2amd_driver.calculator import load_model
+    from n2amd_driver.models.io import load_model
     from n2amd_driver.md.launch import LAMMPS_INPUTS, run_lammps, thermo_tables
 
     wd = Path(args.workdir)

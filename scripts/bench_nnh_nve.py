@@ -44,7 +44,8 @@ def main(argv=None) -> int:
                    "from it (default: runs/bench/nnh_nve_<first 10 hex digits of the model file's SHA-256>.npz)")
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
-    from n2amd_driver.calculator import N2AMDCalculator, load_model, resolve_model_path
+    from n2amd_driver.models.calculator import N2AMDCalculator
+    from n2amd_driver.models.io import load_model, resolve_model_path
     from n2amd_driver.engines import get_engine
     from n2amd_driver.md.ase_runs import nve_drift
 

@@ -15,9 +15,9 @@ import numpy as np
 from benchlib import provenance
 from ase.build import bulk
 
-from n2amd_driver.orbitals import BasisFunctions
-from n2amd_driver.overlap import cross_overlap, overlap_derivative, overlap_gradient, overlap_matrix, pair_cutoff_ang
-from n2amd_driver.overlap_radial import overlap_trace_gradients, radial_overlap
+from n2amd_driver.orbitals.functions import BasisFunctions
+from n2amd_driver.orbitals.overlap import cross_overlap, overlap_derivative, overlap_gradient, overlap_matrix, pair_cutoff_ang
+from n2amd_driver.orbitals.radial import overlap_trace_gradients, radial_overlap
 
 
 def best(f, n=3):

@@ -81,7 +81,9 @@ def hamiltonian(res) -> list[str]:
           + (" Rigid shift: a frame's mean eigenvalue error in the window; 'shift removed' is the MAE about it."
              if "eig_shift_meV" in keys else ""), "",
           _table(heads, [[f"{m[k]:.1f}" for k in keys]]), "",
-          "Speed: model H + S + dense generalised eigensolve vs a tblite GFN1-xTB single point, same cells, same run.",
+          "Speed: model H + S + dense generalised eigensolve vs a tblite GFN1-xTB single point, same cells, same run."
+          + (f" Timed in an earlier run (the weights changed since in ways that cannot change the cost): "
+             f"{_prov({'provenance': res['speed_provenance']})}" if res.get("speed_provenance") else ""),
           "Float32: the float64-trained model evaluated in float32 (|ΔH| ≲ 1e-5 eV), as the couplings job runs it.",
           "", _table(["atoms", "model (s)", "model float32 (s)", "GFN1-xTB (s)", "ratio", "ratio float32"],
                      [[r["natoms"], f"{r['model_s']:.2f}", f"{r['model_float32_s']:.2f}", f"{r['reference_s']:.1f}",

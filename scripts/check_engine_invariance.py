@@ -9,9 +9,9 @@ docs/reference-data.md come from this script.
 import numpy as np
 from ase.build import bulk
 
-from n2amd_driver.basis import Basis
+from n2amd_driver.orbitals.conventions import Basis
 from n2amd_driver.engines import get_engine
-from n2amd_driver.structure import rotate_atoms
+from n2amd_driver.core.structure import rotate_atoms
 
 
 def main():

@@ -31,7 +31,7 @@ def write_split(data, out: Path, seed: int = 0) -> tuple[Path, Path]:
     import ase.io
     from ase.calculators.singlepoint import SinglePointCalculator
 
-    from n2amd_driver.training.common import split_frames
+    from n2amd_driver.training.loop import split_frames
     from n2amd_driver.training.forcefield import load_frames
 
     frames, _ = load_frames(data)

@@ -42,24 +42,21 @@ def run_job(out: Path, traj: Path, hamiltonian: list[str], ranks: int, window: t
         cmd = [str(Path(sys.executable).parent / "mpirun"), "-n", str(ranks)] + cmd
     t = time.perf_counter()
     subprocess.run(cmd, check=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
-    import h5py
+    from n2amd_driver.namd.couplings_file import read_couplings
 
-    with h5py.File(out) as f:
-        total = int(f["vbm_eV"].shape[0])
+    total = int(read_couplings(out).vbm_eV.shape[0])
     timing.write_text(json.dumps({"seconds": time.perf_counter() - t, "ranks": ranks,
                                   "snapshots_computed": total - resumed}))
     return run_job(out, traj, hamiltonian, ranks, window)
 
 
 def compare(model_h5: Path, ref_h5: Path) -> dict:
-    import h5py
+    from n2amd_driver.core.units import HBAR_EV_FS
+    from n2amd_driver.namd.couplings_file import read_couplings
 
-    from n2amd_driver.namd.series import CouplingSeries
-    from n2amd_driver.units import HBAR_EV_FS
-
-    m, r = CouplingSeries.read_h5(model_h5), CouplingSeries.read_h5(ref_h5)
-    with h5py.File(model_h5) as fm, h5py.File(ref_h5) as fr:
-        vm, cm, vr, cr = fm["vbm_eV"][()], fm["cbm_eV"][()], fr["vbm_eV"][()], fr["cbm_eV"][()]
+    cm_file, cr_file = read_couplings(model_h5), read_couplings(ref_h5)
+    m, r = cm_file.series, cr_file.series
+    vm, cm, vr, cr = cm_file.vbm_eV, cm_file.cbm_eV, cr_file.vbm_eV, cr_file.cbm_eV
     nv = int(m.meta["vbm_band_1based"]) - int(m.bands[0])  # index of the VBM in the window
     meV = 1000 * HBAR_EV_FS  # fs⁻¹ → meV
     pairs = {"VBM-CBM": (nv, nv + 1), "VBM-1/VBM": (nv - 1, nv), "CBM/CBM+1": (nv + 1, nv + 2)}
@@ -81,7 +78,7 @@ def plot(path: Path, data) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from n2amd_driver.units import HBAR_EV_FS
+    from n2amd_driver.core.units import HBAR_EV_FS
 
     m, r, vm, cm, vr, cr, nv = data
     t = np.arange(len(vm)) * m.dt_fs

@@ -1,7 +1,28 @@
 import numpy as np
 import pytest
+import torch
 from ase import Atoms
 from ase.build import bulk, molecule
+
+
+@pytest.fixture(autouse=True)
+def _default_dtype_is_restored():
+    """Every test starts with torch's default dtype and may not leave another behind: results must not
+    depend on the order tests run in."""
+    before = torch.get_default_dtype()
+    yield
+    after = torch.get_default_dtype()
+    torch.set_default_dtype(before)
+    assert after == before, f"the test left torch's default dtype at {after} (was {before})"
+
+
+@pytest.fixture
+def float64():
+    """torch's default dtype float64 for one test (e3nn builds its constants in it), restored afterwards."""
+    from n2amd_driver.models.io import default_dtype
+
+    with default_dtype(torch.float64):
+        yield
 
 
 def random_orthogonal(seed: int, improper: bool = False) -> np.ndarray:
@@ -52,25 +73,21 @@ def water() -> Atoms:
 def nnh_model(tmp_path_factory):
     """An NNH model file (band energy of a small Hamiltonian model, no remainder): untrained weights
     scaled down so that forces are moderate; what is tested is the MD coupling (LAMMPS, i-PI), not the physics."""
-    import torch
-
     from n2amd_driver.engines import get_engine
     from n2amd_driver.models.hamiltonian import HamiltonianConfig, HamiltonianModel
-    from n2amd_driver.models.nnh import save_nnh_model
+    from n2amd_driver.models.io import default_dtype, save_nnh_model
     from n2amd_driver.training.hamiltonian import save_model
 
-    prev = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    torch.manual_seed(3)
     tmp = tmp_path_factory.mktemp("nnh")
     basis = get_engine("tblite", method="GFN1-xTB").basis(["Si"])
-    hm = HamiltonianModel(HamiltonianConfig(elements=["Si"], basis_json=basis.to_json(), r_block=5.0, layers=1,
-                                            onsite_shift={"Si": [-14, -6, -6, -6, -1, -1, -1, -1, -1]}))
+    with default_dtype(torch.float64):
+        torch.manual_seed(3)
+        hm = HamiltonianModel(HamiltonianConfig(elements=["Si"], basis_json=basis.to_json(), r_block=5.0, layers=1,
+                                                onsite_shift={"Si": [-14, -6, -6, -6, -1, -1, -1, -1, -1]}))
     with torch.no_grad():
         for name, p in hm.named_parameters():
             if name.startswith(("edge_out", "onsite")):
                 p.mul_(0.05)
     save_model(hm.eval(), tmp / "h.pt", {"valence_electrons": {"Si": 4.0}},
                {"engine": "tblite", "method": "GFN1-xTB"}, {}, 0)
-    torch.set_default_dtype(prev)
     return save_nnh_model(tmp / "nnh.pt", tmp / "h.pt", None, kT=0.1)

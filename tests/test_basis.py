@@ -4,7 +4,7 @@ import pytest
 import torch
 from e3nn import o3
 
-from n2amd_driver.basis import ENGINES, Basis, convention_matrix, wigner_D
+from n2amd_driver.orbitals.conventions import ENGINES, Basis, convention_matrix, wigner_D
 
 from .conftest import random_orthogonal
 

@@ -1,14 +1,13 @@
-"""HDF5 dataset format, torch access (batching, splits, streaming) and broken files."""
+"""HDF5 dataset format, model batches (the one key vocabulary), splits and broken files."""
 import h5py
 import numpy as np
 import pytest
 import torch
-from torch.utils.data import DataLoader
 
-from n2amd_driver.data import (DatasetError, FrameDataset, StreamingFrameDataset, collate_frames, open_dataset,
-                               read_atoms, split_indices)
 from n2amd_driver.data import h5format
+from n2amd_driver.data.h5format import DatasetError, open_dataset, read_atoms
 from n2amd_driver.engines import get_engine
+from n2amd_driver.training.loop import split_indices
 
 
 @pytest.fixture(scope="module")
@@ -53,25 +52,23 @@ def test_round_trip_structures_and_labels(small_dataset):
             assert g.attrs["fold"] == "gamma" and g.attrs["source"] == f"test {i}"
 
 
-def test_torch_dataset_and_batching(small_dataset):
-    path, structures, labels = small_dataset
-    ds = FrameDataset(path, cutoff=4.0, keys=("energy", "forces", "hamiltonian"))
-    assert len(ds) == 5
-    item = ds[1]
-    assert item["positions"].dtype == torch.float64 and item["numbers"].tolist() == list(structures[1].numbers)
-    loader = DataLoader(ds, batch_size=3, collate_fn=collate_frames, shuffle=False)
-    batches = list(loader)
-    assert [len(b["num_atoms"]) for b in batches] == [3, 2]
-    b = batches[1]  # frames 3 (8 atoms) and 4 (16 atoms)
-    assert b["batch"].tolist() == [0] * 8 + [1] * 16
-    assert b["ptr"].tolist() == [0, 8, 24]
-    # edges of the second frame point into its own atoms, and reproduce its vectors
-    e = b["edge_index"][:, b["edge_batch"] == 1]
+def test_model_batches_concatenate_structures(small_dataset):
+    """Both model kinds batch structures through models.batch: atoms stacked, edges offset into their own
+    structure, the same edges as the structure alone."""
+    from n2amd_driver.models import batch as keys
+
+    _, structures, _ = small_dataset
+    species = lambda z: np.zeros(len(z), dtype=np.int64)  # noqa: E731
+    b = keys.graph_batch([structures[3], structures[4]], 4.0, species, torch.float64)
+    assert b[keys.BATCH].tolist() == [0] * 8 + [1] * 16 and b[keys.NUM_STRUCTURES] == 2
+    assert b[keys.POSITIONS].dtype == torch.float64 and b[keys.CELL].shape == (2, 3, 3)
+    second = b[keys.BATCH][b[keys.EDGE_INDEX][0]] == 1
+    e = b[keys.EDGE_INDEX][:, second]
     assert e.min() >= 8 and e.max() < 24
-    single = ds[4]
-    np.testing.assert_array_equal((e - 8).numpy(), single["edge_index"].numpy())
-    assert b["energy"][1].item() == labels[4].energy
-    assert torch.equal(b["hamiltonian"][1], torch.from_numpy(labels[4].hamiltonian))
+    single = keys.graph_batch([structures[4]], 4.0, species, torch.float64)
+    np.testing.assert_array_equal((e - 8).numpy(), single[keys.EDGE_INDEX].numpy())
+    vec = keys.edge_vectors(b, b[keys.EDGE_INDEX], b[keys.EDGE_SHIFT])
+    assert float(vec.norm(dim=1).max()) < 4.0
 
 
 def test_split_indices_are_disjoint_reproducible_and_complete():
@@ -84,20 +81,6 @@ def test_split_indices_are_disjoint_reproducible_and_complete():
     assert sorted(np.concatenate(a).tolist()) == list(range(103))
     with pytest.raises(ValueError):
         split_indices(10, (0.5, 0.2))
-
-
-def test_streaming_visits_every_frame_once_per_epoch(small_dataset):
-    path, structures, _ = small_dataset
-    ds = StreamingFrameDataset(path, cutoff=3.0, block_size=2, seed=1)
-    seen = [int(x["num_atoms"]) * 1000 + int(x["numbers"][0]) + round(float(x["energy"]), 6) for x in ds]
-    assert len(seen) == 5 and len(set(seen)) == 5
-    order1 = [float(x["energy"]) for x in ds]
-    ds.set_epoch(1)
-    order2 = [float(x["energy"]) for x in ds]
-    assert sorted(order1) == sorted(order2)
-    # two DataLoader workers split the blocks between them and still cover everything once
-    loader = DataLoader(ds, batch_size=None, num_workers=2)
-    assert sorted(float(x["energy"]) for x in loader) == sorted(order1)
 
 
 def test_foreign_corrupt_and_missing_files_are_named(tmp_path):

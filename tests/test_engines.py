@@ -5,9 +5,9 @@ import pytest
 import scipy.linalg as sl
 from ase import Atoms
 
-from n2amd_driver.basis import Basis
+from n2amd_driver.orbitals.conventions import Basis
 from n2amd_driver.engines import EngineError, get_engine
-from n2amd_driver.structure import StructureError, rotate_atoms
+from n2amd_driver.core.structure import StructureError, rotate_atoms
 
 from .conftest import make_triclinic_si, random_orthogonal
 

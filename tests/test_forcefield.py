@@ -11,9 +11,10 @@ from ase.build import bulk, molecule
 
 from n2amd_driver import N2AMDCalculator
 from n2amd_driver.models.forcefield import ForceFieldConfig, ForceFieldModel
+from n2amd_driver.models.io import default_dtype
 from n2amd_driver.models.nnh import NNHModel, density_matrices, fermi_occupations
-from n2amd_driver.structure import rotate_atoms
-from n2amd_driver.units import BOHR_ANG, HARTREE_EV
+from n2amd_driver.core.structure import rotate_atoms
+from n2amd_driver.core.units import BOHR_ANG, HARTREE_EV
 
 from .conftest import random_orthogonal
 
@@ -22,11 +23,11 @@ N2AMD = [sys.executable, "-m", "n2amd_driver.cli"]
 
 @pytest.fixture(scope="module")
 def ff():
-    torch.set_default_dtype(torch.float64)
     torch.manual_seed(0)
     cfg = ForceFieldConfig(elements=["Si", "O", "H"], hidden="16x0e+8x1o+4x1e+4x2e", layers=2,
                            energy_shift={"Si": -50.0, "O": -20.0, "H": -10.0}, energy_scale=0.7)
-    return ForceFieldModel(cfg).double().eval()
+    with default_dtype(torch.float64):
+        return ForceFieldModel(cfg).double().eval()
 
 
 def skewed_si():
@@ -185,7 +186,7 @@ def test_fermi_occupations_and_density_matrices():
 
 @pytest.fixture(scope="module")
 def tiny_dataset(tmp_path_factory):
-    from n2amd_driver.data.generate import generate, load_config
+    from n2amd_driver.reference_data import generate, load_config
 
     path = tmp_path_factory.mktemp("ff") / "si.h5"
     cfg = load_config(None, {"sampling": {"method": "rattle", "temperatures": [300, 900], "strains": [0.0, 0.01],
@@ -196,7 +197,7 @@ def tiny_dataset(tmp_path_factory):
 
 
 def test_train_forcefield_resume_and_sam(tiny_dataset, tmp_path):
-    from n2amd_driver.training.forcefield import load_forcefield_model
+    from n2amd_driver.models.io import load_model as load_forcefield_model
 
     out = tmp_path / "ff"
     common = ["train", "forcefield", "--set", f"data={tiny_dataset}", "--set", f"output={out}",
@@ -218,11 +219,10 @@ def test_train_forcefield_resume_and_sam(tiny_dataset, tmp_path):
     assert np.abs(a.get_forces()).max() < 1e-4  # perfect crystal: forces vanish by symmetry
 
 
-def test_sam_step_uses_the_perturbed_gradient(tiny_dataset):
+def test_sam_step_uses_the_perturbed_gradient(tiny_dataset, float64):
     """With SAM the update direction is the gradient at w + ρ g/|g|, not at w."""
     from n2amd_driver.training.forcefield import DEFAULTS, load_frames, loss_terms, sam_step
 
-    torch.set_default_dtype(torch.float64)
     frames, _ = load_frames(tiny_dataset)
     t = {**DEFAULTS["train"], "sam_rho": 0.5}
     grads = {}
@@ -242,14 +242,13 @@ def test_sam_step_uses_the_perturbed_gradient(tiny_dataset):
     assert 0.0 < cos < 0.999999  # a different but related direction
 
 
-def test_nnh_forces_and_stress_match_finite_differences(tmp_path, tiny_dataset):
+def test_nnh_forces_and_stress_match_finite_differences(tmp_path, tiny_dataset, float64):
     """NNH energy = band free energy of a Hamiltonian model + remainder MLFF; forces and stress from the
     surrogate Tr(ρH) − Tr(WS) equal finite differences of that energy (with and without smearing)."""
     from n2amd_driver.engines import get_engine
     from n2amd_driver.models.hamiltonian import HamiltonianConfig, HamiltonianModel
     from n2amd_driver.training.hamiltonian import save_model
 
-    torch.set_default_dtype(torch.float64)
     torch.manual_seed(3)
     basis = get_engine("tblite", method="GFN1-xTB").basis(["Si"])
     hm = HamiltonianModel(HamiltonianConfig(elements=["Si"], basis_json=basis.to_json(), r_block=5.0, layers=1,
@@ -283,14 +282,13 @@ def test_nnh_forces_and_stress_match_finite_differences(tmp_path, tiny_dataset):
         assert f[3, 1] == pytest.approx(fd_energy(m0, a, 3, 1, 1e-4), rel=1e-5, abs=1e-5)
 
 
-def test_nnh_forces_with_shell_potentials_match_finite_differences():
+def test_nnh_forces_with_shell_potentials_match_finite_differences(float64):
     """A Hamiltonian model with shell potentials ½(v_a + v_b) S_ab (S depends on R, v on R through the
     network): NNH forces and stress still equal finite differences of the NNH energy; that energy leaves the
     cell-average potential out, the reported band edges include it."""
     from n2amd_driver.engines import get_engine
     from n2amd_driver.models.hamiltonian import HamiltonianConfig, HamiltonianModel
 
-    torch.set_default_dtype(torch.float64)
     torch.manual_seed(5)
     basis = get_engine("tblite", method="GFN1-xTB").basis(["Si"])
     hm = HamiltonianModel(HamiltonianConfig(elements=["Si"], basis_json=basis.to_json(), r_block=5.0, layers=1,
@@ -365,7 +363,7 @@ def test_repulsion_prior_is_tblites_repulsion():
 def test_files_from_before_scalar_last_layer_load_as_written():
     """A model file without the option (last layer with l > 0 outputs) loads with that layer, weights intact;
     the option changes the architecture only where the readout ignores it (fewer parameters, same kind)."""
-    from n2amd_driver.training.forcefield import forcefield_from_state
+    from n2amd_driver.models.io import forcefield_from_state
 
     torch.manual_seed(3)
     kw = dict(elements=["Si"], hidden="8x0e+4x1o+2x2e", layers=2, energy_shift={"Si": -40.0})
@@ -406,7 +404,7 @@ def test_pooled_datasets(tiny_dataset, tmp_path):
 
 
 def test_command_line_overrides_keep_non_yaml_strings():
-    from n2amd_driver.cli import parse_overrides
+    from n2amd_driver.core.config import parse_overrides
 
     o = parse_overrides(["sampling.potential.pair_coeff=* * runs/ff/model.pt Si", "data=[a.h5,b.h5]", "x.y=3"])
     assert o == {"sampling": {"potential": {"pair_coeff": "* * runs/ff/model.pt Si"}}, "data": ["a.h5", "b.h5"],

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from n2amd_driver.data import h5format
-from n2amd_driver.data.generate import generate, load_config
+from n2amd_driver.reference_data import generate, load_config
 
 N2AMD = [sys.executable, "-m", "n2amd_driver.cli"]
 RATTLE = ["--set", "sampling.method=rattle", "--set", "sampling.temperatures=[300]", "--set", "sampling.strains=[0.0]"]
@@ -125,7 +125,7 @@ def test_ase_md_sampling_with_a_whole_system_model():
     process per condition with workers > 1, the same frames as one process (each condition has its own seed)."""
     import numpy as np
 
-    from n2amd_driver.data.sampling import sample_configurations
+    from n2amd_driver.md.sampling import sample_configurations
 
     system = {"elements": ["Si"], "prototype": "diamond", "lattice_constant": 5.43, "supercell": [1, 1, 1]}
     sampling = {"method": "ase-md", "potential": {"model": "si_nnh.pt"}, "temperatures": [300, 600],

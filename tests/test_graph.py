@@ -4,7 +4,7 @@ import itertools
 import numpy as np
 import pytest
 
-from n2amd_driver.graph import graph_from_atoms, neighbour_graph
+from n2amd_driver.core.graph import graph_from_atoms, neighbour_graph
 
 
 def brute_force(pos, cell, pbc, cutoff):

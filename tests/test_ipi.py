@@ -14,13 +14,13 @@ import numpy as np
 import pytest
 from ase.io import read
 
-from n2amd_driver.calculator import load_model
+from n2amd_driver.core.units import KB_EV_K
+from n2amd_driver.models.io import load_model
 
 BIN = Path(sys.executable).parent
 IPI = str(BIN / "i-pi")
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
-KB_EV = 8.617333262e-5
 
 pytestmark = pytest.mark.skipif(not Path(IPI).exists(), reason="i-PI is not installed")
 
@@ -117,7 +117,7 @@ def test_pimd_two_drivers_quantum_kinetic_energy_exceeds_classical(tmp_path):
     assert finish([ipi, *drivers]) == [0, 0, 0]
     out = properties(tmp_path / "si8_pimd.out")
     kcv = out[50:, 5] / 8  # centroid-virial kinetic energy per atom (eV), after 50 fs
-    classical = 1.5 * KB_EV * 100.0
+    classical = 1.5 * KB_EV_K * 100.0
     assert kcv.mean() > 1.5 * classical  # zero-point motion of Si phonons (ħω ~ 30-60 meV ≫ kT = 8.6 meV)
 
 

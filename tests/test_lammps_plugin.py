@@ -12,7 +12,7 @@ import torch
 from ase.build import bulk
 from ase.io import write
 
-from n2amd_driver.calculator import load_model
+from n2amd_driver.models.io import load_model
 
 BIN = Path(sys.executable).parent
 LMP = str(BIN / "lmp")
@@ -132,7 +132,7 @@ def test_bundled_input_runs_and_conserves_energy(tmp_path):
     time_ps, etot = t[:, 1], t[:, 5]
     slope = np.polyfit(time_ps, etot / 64, 1)[0]
     assert abs(slope) * 1000 < 1.0  # meV/atom/ps
-    from n2amd_driver.trajectory import read_trajectory
+    from n2amd_driver.data.trajectory import read_trajectory
 
     traj = read_trajectory(tmp_path / "si64_nve.dump")
     assert len(traj) == 301 and "velocities_A_fs" in traj[0].arrays

@@ -10,13 +10,14 @@ import numpy as np
 import pytest
 import yaml
 
+from n2amd_driver.core.units import HBAR_EV_FS, KB_EV_K
+from n2amd_driver.namd.couplings_file import Couplings, write_couplings
 from n2amd_driver.namd.dephasing import dephasing_function, dephasing_matrix, gaussian_dephasing_time
 from n2amd_driver.namd.hefei import parse_namelist, read_hefei, write_hefei
 from n2amd_driver.namd.hopping import HopSettings, HopState, Propagators, advance
 from n2amd_driver.namd.lifetime import fit_lifetime
 from n2amd_driver.namd.series import CouplingSeries
 from n2amd_driver.namd.tdks import propagate, step_propagators
-from n2amd_driver.units import HBAR_EV_FS, KB_EV_K
 
 BIN = Path(sys.executable).parent
 
@@ -61,9 +62,19 @@ def test_norm_conserved_with_fluctuating_energies_and_couplings():
     assert np.abs(np.linalg.norm(c, axis=1) - 1).max() <= 1e-10
 
 
-def test_couplings_are_antisymmetric_in_the_propagator_input():
-    s = random_series()
-    np.testing.assert_allclose(s.nac, -np.transpose(s.nac, (0, 2, 1)))
+def test_substep_hamiltonians_are_hermitian_and_propagators_unitary():
+    """H_eff = E − iħd at every sub-step is Hermitian (d real antisymmetric), with the diagonal interpolated
+    between the snapshots' energies; every step propagator is unitary."""
+    from n2amd_driver.namd.tdks import substep_hamiltonians
+
+    s = random_series(N=201)
+    H = substep_hamiltonians(s, nelm=4)
+    np.testing.assert_allclose(H, np.conj(np.swapaxes(H, -1, -2)), atol=1e-15)
+    k, j = 7, 1  # sub-step 1 of 4 sits 3/8 of the way from snapshot 7 to 8
+    np.testing.assert_allclose(np.diagonal(H[k, j]).real, s.energies[k] + 0.375 * (s.energies[k + 1] - s.energies[k]),
+                               atol=1e-14)
+    U = step_propagators(s, nelm=4)
+    np.testing.assert_allclose(U @ np.conj(np.swapaxes(U, -1, -2)), np.broadcast_to(np.eye(4), U.shape), atol=1e-12)
 
 
 def _dish(series, tau, ntraj, nsteps, init_state, seed, T=300.0):
@@ -193,7 +204,7 @@ def test_malformed_hefei_input_is_named(tmp_path):
 # ---- the job: CLI, outputs, MPI, checkpoints -------------------------------------------------
 def _job(tmp_path, **over):
     s = random_series(N=1001, n=3, nac_scale=0.01)
-    s.write_h5(tmp_path / "couplings.h5")
+    write_couplings(tmp_path / "couplings.h5", Couplings(s))
     cfg = {"input": {"couplings": "couplings.h5"}, "ntraj": 40, "namdtime_fs": 1500.0,
            "initial": {"times": 5}, "checkpoint_every_fs": 500.0, "output": str(tmp_path / "out")}
     cfg.update(over)
@@ -288,3 +299,33 @@ def test_bad_config_is_refused(tmp_path):
     cfg.write_text(yaml.safe_dump({"methd": "dish"}))
     r = _hop(cfg)
     assert r.returncode == 2 and "unknown setting 'methd'" in r.stderr
+
+
+def test_an_explicit_initial_times_setting_is_not_mistaken_for_none(tmp_path):
+    """INICON is used when initial.times is not set; an explicit setting wins, even one equal to the number
+    that is used without INICON (20)."""
+    from n2amd_driver.namd.hop_job import initial_conditions, load_config, load_series
+
+    s = random_series(N=501, n=2, nac_scale=0.01)
+    write_hefei(tmp_path / "hefei", s, bmin=64, inicon=[(1, 65), (101, 65), (201, 65)])
+    for times, expect in ((None, [0, 100, 200]), (20, np.linspace(0, 499, 20).round().astype(int).tolist())):
+        cfg = load_config(None, {"input": {"hefei": str(tmp_path / "hefei")}, "initial": {"times": times}})
+        series, inicon = load_series(cfg)
+        steps, _ = initial_conditions(cfg, series, inicon)
+        assert steps.tolist() == expect
+
+
+def test_analyse_reads_a_hefei_namd_folder(tmp_path):
+    """`namd analyse DIR` on EIGTXT/NATXT/inp: the same numbers as for the series itself (no band edges)."""
+    from n2amd_driver.namd.analyse import analyse
+
+    s = random_series(N=301, n=3, nac_scale=0.01)
+    write_hefei(tmp_path / "hefei", s, bmin=10)
+    res = analyse(tmp_path / "hefei", tmp_path / "an")
+    assert res["bands_1based"] == [10, 11, 12] and res["pair"] == [0, 2] and "average_band_gap_eV" not in res
+    assert res["average_gap_eV"] == pytest.approx(float(np.mean(s.energies[:, 2] - s.energies[:, 0])), rel=1e-9)
+    assert res["rms_nac_meV"] == pytest.approx(s.rms_nac_meV()[0, 2], rel=1e-8)
+    r = subprocess.run([sys.executable, "-m", "n2amd_driver.namd", "analyse", str(tmp_path / "hefei"), "-o",
+                        str(tmp_path / "cli")], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "cli_analysis.json").exists() and "averaged gap" in r.stdout

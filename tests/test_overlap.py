@@ -5,8 +5,8 @@ from ase.build import bulk
 from ase.spacegroup import crystal
 
 from n2amd_driver.engines import get_engine
-from n2amd_driver.orbitals import BasisFunctions
-from n2amd_driver.overlap import cross_overlap, overlap_derivative, overlap_gradient, overlap_matrix
+from n2amd_driver.orbitals.functions import BasisFunctions
+from n2amd_driver.orbitals.overlap import cross_overlap, overlap_derivative, overlap_gradient, overlap_matrix
 
 from .conftest import make_triclinic_si
 
@@ -132,8 +132,8 @@ def test_radial_tables_equal_the_recurrence(make, basis):
 def test_overlap_trace_gradients_are_the_derivatives_of_tr_ws():
     """Σ W∘S: forces from the radial tables' backward pass equal G contracted analytically; the strain
     derivative equals a central difference of scaled cells (the NNH Pulay force and stress)."""
-    from n2amd_driver.overlap import pair_cutoff_ang
-    from n2amd_driver.overlap_radial import overlap_trace_gradients
+    from n2amd_driver.orbitals.overlap import pair_cutoff_ang
+    from n2amd_driver.orbitals.radial import overlap_trace_gradients
 
     atoms = gaas8()
     atoms.set_cell(atoms.cell.array @ np.array([[1, 0.03, 0], [0, 0.98, 0.02], [0.01, 0, 1.01]]), scale_atoms=True)

@@ -9,8 +9,9 @@ import torch
 from ase.build import bulk
 from ase.io import write
 
-from n2amd_driver.data.generate import generate, load_config
-from n2amd_driver.training.hamiltonian import load_hamiltonian_model
+from n2amd_driver.reference_data import generate, load_config
+from n2amd_driver.models.equivariance import assert_equivariant
+from n2amd_driver.models.io import load_hamiltonian_model
 
 N2AMD = [sys.executable, "-m", "n2amd_driver.cli"]
 
@@ -45,6 +46,11 @@ def test_train_resume_load_and_bands(tiny_dataset, tmp_path):
     atoms = bulk("Si", "diamond", a=5.43, cubic=True)
     H = model.hamiltonian(atoms)
     assert H.shape == (72, 72) and np.allclose(H, H.T)
+    # trained on cubic cells in one orientation (GFN2 Si has d shells, split e/t2 along the cube axes there),
+    # the model is exactly equivariant: rotations, inversion, translation, permutation, another cell setting
+    rattled = atoms.copy()
+    rattled.rattle(0.05, seed=2)
+    assert_equivariant(model, rattled)
     path = tmp_path / "si2.xyz"
     write(path, bulk("Si", "diamond", a=5.43))
     r = subprocess.run(N2AMD + ["bands", str(out / "model.pt"), str(path), "-o", str(tmp_path / "b.png"),
@@ -84,5 +90,8 @@ def test_bad_model_file_is_named(tmp_path):
     with pytest.raises(ValueError, match="model.pt: not a readable model file"):
         load_hamiltonian_model(bad)
     torch.save({"kind": "something else"}, bad)
-    with pytest.raises(ValueError, match="not an n2amd Hamiltonian model file"):
+    with pytest.raises(ValueError, match="model.pt: not an n2amd model file"):
+        load_hamiltonian_model(bad)
+    torch.save({"kind": "forcefield"}, bad)
+    with pytest.raises(ValueError, match="model.pt: a 'forcefield' model file, expected hamiltonian"):
         load_hamiltonian_model(bad)

@@ -74,7 +74,7 @@ def open_dataset(path: str | os.PathLike, mode: str = "r") -> h5py.File:
 
 def create_dataset(path: str | os.PathLike, *, engine: dict, basis_json: str | None, overwrite: bool = False) -> h5py.File:
     """Create a new, empty dataset file (refuses to clobber an existing file unless ``overwrite``)."""
-    from .. import __version__
+    from ..core.version import __version__
 
     path = Path(path)
     if path.exists() and not overwrite:

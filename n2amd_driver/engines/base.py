@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from ase import Atoms
 
-from ..basis import Basis
+from ..orbitals.conventions import Basis
+from ..orbitals.eigen import band_edges
 
 
 class EngineError(RuntimeError):
@@ -18,7 +19,7 @@ class EngineError(RuntimeError):
 class Labels:
     """Reference labels of one structure, in the package's units and orbital order.
 
-    Matrices are in e3nn orbital order (see :mod:`n2amd_driver.basis`). For periodic structures
+    Matrices are in e3nn orbital order (see :mod:`n2amd_driver.orbitals.conventions`). For periodic structures
     ``hamiltonian`` and ``overlap`` are Γ-point matrices, i.e. sums of the real-space blocks over all
     periodic images (``fold == "gamma"``); for isolated ones ``fold == "none"``.
     """
@@ -35,8 +36,7 @@ class Labels:
 
     def band_edges(self) -> tuple[float, float]:
         """(highest occupied, lowest unoccupied) orbital energy in eV, closed shell (2 electrons per orbital)."""
-        nocc = int(round(float(np.sum(self.occupations)) / 2))
-        return float(self.orbital_energies[nocc - 1]), float(self.orbital_energies[nocc])
+        return band_edges(self.orbital_energies, float(np.sum(self.occupations)))
 
     def as_dict(self) -> dict[str, np.ndarray]:
         """Array-valued labels that are present, keyed by name (for writing)."""

@@ -13,9 +13,9 @@ from __future__ import annotations
 import numpy as np
 from ase import Atoms
 
-from ..basis import Basis
-from ..structure import StructureError, check_structure, describe
-from ..units import BOHR_ANG, HARTREE_EV
+from ..core.structure import StructureError, check_structure, describe
+from ..core.units import BOHR_ANG, HARTREE_EV
+from ..orbitals.conventions import Basis
 from .base import EngineError, Labels, ReferenceEngine
 
 def _shell_ls(formatted) -> list[int]:

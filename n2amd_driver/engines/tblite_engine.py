@@ -10,9 +10,9 @@ import numpy as np
 from ase import Atoms
 from ase.data import atomic_numbers
 
-from ..basis import Basis
-from ..structure import StructureError, check_structure, describe
-from ..units import BOHR_ANG, HARTREE_EV, KB_EV_K
+from ..core.structure import StructureError, check_structure, describe
+from ..core.units import BOHR_ANG, HARTREE_EV, KB_EV_K
+from ..orbitals.conventions import Basis
 from .base import EngineError, Labels, ReferenceEngine
 
 METHODS = ("GFN1-xTB", "GFN2-xTB")

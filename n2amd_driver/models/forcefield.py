@@ -18,7 +18,8 @@ from ase import Atoms
 from ase.data import atomic_numbers, chemical_symbols
 from e3nn import o3
 
-from ..graph import neighbour_graph
+from .batch import (BATCH, EDGE_INDEX, EDGE_SHIFT, NUM_STRUCTURES, POSITIONS, SPECIES, STRAIN, VOLUME, edge_vectors,
+                    graph_batch)
 from .layers import BesselBasis, Interaction
 
 
@@ -77,41 +78,21 @@ class ForceFieldModel(torch.nn.Module):
 
     def prepare(self, structures: list[Atoms], device=None) -> dict:
         """Batch of structures → tensors with one disjoint periodic graph (edges within ``r_cut``)."""
-        dtype = self.shift.dtype
-        pos, spec, batch, cells, src, dst, shifts, vols = [], [], [], [], [], [], [], []
-        n0 = 0
-        for b, atoms in enumerate(structures):
-            periodic = bool(np.any(atoms.pbc))
-            cell = atoms.cell.array if periodic else np.zeros((3, 3))
-            g = neighbour_graph(atoms.positions, cell, atoms.pbc, self.config.r_cut)
-            pos.append(atoms.positions), spec.append(self.species(atoms.numbers))
-            batch.append(np.full(len(atoms), b)), cells.append(cell)
-            src.append(g.edge_index[0] + n0), dst.append(g.edge_index[1] + n0), shifts.append(g.shifts)
-            vols.append(abs(np.linalg.det(cell)) if np.all(atoms.pbc) else np.nan)
-            n0 += len(atoms)
-        t = lambda x, dt=torch.long: torch.as_tensor(np.concatenate(x) if isinstance(x, list) else x,
-                                                      dtype=dt, device=device)
-        return {"positions": t(pos, dtype), "species": t(spec), "batch": t(batch),
-                "cell": torch.as_tensor(np.stack(cells), dtype=dtype, device=device),
-                "edge_index": torch.as_tensor(np.stack([np.concatenate(src), np.concatenate(dst)]), device=device),
-                "shifts": t(shifts, dtype), "volume": torch.as_tensor(vols, dtype=dtype, device=device),
-                "num_structures": len(structures)}
+        return graph_batch(structures, self.config.r_cut, self.species, self.shift.dtype, device)
 
     # ---- forward -------------------------------------------------------------------------------
     def forward(self, d: dict, forces: bool = True, stress: bool = False) -> dict:
         """Energies (eV) per structure and per atom; forces (eV/Å) and stress (eV/Å³, (B,3,3)) by autograd.
         In training mode the derivatives keep their graph, so losses on forces can be back-propagated."""
-        pos = d["positions"]
-        B = d["num_structures"]
+        pos = d[POSITIONS]
+        B = d[NUM_STRUCTURES]
         if forces and not pos.requires_grad:
             pos = pos.detach().requires_grad_(True)
         strain = torch.zeros(B, 3, 3, dtype=pos.dtype, device=pos.device, requires_grad=stress)
-        i, j = d["edge_index"]
-        b = d["batch"][i]
-        vec = pos[j] - pos[i] + torch.einsum("ek,ekx->ex", d["shifts"], d["cell"][b])
-        vec = vec + torch.einsum("ex,exy->ey", vec, strain[b])  # r → r (1 + ε)
-        e_atom = self.atomic_energies(d["species"], i, j, vec)
-        energy = torch.zeros(B, dtype=e_atom.dtype, device=e_atom.device).index_add(0, d["batch"], e_atom)
+        i, j = d[EDGE_INDEX]
+        vec = edge_vectors({**d, POSITIONS: pos, STRAIN: strain}, d[EDGE_INDEX], d[EDGE_SHIFT])  # r → r (1 + ε)
+        e_atom = self.atomic_energies(d[SPECIES], i, j, vec)
+        energy = torch.zeros(B, dtype=e_atom.dtype, device=e_atom.device).index_add(0, d[BATCH], e_atom)
         out = {"energy": energy, "energies": e_atom}
         wrt = ([pos] if forces else []) + ([strain] if stress else [])
         if wrt:
@@ -120,7 +101,7 @@ class ForceFieldModel(torch.nn.Module):
                 out["forces"] = -grads[0]
             if stress:
                 g = grads[-1]
-                out["stress"] = 0.5 * (g + g.transpose(1, 2)) / d["volume"][:, None, None]
+                out["stress"] = 0.5 * (g + g.transpose(1, 2)) / d[VOLUME][:, None, None]
         return out
 
     def atomic_energies(self, species, src, dst, vec) -> torch.Tensor:

@@ -19,8 +19,9 @@ from ase import Atoms
 from ase.data import chemical_symbols
 from e3nn import o3
 
-from ..basis import Basis
-from ..graph import neighbour_graph
+from ..core.graph import NeighbourGraph, neighbour_graph
+from ..orbitals.conventions import Basis
+from .batch import BATCH, EDGE_INDEX, EDGE_SHIFT, POSITIONS, SPECIES, edge_vectors, graph_batch
 from .blocks import BlockLayout, fold_to_gamma
 from .layers import BesselBasis, Interaction, weighted_tensor_product
 from .potential import ShellPotential, cell_radial_descriptor, descriptor_statistics, overlap_coupled
@@ -89,12 +90,15 @@ class HamiltonianModel(torch.nn.Module):
                                             mean_field=config.shell_potential == "mean-field",
                                             num_radial=config.num_basis,
                                             descriptor_stats=config.descriptor_stats or None)
-        self._basis_functions: dict = {}
+        self.info: dict = {}  # what the model file says besides the weights (reference, valence electrons, ...)
         shift = torch.zeros(S, self.layout.nmax)
+        config.onsite_shift = dict(config.onsite_shift)  # its values are made isotropic below: not the caller's dict
         for k, el in enumerate(self.elements):
             v = config.onsite_shift.get(el)
             if v is not None:
-                shift[k, : len(v)] = torch.as_tensor(isotropic_onsite_shift(el, v, self.basis.shells_of(el)))
+                iso = isotropic_onsite_shift(el, v, self.basis.shells_of(el))
+                config.onsite_shift[el] = iso.tolist()  # what is saved with the model is what it applies
+                shift[k, : len(v)] = torch.as_tensor(iso)
         self.register_buffer("onsite_shift", shift, persistent=False)  # from the config, not the weights
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
@@ -113,9 +117,9 @@ class HamiltonianModel(torch.nn.Module):
 
     def cell_descriptor(self, d: dict) -> torch.Tensor:
         """The structures' cell-averaged bond-length distributions (input of the mean-field potential)."""
-        vec = self._vectors(d, d["mp_index"], d["mp_shift"])
-        ctr, nbr = d["mp_index"]
-        return cell_radial_descriptor(self.rbf_mp(vec.norm(dim=1)), ctr, nbr, d["species"], d["batch"],
+        vec = edge_vectors(d, d[EDGE_INDEX], d[EDGE_SHIFT])
+        ctr, nbr = d[EDGE_INDEX]
+        return cell_radial_descriptor(self.rbf_mp(vec.norm(dim=1)), ctr, nbr, d[SPECIES], d[BATCH],
                                       len(self.elements))
 
     def fit_descriptor_stats(self, structures: list[Atoms], overlaps: list) -> dict:
@@ -134,111 +138,100 @@ class HamiltonianModel(torch.nn.Module):
         """Whether H depends on S (the shell-potential term): then ``prepare`` needs or computes S."""
         return self.potential is not None
 
+    def basis_functions(self, atoms: Atoms):
+        """The basis functions of the model's basis for the elements of ``atoms``."""
+        from ..orbitals.functions import basis_functions
+
+        return basis_functions(self.basis.name, atoms.get_chemical_symbols(), periodic=bool(np.all(atoms.pbc)))
+
     def overlap(self, atoms: Atoms) -> np.ndarray:
         """S of ``atoms`` (Γ-folded, e3nn order) from the basis functions of the model's basis."""
-        from ..orbitals import BasisFunctions
-        from ..overlap import overlap_matrix
+        from ..orbitals.overlap import overlap_matrix
 
-        key = (tuple(sorted(set(atoms.get_chemical_symbols()))), bool(np.all(atoms.pbc)))
-        if key not in self._basis_functions:
-            self._basis_functions[key] = BasisFunctions.from_name(self.basis.name, key[0], key[1])
-        return overlap_matrix(self._basis_functions[key], atoms)
+        return overlap_matrix(self.basis_functions(atoms), atoms)
+
+    def n_electrons(self, atoms: Atoms) -> float:
+        """Valence electrons of ``atoms`` from the per-element counts stored at training."""
+        counts = self.info.get("valence_electrons") or {}
+        missing = sorted(set(atoms.get_chemical_symbols()) - set(counts))
+        if missing:
+            raise ValueError(f"the model file has no valence-electron count for {missing}; give n_electrons "
+                             "explicitly")
+        return float(round(sum(counts[el] for el in atoms.get_chemical_symbols())))
 
     def prepare(self, structures: list[Atoms], device=None, overlaps=None) -> dict:
-        """Batch of structures → tensors and both graphs (message passing and block pairs).
+        """Batch of structures → tensors and both graphs: message passing (:mod:`.batch` keys, within ``r_mp``)
+        and block pairs (``blk_*``, within ``r_block``), with the orbital layout of the Γ-point matrices.
 
         ``overlaps``: the structures' S matrices (Γ-folded, e3nn order), used by the shell-potential
         term; computed from the basis functions when not given (ignored by models without that term)."""
         dtype = next(self.parameters()).dtype
         device = next(self.parameters()).device if device is None else device
-        pos, spec, batch, cells, mp, blk = [], [], [], [], [[], []], [[], []]
-        mp_shift, blk_shift, norb_atom, orb_off, mat_off, mat_size = [], [], [], [], [], []
+        d = graph_batch(structures, self.config.r_mp, self.species, dtype, device)
+        blk, blk_shift, norb_atom, orb_off, mat_off, mat_size = [[], []], [], [], [], [], []
         n0, moff = 0, 0
-        for b, atoms in enumerate(structures):
-            sp = self.species(atoms.numbers)
+        for atoms in structures:
             cell = atoms.cell.array if np.all(atoms.pbc) else np.zeros((3, 3))
-            g1 = neighbour_graph(atoms.positions, cell, atoms.pbc, self.config.r_mp)
-            g2 = neighbour_graph(atoms.positions, cell, atoms.pbc, self.config.r_block)
-            norb = np.array([self.layout.norb[s] for s in sp])
-            offs = np.concatenate([[0], np.cumsum(norb)])[:-1]
-            pos.append(atoms.positions)
-            spec.append(sp)
-            batch.append(np.full(len(atoms), b))
-            cells.append(cell)
-            mp[0].append(g1.edge_index[0] + n0), mp[1].append(g1.edge_index[1] + n0)
-            blk[0].append(g2.edge_index[0] + n0), blk[1].append(g2.edge_index[1] + n0)
-            mp_shift.append(g1.shifts), blk_shift.append(g2.shifts)
-            norb_atom.append(norb), orb_off.append(offs)
+            g = neighbour_graph(atoms.positions, cell, atoms.pbc, self.config.r_block)
+            norb = np.array([self.layout.norb[s] for s in self.species(atoms.numbers)])
+            blk[0].append(g.edge_index[0] + n0), blk[1].append(g.edge_index[1] + n0), blk_shift.append(g.shifts)
+            norb_atom.append(norb), orb_off.append(np.concatenate([[0], np.cumsum(norb)])[:-1])
             mat_off.append(moff), mat_size.append(int(norb.sum()))
             moff += int(norb.sum()) ** 2
             n0 += len(atoms)
         cat = lambda xs: np.concatenate(xs)
         t = lambda x, dt=torch.long: torch.as_tensor(x, dtype=dt, device=device)
         blk_index = np.stack([cat(blk[0]), cat(blk[1])])
-        rev = _reverse(blk_index, cat(blk_shift))
-        extra = {}
+        d.update({"blk_index": t(blk_index), "blk_shift": t(cat(blk_shift), dtype),
+                  "blk_reverse": t(_reverse(blk_index, cat(blk_shift))), "norb_atom": t(cat(norb_atom)),
+                  "orb_offset": t(cat(orb_off)), "mat_offset": t(mat_off), "mat_size": t(mat_size), "total": moff})
         if self.needs_overlap:
             if overlaps is None:
                 overlaps = [self.overlap(atoms) for atoms in structures]
-            extra["overlap_flat"] = torch.cat([torch.as_tensor(S).to(device=device, dtype=dtype).reshape(-1)
-                                               for S in overlaps])
-            if extra["overlap_flat"].numel() != moff:
+            d["overlap_flat"] = torch.cat([torch.as_tensor(S).to(device=device, dtype=dtype).reshape(-1)
+                                           for S in overlaps])
+            if d["overlap_flat"].numel() != moff:
                 raise ValueError("overlap matrices do not match the structures' orbital counts")
-        return {
-            **extra,
-            "positions": t(cat(pos), dtype), "species": t(cat(spec)), "batch": t(cat(batch)),
-            "cell": t(np.stack(cells), dtype), "mp_index": t(np.stack([cat(mp[0]), cat(mp[1])])),
-            "mp_shift": t(cat(mp_shift), dtype), "blk_index": t(blk_index), "blk_shift": t(cat(blk_shift), dtype),
-            "blk_reverse": t(rev), "norb_atom": t(cat(norb_atom)), "orb_offset": t(cat(orb_off)),
-            "mat_offset": t(mat_off), "mat_size": t(mat_size), "total": moff,
-        }
+        return d
 
     # ---- forward -------------------------------------------------------------------------------
-    def _vectors(self, d, index, shift):
-        i, j = index
-        b = d["batch"][i]
-        vec = d["positions"][j] - d["positions"][i] + torch.einsum("ek,ekx->ex", shift, d["cell"][b])
-        if "strain" in d:  # homogeneous strain r → r (1 + ε), for stress derivatives (NNH forces)
-            vec = vec + torch.einsum("ex,exy->ey", vec, d["strain"][b])
-        return vec
-
     def forward(self, d: dict, mean_field: bool = True) -> dict:
         """Γ-point H of the batch (flat, see :meth:`matrices`), the blocks, and the shell potentials per
         orbital (eV). ``mean_field=False`` leaves the cell-average potential out of H (NNH band energies,
         :mod:`.nnh`); it is returned as ``potential_mean_field`` either way."""
         S = len(self.elements)
-        onehot = torch.nn.functional.one_hot(d["species"], S).to(d["positions"].dtype)
+        onehot = torch.nn.functional.one_hot(d[SPECIES], S).to(d[POSITIONS].dtype)
         h = self.embed(onehot)
-        vec = self._vectors(d, d["mp_index"], d["mp_shift"])
+        vec = edge_vectors(d, d[EDGE_INDEX], d[EDGE_SHIFT])
         r = vec.norm(dim=1)
         sh = o3.spherical_harmonics(self.irreps_sh, vec, normalize=True, normalization="component")
         basis = self.rbf_mp(r)
-        ctr, nbr = d["mp_index"]
+        ctr, nbr = d[EDGE_INDEX]
         for layer in self.interactions:
             h = layer(h, onehot, nbr, ctr, sh, basis)
         # on-site tiles (one per atom), made symmetric
-        on = self.layout.tiles(self.onsite(h, onehot), d["species"] * S + d["species"])
-        on = 0.5 * (on + on.transpose(1, 2)) + torch.diag_embed(self.onsite_shift[d["species"]])
+        on = self.layout.tiles(self.onsite(h, onehot), d[SPECIES] * S + d[SPECIES])
+        on = 0.5 * (on + on.transpose(1, 2)) + torch.diag_embed(self.onsite_shift[d[SPECIES]])
         # off-site tiles for every pair within r_block, averaged with their reverse (exact Hermiticity)
         i, j = d["blk_index"]
-        vb = self._vectors(d, d["blk_index"], d["blk_shift"])
+        vb = edge_vectors(d, d["blk_index"], d["blk_shift"])
         shb = o3.spherical_harmonics(self.irreps_edge_sh, vb, normalize=True, normalization="component")
         x = torch.cat([h[i], h[j]], dim=1)
         x = x[:, self.pair_perm]
         w = self.edge_radial(self.rbf_block(vb.norm(dim=1)))
-        pair = d["species"][i] * S + d["species"][j]
+        pair = d[SPECIES][i] * S + d[SPECIES][j]
         pair_onehot = torch.nn.functional.one_hot(pair, S * S).to(x.dtype)
         off = self.layout.tiles(self.edge_product(x, shb, w, pair_onehot), pair)
         off = 0.5 * (off + off[d["blk_reverse"]].transpose(1, 2))
-        args = (d["norb_atom"], d["orb_offset"], d["mat_offset"], d["mat_size"], d["batch"], d["total"])
-        n_atoms = torch.arange(len(d["species"]), device=h.device)
+        args = (d["norb_atom"], d["orb_offset"], d["mat_offset"], d["mat_size"], d[BATCH], d["total"])
+        n_atoms = torch.arange(len(d[SPECIES]), device=h.device)
         H = fold_to_gamma(on, n_atoms, n_atoms, *args) + fold_to_gamma(off, i, j, *args)
         out = {"H_flat": H, "onsite": on, "offsite": off}
         if self.potential is not None:
             G = None
             if self.potential.mean_field:
-                G = cell_radial_descriptor(basis, ctr, nbr, d["species"], d["batch"], S)
-            v, v_mf = self.potential(h, d["species"], d["batch"], G)
+                G = cell_radial_descriptor(basis, ctr, nbr, d[SPECIES], d[BATCH], S)
+            v, v_mf = self.potential(h, d[SPECIES], d[BATCH], G)
             valid = torch.arange(v.shape[1], device=v.device)[None, :] < d["norb_atom"][:, None]
             v = v[valid]  # per orbital, atoms (and structures) in order
             if v_mf is not None:
@@ -304,8 +297,6 @@ def isotropic_onsite_shift(element: str, values, shells) -> np.ndarray:
 
 
 def _reverse(index: np.ndarray, shifts: np.ndarray) -> np.ndarray:
-    from ..graph import NeighbourGraph
-
     return NeighbourGraph(index, shifts.astype(np.int64), np.zeros((index.shape[1], 3)), 0.0).reverse_edges()
 
 

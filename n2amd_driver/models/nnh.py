@@ -10,7 +10,7 @@ basis. With ρ = Σ f_n c_n c_nᵀ and W = Σ f_n ε_n c_n c_nᵀ held fixed, th
 has exactly the gradient of Ω_band (Hellmann–Feynman plus the Pulay term of the non-orthogonal basis;
 no back-propagation through the eigensolver), so forces are −∂E_s/∂R: the H part by autograd through
 the model, the S part −Tr(W ∂S/∂R) by autograd through the radial overlap tables
-(:mod:`n2amd_driver.overlap_radial`). A model with shell potentials, H ∋ ½(VS + SV) (V = diag(v),
+(:mod:`n2amd_driver.orbitals.radial`). A model with shell potentials, H ∋ ½(VS + SV) (V = diag(v),
 :mod:`.potential`), depends on S too: autograd (S held fixed) gives its v(R) part, and its S part
 Tr(ρ ½(V ∂S + ∂S V)) = Tr(M ∂S), M = ½(ρV + Vρ), joins the Pulay term as −Tr((W − M) ∂S).
 Stress is the strain derivative of the same surrogate.
@@ -23,22 +23,21 @@ crystal), whereas Σ f ε alone would carry it in full: with it, the remainder f
 7.5 meV/atom and 414 meV/Å, without it 3.2 meV/atom and 97 meV/Å (validation, same data and settings).
 The band edges in the extras come from the full H, as the couplings see them. E_rep is the reference
 method's own pair repulsion (:mod:`.repulsion`, exact; optional: ``prior: repulsion``), E_rem a short-range
-MLFF fitted to the reference minus the band terms and the prior (:func:`fit_remainder`). Units: eV, Å.
+MLFF fitted to the reference minus the band terms and the prior (:func:`n2amd_driver.training.nnh.fit_remainder`). Units: eV, Å.
 """
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import torch
 from ase import Atoms
 
-from ..electronic import eigh
-from ..orbitals import BasisFunctions
-from ..overlap import overlap_matrix, pair_cutoff_ang
-from ..overlap_radial import overlap_trace_gradients
+from ..orbitals.eigen import eigh
+from ..orbitals.functions import BasisFunctions, basis_functions
+from ..orbitals.overlap import overlap_matrix, pair_cutoff_ang
+from ..orbitals.radial import overlap_trace_gradients
+from .batch import POSITIONS, STRAIN
 
-KB_EV = 8.617333262e-5  # eV/K
 #: what the band terms are (part of the key of kept residual datasets: a change recomputes them)
 BAND_TERMS = "Mermin band energy of H without the cell-average shell potential"
 
@@ -90,43 +89,38 @@ class NNHModel:
         self.kT = float(kT)
         self.path = path
         ref = self.h.info.get("reference") or {}
-        if ref.get("engine") != "tblite":
-            raise ValueError("NNH forces need the analytic basis of a tblite-trained Hamiltonian model")
+        if ref.get("engine") != "tblite":  # the remainder's prior and its training data are tblite's
+            raise ValueError("NNH forces are set up for tblite-trained Hamiltonian models (GFN-xTB), "
+                             f"not {ref.get('engine')}")
         self.method = ref["method"]
-        self._bf: dict = {}
 
     @property
     def elements(self) -> list[str]:
         return self.h.elements
 
     def basis_functions(self, atoms: Atoms) -> BasisFunctions:
-        key = tuple(sorted(set(atoms.get_chemical_symbols())))
-        if key not in self._bf:
-            self._bf[key] = BasisFunctions.tblite(self.method, key)
-        return self._bf[key]
+        return basis_functions(self.h.basis.name, atoms.get_chemical_symbols(), periodic=bool(np.all(atoms.pbc)))
 
     def band_terms(self, atoms: Atoms, stress: bool = False) -> dict:
         """Ω_band (eV), its forces (eV/Å), optionally stress (eV/Å³), and the electronic extras."""
-        from ..training.hamiltonian import model_electrons
-
         bf = self.basis_functions(atoms)
         S = overlap_matrix(bf, atoms)
         d = self.h.prepare([atoms], overlaps=[S])
-        d["positions"] = d["positions"].detach().requires_grad_(True)
+        d[POSITIONS] = d[POSITIONS].detach().requires_grad_(True)
         if stress:
-            d["strain"] = torch.zeros(1, 3, 3, dtype=d["positions"].dtype, requires_grad=True)
+            d[STRAIN] = torch.zeros(1, 3, 3, dtype=d[POSITIONS].dtype, requires_grad=True)
         out_h = self.h(d, mean_field=False)  # why without the cell-average potential: module docstring
         H_t = self.h.matrices(out_h, d)[0]
         H = H_t.detach().cpu().numpy().astype(float)
         if not np.all(np.isfinite(H)):
             raise FloatingPointError("the model Hamiltonian contains NaN/inf")
         eps, C = eigh(H, S)
-        n_el = model_electrons(self.h, atoms)
+        n_el = self.h.n_electrons(atoms)
         f, mu, TS = fermi_occupations(eps, n_el, self.kT)
         rho, W = density_matrices(C, eps, f)
         # autograd sees S as a constant: Tr(ρ ∂H) through the blocks and the shell potentials v(R)
         surrogate = (torch.as_tensor(rho, dtype=H_t.dtype) * H_t).sum()
-        wrt = [d["positions"]] + ([d["strain"]] if stress else [])
+        wrt = [d[POSITIONS]] + ([d[STRAIN]] if stress else [])
         grads = torch.autograd.grad(surrogate, wrt)
         if "potential" in out_h:
             # H ∋ ½(V S + S V): its S-derivative Tr(ρ ½(V ∂S + ∂S V)) = Tr(M ∂S), M = ½(ρV + Vρ), joins −Tr(W ∂S)
@@ -170,125 +164,3 @@ def _add(out: dict, term: dict, stress: bool) -> None:
     out["forces"] = out["forces"] + term["forces"]
     if stress:
         out["stress"] = out["stress"] + term["stress"]
-
-
-def save_nnh_model(path, hamiltonian_path, remainder_path=None, kT: float = 0.0, prior=None) -> Path:
-    """One file holding the Hamiltonian model, the repulsion prior (its parameters), the remainder MLFF and
-    the smearing (kT in eV)."""
-    from ..training.common import atomic_save
-
-    load = lambda p: torch.load(p, map_location="cpu", weights_only=False)
-    state = {"kind": "nnh", "hamiltonian": load(hamiltonian_path), "kT_eV": float(kT),
-             "prior": prior.state() if prior is not None else None,
-             "remainder": load(remainder_path) if remainder_path else None,
-             "units": {"energy": "eV", "length": "Å", "forces": "eV/Å"}}
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    atomic_save(state, Path(path))
-    return Path(path)
-
-
-def load_nnh_model(path, device: str = "auto") -> NNHModel:
-    """NNH models run on the CPU in float64 (the eigensolver and the overlaps are numpy)."""
-    from ..training.common import read_model_file
-
-    return nnh_from_state(read_model_file(path, "nnh", "NNH"), str(path))
-
-
-def nnh_from_state(state: dict, path: str | None = None) -> NNHModel:
-    from ..training.forcefield import forcefield_from_state
-    from ..training.hamiltonian import hamiltonian_from_state
-
-    from .repulsion import PairRepulsion
-
-    rem = state.get("remainder")
-    rem = forcefield_from_state(rem, "cpu", "float64") if rem is not None else None
-    prior = PairRepulsion.from_state(state["prior"]) if state.get("prior") else None  # files before priors: none
-    return NNHModel(hamiltonian_from_state(state["hamiltonian"], "cpu"), rem, state["kT_eV"], path, prior)
-
-
-NNH_DEFAULTS: dict = {
-    "hamiltonian": None,  # model.pt from 'n2amd train hamiltonian' (tblite reference)
-    "data": None,  # n2amd dataset (or a list, pooled) with energy/forces/stress labels from the same reference
-    "kT_eV": 0.0,  # Fermi smearing (eV); 0 = fixed integer occupations (insulators)
-    "prior": "repulsion",  # repulsion: the reference method's pair repulsion, exact, under the remainder | none
-    "remainder": {"model": {"r_cut": 4.0, "layers": 2, "hidden": "16x0e+8x1o+4x2e"},
-                  "train": {"epochs": 100, "batch_size": 2, "early_stopping": 20}},
-    "output": "runs/nnh",
-}
-
-
-def residual_dataset(nnh: NNHModel, data, out_path, progress: bool = True, tag: dict | None = None) -> Path:
-    """The reference labels minus the band terms and the prior of ``nnh`` (energy, forces, stress): what
-    the remainder MLFF has to learn. ``data``: one dataset or a list (pooled, frames renumbered in order).
-    Written as an n2amd dataset next to the output."""
-    from tqdm.auto import tqdm
-
-    from ..data import h5format
-    from ..training.common import read_pooled
-
-    read = lambda path, g, i: (h5format.read_atoms(g), h5format.read_frame(g, ("energy", "forces", "stress")))
-    items, engine, _ = read_pooled(data, read)
-    with h5format.create_dataset(out_path, engine={**engine, "residual_of": "NNH band energy", **(tag or {})},
-                                 basis_json=None, overwrite=True) as g:
-        for i, (atoms, lab) in enumerate(tqdm(items, desc="band terms", unit="frame", disable=not progress)):
-            periodic = bool(np.all(atoms.pbc)) and "stress" in lab
-            band = nnh.fixed_terms(atoms, stress=periodic)
-            res = {"energy": np.asarray(float(lab["energy"]) - band["energy"]), "forces": lab["forces"] - band["forces"]}
-            if periodic:
-                res["stress"] = lab["stress"] - band["stress"]
-            h5format.write_structure(g, i, atoms, source="residual")
-            h5format.write_labels(g, i, res, fold="none")
-    return Path(out_path)
-
-
-def _sha256(path) -> str:
-    import hashlib
-
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
-def _residual_tag(path) -> dict:
-    import json
-
-    from ..data import h5format
-
-    with h5format.open_dataset(path) as f:
-        engine = json.loads(f.attrs["engine"])
-    return {k: engine.get(k) for k in ("hamiltonian_sha256", "data_sha256", "kT_eV", "band_terms", "prior")}
-
-
-def fit_remainder(cfg: dict, progress: bool = True) -> Path:
-    """``n2amd train nnh``: band terms of the Hamiltonian model (and the repulsion prior) on the data, an
-    MLFF fitted to the rest, all saved as one NNH model file (OUTPUT/model.pt)."""
-    from ..config import merge
-    from ..training.common import dataset_paths
-    from ..training.forcefield import DEFAULTS as FF_DEFAULTS
-    from ..training.forcefield import train_forcefield
-    from ..training.hamiltonian import load_hamiltonian_model
-    from .repulsion import PairRepulsion
-
-    for key in ("hamiltonian", "data"):
-        if not cfg.get(key):
-            raise ValueError(f"NNH training needs '{key}:' (a path) in the config or --set {key}=...")
-    out = Path(cfg["output"])
-    out.mkdir(parents=True, exist_ok=True)
-    hm = load_hamiltonian_model(cfg["hamiltonian"], device="cpu")
-    if cfg["prior"] not in ("repulsion", "none", None):
-        raise ValueError(f"prior: {cfg['prior']!r} is not one of: repulsion, none")
-    prior = PairRepulsion.for_method(hm.info["reference"]["method"], hm.elements) if cfg["prior"] == "repulsion" else None
-    nnh = NNHModel(hm, None, float(cfg["kT_eV"]), prior=prior)
-    resid = out / "residual.h5"
-    # the band terms are the slow part: computed once and kept for resumed runs of the same inputs
-    tag = {"hamiltonian_sha256": _sha256(cfg["hamiltonian"]),
-           "data_sha256": ",".join(_sha256(p) for p in dataset_paths(cfg["data"])),
-           "kT_eV": float(cfg["kT_eV"]), "band_terms": BAND_TERMS, "prior": prior.state() if prior else None}
-    if not resid.exists() or _residual_tag(resid) != tag:
-        residual_dataset(nnh, cfg["data"], out / "residual.tmp.h5", progress, tag)
-        (out / "residual.tmp.h5").replace(resid)
-    import copy
-
-    ff_cfg = copy.deepcopy(FF_DEFAULTS)
-    merge(ff_cfg, cfg["remainder"], "remainder")
-    ff_cfg.update({"data": str(resid), "output": str(out / "remainder")})
-    rem_path = train_forcefield(ff_cfg, progress)
-    return save_nnh_model(out / "model.pt", cfg["hamiltonian"], rem_path, float(cfg["kT_eV"]), prior)

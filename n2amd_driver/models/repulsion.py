@@ -18,7 +18,7 @@ import numpy as np
 from ase import Atoms
 from ase.neighborlist import neighbor_list
 
-from ..units import BOHR_ANG, HARTREE_EV
+from ..core.units import BOHR_ANG, HARTREE_EV
 
 #: GFN1-xTB repulsion (α [bohr^−1.5], Z_eff) for the elements this package ships data for
 GFN1_REPULSION: dict[int, tuple[float, float]] = {

@@ -1,0 +1,21 @@
+"""Nonadiabatic molecular dynamics on MD trajectories (the classical path approximation): energies,
+overlaps and couplings from a Hamiltonian along the trajectory, the couplings file, surface hopping
+(FSSH/DISH), dephasing and lifetimes, Hefei-NAMD and PYXAID files, analysis and plots. Energies eV,
+times fs, couplings 1/fs. Jobs: ``python -m n2amd_driver.namd couplings|hop|analyse``."""
+from ..core.lazy import exports
+
+__all__, __getattr__, __dir__ = exports(__name__, {
+    "series": ["CouplingSeries"],
+    "couplings_file": ["Couplings", "read_couplings", "read_series", "write_couplings"],
+    "couplings": ["correct", "nac_from_overlaps", "phase_signs", "state_overlaps", "tracking_permutations",
+                  "window_bands"],
+    "couplings_job": ["run_couplings"],
+    "sources": ["EngineSource", "ModelSource", "make_source"],
+    "hopping": ["HopSettings", "HopState", "Propagators", "advance"],
+    "hop_job": ["run_hop"],
+    "hefei": ["read_dephtime", "read_hefei", "read_inicon", "write_hefei"],
+    "exports": ["write_pyxaid"],
+    "dephasing": ["dephasing_function", "dephasing_matrix"],
+    "lifetime": ["LifetimeFit", "fit_lifetime"],
+    "analyse": ["analyse"],
+})

@@ -34,7 +34,7 @@ def main(argv=None) -> int:
                    help="window states of the headline numbers (default: VBM and CBM)")
     a.add_argument("-o", "--prefix", help="output prefix (default: the input path without suffix)")
     args = p.parse_args(argv)
-    from ..cli import parse_overrides
+    from ..core.config import parse_overrides
 
     try:
         if args.command == "analyse":

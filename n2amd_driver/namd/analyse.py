@@ -16,19 +16,18 @@ from .series import CouplingSeries
 
 
 def load(path) -> tuple[CouplingSeries, np.ndarray | None, np.ndarray | None]:
-    """The series and, for n2amd files, the band edges per snapshot (eV)."""
+    """The series and, for n2amd files, the band edges per snapshot (eV; None for Hefei-NAMD folders,
+    which do not have them)."""
     p = Path(path)
     if p.is_dir():
         from .hefei import read_hefei
 
-        return read_hefei(p), None, None
-    import h5py
+        series, _ = read_hefei(p)
+        return series, None, None
+    from .couplings_file import read_couplings
 
-    series = CouplingSeries.read_h5(p)
-    with h5py.File(p) as f:
-        vbm = f["vbm_eV"][()] if "vbm_eV" in f else None
-        cbm = f["cbm_eV"][()] if "cbm_eV" in f else None
-    return series, vbm, cbm
+    c = read_couplings(p)
+    return c.series, c.vbm_eV, c.cbm_eV
 
 
 def analyse(path, out_prefix=None, pair: tuple[int, int] | None = None) -> dict:

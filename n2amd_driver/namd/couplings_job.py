@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+
+from ..core.checkpoint import save_npz
+from ..core.parallel import chunk, world
 
 #: Documented defaults of a couplings config (YAML).
 DEFAULTS: dict = {
@@ -43,7 +45,7 @@ DEFAULTS: dict = {
 
 
 def load_config(path=None, overrides: dict | None = None) -> dict:
-    from ..config import load_config as _load
+    from ..core.config import load_config as _load
 
     cfg = _load(DEFAULTS, path, overrides, relative_paths=("trajectory", "hamiltonian.model"))
     if not cfg["trajectory"]:
@@ -54,7 +56,7 @@ def load_config(path=None, overrides: dict | None = None) -> dict:
 
 
 def load_frames(cfg: dict):
-    from ..trajectory import read_trajectory, remove_drift, unwrap
+    from ..data.trajectory import read_trajectory, remove_drift, unwrap
 
     frames = read_trajectory(cfg["trajectory"], cfg["format"], cfg["type_map"])
     fr = cfg["frames"]
@@ -65,14 +67,6 @@ def load_frames(cfg: dict):
     if cfg["remove_drift"]:
         frames = remove_drift(frames)
     return frames, float(cfg["dt_fs"]) * int(fr["step"])
-
-
-def _comm():
-    try:
-        from mpi4py import MPI
-    except ImportError:
-        return None
-    return MPI.COMM_WORLD
 
 
 def _key(cfg: dict, frames) -> str:
@@ -87,22 +81,9 @@ def _key(cfg: dict, frames) -> str:
     return h.hexdigest()[:16]
 
 
-def _save(path: Path, **arrays) -> None:
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}.npz")
-    np.savez(tmp, **arrays)
-    os.replace(tmp, path)
-
-
-def chunk(n: int, rank: int, size: int) -> range:
-    """Contiguous chunk of ``range(n)`` for ``rank`` (sizes differ by at most one)."""
-    base, extra = divmod(n, size)
-    start = rank * base + min(rank, extra)
-    return range(start, start + base + (rank < extra))
-
-
 def snapshot(source, atoms, window_cfg: dict):
     """Eigenpairs of one snapshot in the band window: (eps (n,), C (norb, n), (lo, hi), n_electrons, vbm, cbm)."""
-    from ..electronic import eigh
+    from ..orbitals.eigen import eigh
     from .couplings import window_bands
 
     H, S, nel = source.electronic(atoms)
@@ -116,30 +97,30 @@ def snapshot(source, atoms, window_cfg: dict):
 
 def run_couplings(cfg: dict, progress: bool = True) -> dict | None:
     """Run (or resume) a couplings job; rank 0 returns a summary dict, other ranks None."""
-    from ..overlap import cross_overlap
+    from ..orbitals.overlap import cross_overlap
     from .couplings import state_overlaps
     from .sources import make_source
 
-    comm = _comm()
-    rank, size = (comm.rank, comm.size) if comm is not None else (0, 1)
+    ranks = world()
     out = Path(cfg["output"])
     ckdir = Path(cfg["checkpoint"] or str(out) + ".ckpt")
     t0 = time.time()
-    try:
+    with ranks.stop_all_on_error("namd couplings", f"finished snapshots are kept in {ckdir}; re-run the same "
+                                                   "command to resume"):
         frames, dt = load_frames(cfg)
         N = len(frames)
         key = _key(cfg, frames)
-        if rank == 0:
+        if ranks.rank == 0:
             ckdir.mkdir(parents=True, exist_ok=True)
             stamp = ckdir / "key"
             if stamp.exists() and stamp.read_text() != key:  # another job's checkpoints: set them aside
                 for f in ckdir.glob("*.npz"):
                     f.unlink()
             stamp.write_text(key)
-        _barrier(comm)
+        ranks.barrier()
         source = make_source(cfg["hamiltonian"], device=cfg["device"])
-        mine = chunk(N, rank, size)
-        bar = _bar(progress and rank == 0, 2 * N, "couplings")
+        mine = chunk(N, ranks.rank, ranks.size)
+        bar = _bar(progress and ranks.rank == 0, 2 * N, "couplings")
         timings = []
         for k in mine:  # eigenpairs of my snapshots
             f = ckdir / f"snap_{k:06d}.npz"
@@ -149,11 +130,11 @@ def run_couplings(cfg: dict, progress: bool = True) -> dict | None:
                     eps, C, (lo, hi), nel, vbm, cbm = snapshot(source, frames[k], cfg["window"])
                 except Exception as exc:
                     raise RuntimeError(f"snapshot {k}: {type(exc).__name__}: {exc}") from exc
-                _save(f, eps=eps, C=C, lo=lo, hi=hi, nel=nel, vbm=vbm, cbm=cbm)
+                save_npz(f, eps=eps, C=C, lo=lo, hi=hi, nel=nel, vbm=vbm, cbm=cbm)
                 timings.append(time.perf_counter() - ts)
             if bar is not None:
-                bar.update(size)
-        _barrier(comm)
+                bar.update(ranks.size)
+        ranks.barrier()
         for k in mine:  # overlaps of my steps k → k+1 (the last one reads the next rank's snapshot)
             if k == N - 1:
                 continue
@@ -162,28 +143,17 @@ def run_couplings(cfg: dict, progress: bool = True) -> dict | None:
                 ts = time.perf_counter()
                 a, b = np.load(ckdir / f"snap_{k:06d}.npz"), np.load(ckdir / f"snap_{k + 1:06d}.npz")
                 S12 = cross_overlap(source.basis_functions(frames[k]), frames[k], frames[k + 1])
-                _save(f, O=state_overlaps(a["C"], S12, b["C"]))
+                save_npz(f, O=state_overlaps(a["C"], S12, b["C"]))
                 timings.append(time.perf_counter() - ts)
             if bar is not None:
-                bar.update(size)
+                bar.update(ranks.size)
         if bar is not None:
             bar.close()
-    except Exception as exc:  # a failing rank says why and stops all ranks; finished snapshots stay on disk
-        print(f"[n2amd namd couplings] rank {rank}: {type(exc).__name__}: {exc} (finished snapshots are kept in "
-              f"{ckdir}; re-run the same command to resume)", file=sys.stderr, flush=True)
-        if comm is not None and size > 1:
-            comm.Abort(1)
-        raise
-    all_t = comm.gather(timings, root=0) if comm is not None and size > 1 else [timings]
-    _barrier(comm)
-    if rank != 0:
+    all_t = ranks.gather(timings)
+    ranks.barrier()
+    if ranks.rank != 0:
         return None
-    return _assemble(cfg, source, frames, dt, ckdir, out, size, time.time() - t0, [t for ts in all_t for t in ts])
-
-
-def _barrier(comm) -> None:
-    if comm is not None and comm.size > 1:
-        comm.Barrier()
+    return _assemble(cfg, source, frames, dt, ckdir, out, ranks.size, time.time() - t0, [t for ts in all_t for t in ts])
 
 
 def _bar(enabled: bool, total: int, desc: str):
@@ -195,9 +165,8 @@ def _bar(enabled: bool, total: int, desc: str):
 
 
 def _assemble(cfg, source, frames, dt, ckdir, out, nranks, elapsed, timings) -> dict:
-    import h5py
-
     from .couplings import correct
+    from .couplings_file import Couplings, write_couplings
     from .series import CouplingSeries
 
     N = len(frames)
@@ -214,17 +183,8 @@ def _assemble(cfg, source, frames, dt, ckdir, out, nranks, elapsed, timings) -> 
             "vbm_band_1based": int(round(nel / 2)), "track_states": bool(cfg["track_states"]),
             "reorderings": res.reorderings, "nranks": nranks}
     series = CouplingSeries(res.energies, res.nac, dt, bands, meta)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    series.write_h5(tmp)
-    with h5py.File(tmp, "a") as f:
-        f["overlaps"] = res.overlaps
-        f["overlaps"].attrs["definition"] = "<psi_i(t)|psi_j(t+dt)>, phase-corrected, state-label order"
-        f["phase_signs"] = res.signs
-        f["state_order"] = res.order
-        f["vbm_eV"], f["cbm_eV"] = vbm, cbm
-        f["time_fs"] = np.arange(N) * dt
-    os.replace(tmp, out)
+    write_couplings(out, Couplings(series, overlaps=res.overlaps, phase_signs=res.signs, state_order=res.order,
+                                   vbm_eV=vbm, cbm_eV=cbm))
     summary = {"output": str(out), "snapshots": N, "states": len(bands), "bands_1based": [int(lo + 1), int(hi + 1)],
                "dt_fs": dt, "average_gap_eV": float(np.mean(cbm - vbm)), "reorderings": res.reorderings,
                "ranks": nranks, "wall_s": round(elapsed, 2),

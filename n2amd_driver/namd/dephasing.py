@@ -14,7 +14,7 @@ import numpy as np
 from scipy.integrate import cumulative_trapezoid
 from scipy.optimize import curve_fit
 
-from ..units import HBAR_EV_FS
+from ..core.units import HBAR_EV_FS
 
 
 def autocorrelation(x: np.ndarray) -> np.ndarray:

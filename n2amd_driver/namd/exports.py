@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..units import HARTREE_EV, HBAR_EV_FS
+from ..core.units import HARTREE_EV, HBAR_EV_FS
 from .series import CouplingSeries
 
 RYDBERG_EV = HARTREE_EV / 2

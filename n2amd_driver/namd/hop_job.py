@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
+from ..core.checkpoint import save_npz
+from ..core.parallel import world
 from .hopping import HopSettings, HopState, Propagators, advance
 from .series import CouplingSeries
 
@@ -33,7 +34,9 @@ DEFAULTS: dict = {
     "ntraj": 100,  # stochastic trajectories per initial time
     "namdtime_fs": 1000.0,  # length of each run; the MD trajectory is reused head to tail if shorter
     "initial": {
-        "times": 20,  # number of initial times spread evenly over the trajectory, or a list of MD steps
+        # number of initial times spread evenly over the trajectory, or a list of MD steps; null: the Hefei
+        # folder's INICON if it has one, else 20
+        "times": None,
         "state": "auto",  # auto: highest state (electron) / lowest (hole); or a state index in the window
     },
     "dephasing": "auto",  # auto (from the gap fluctuations), a DEPHTIME file, or an n×n list (fs)
@@ -45,19 +48,23 @@ DEFAULTS: dict = {
 }
 
 
+DEFAULT_INITIAL_TIMES = 20
+
+
 def load_config(path=None, overrides: dict | None = None) -> dict:
-    from ..config import load_config as _load
+    from ..core.config import load_config as _load
 
     return _load(DEFAULTS, path, overrides, relative_paths=("input.couplings", "input.hefei"))
 
 
 def load_series(cfg: dict) -> tuple[CouplingSeries, np.ndarray | None]:
     """The coupling series and, for Hefei-NAMD input with INICON, its (step, state) initial conditions."""
+    from .couplings_file import read_series
     from .hefei import read_hefei, read_inicon
 
     inicon = None
     if cfg["input"]["couplings"]:
-        series = CouplingSeries.read_h5(cfg["input"]["couplings"])
+        series = read_series(cfg["input"]["couplings"])
     elif cfg["input"]["hefei"]:
         folder = Path(cfg["input"]["hefei"])
         series, inp = read_hefei(folder)
@@ -73,10 +80,13 @@ def load_series(cfg: dict) -> tuple[CouplingSeries, np.ndarray | None]:
 
 def initial_conditions(cfg: dict, series: CouplingSeries, inicon) -> tuple[np.ndarray, np.ndarray]:
     n, M = series.nstates, series.nsteps
-    if inicon is not None and cfg["initial"]["times"] == DEFAULTS["initial"]["times"]:
+    times = cfg["initial"]["times"]
+    if inicon is not None and times is None:
         steps, states = inicon[:, 0], inicon[:, 1]
     else:
-        times = cfg["initial"]["times"]
+        if inicon is not None:
+            print(f"[n2amd namd hop] initial.times is set ({times}): the folder's INICON is not used", flush=True)
+        times = DEFAULT_INITIAL_TIMES if times is None else times
         steps = np.asarray(times, int) if isinstance(times, (list, tuple)) else \
             np.linspace(0, M - 1, int(times)).round().astype(int)
         st = cfg["initial"]["state"]
@@ -99,14 +109,6 @@ def dephasing_times(cfg: dict, series: CouplingSeries):
     return tau, None, None
 
 
-def _comm():
-    try:
-        from mpi4py import MPI
-    except ImportError:
-        return None
-    return MPI.COMM_WORLD
-
-
 def _hash(cfg: dict, series: CouplingSeries) -> str:
     h = hashlib.sha256(json.dumps({k: v for k, v in cfg.items() if k not in ("output", "checkpoint_every_fs")},
                                   sort_keys=True, default=str).encode())
@@ -117,11 +119,11 @@ def _hash(cfg: dict, series: CouplingSeries) -> str:
 
 def run_hop(cfg: dict, progress: bool = True) -> dict | None:
     """Run (or resume) a hop job; rank 0 returns the summary dict, other ranks None."""
-    comm = _comm()
-    rank, size = (comm.rank, comm.size) if comm is not None else (0, 1)
+    ranks = world()
+    rank, size = ranks.rank, ranks.size
     out = Path(cfg["output"])
     ckdir = out / "checkpoint"
-    try:
+    with ranks.stop_all_on_error("namd hop", f"checkpoints stay in {ckdir}"):
         series, inicon = load_series(cfg)
         steps0, states0 = initial_conditions(cfg, series, inicon)
         tau, t_deph, D_deph = dephasing_times(cfg, series)
@@ -155,12 +157,7 @@ def run_hop(cfg: dict, progress: bool = True) -> dict | None:
         if bar is not None:
             bar.close()
         elapsed = time.time() - t0
-    except Exception as exc:  # a failing rank says why and stops all ranks; checkpoints stay on disk
-        print(f"[n2amd namd hop] rank {rank}: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
-        if comm is not None and size > 1:
-            comm.Abort(1)
-        raise
-    gathered = comm.gather((mine, rec), root=0) if comm is not None and size > 1 else [(mine, rec)]
+    gathered = ranks.gather((mine, rec))
     if rank != 0:
         return None
     return _write_results(cfg, series, settings, steps0, states0, gathered, nsteps, every, tau, t_deph, D_deph,
@@ -221,15 +218,12 @@ def _load_states(found, mine, settings):
 
 
 def _save_checkpoint(ckdir, rank, key, mine, state, rec):
-    ckdir.mkdir(parents=True, exist_ok=True)
-    tmp = ckdir / f"rank{rank}.tmp.npz"
     arrays = dict(key=key, inits=mine, steps_done=state.steps_done, step0=state.step0, init_state=state.init_state,
                   c=state.c, active=state.active, rng=np.array([json.dumps(g.bit_generator.state) for g in state.rngs]),
                   **rec)
     if state.clocks is not None:
         arrays["clocks"] = state.clocks
-    np.savez(tmp, **arrays)
-    os.replace(tmp, ckdir / f"rank{rank}.npz")  # atomic: a kill never leaves a half-written checkpoint
+    save_npz(ckdir / f"rank{rank}.npz", **arrays)
 
 
 def _write_results(cfg, series, settings, steps0, states0, gathered, nsteps, every, tau, t_deph, D_deph, elapsed,
@@ -281,7 +275,7 @@ def _write_results(cfg, series, settings, steps0, states0, gathered, nsteps, eve
 
 
 def _summary(series, tau, fits, cfg, settings, ninit, nsteps, elapsed, nranks) -> dict:
-    from ..units import HBAR_EV_FS
+    from ..core.units import HBAR_EV_FS
 
     n = series.nstates
     gap = float(np.mean(series.energies[:, -1] - series.energies[:, 0]))

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..units import KB_EV_K
+from ..core.units import KB_EV_K
 from .series import CouplingSeries
 from .tdks import step_propagators, substep_hamiltonians, expm_hermitian
 
@@ -64,7 +64,7 @@ class Propagators:
         if settings.method == "fssh":
             self.X = X  # per sub-step propagators (M, nelm, n, n)
             self.d_sub = (-H.imag).copy()  # ħ d at sub-steps, eV; off-diagonal only
-            from ..units import HBAR_EV_FS
+            from ..core.units import HBAR_EV_FS
 
             self.d_sub /= HBAR_EV_FS
             n = series.nstates

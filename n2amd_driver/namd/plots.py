@@ -74,7 +74,7 @@ def plot_dephasing(path, t_fs, D, tau) -> None:
 def plot_couplings(prefix, series, vbm=None, cbm=None) -> list[str]:
     """Band energies vs time, |NAC| vs time for neighbouring states, and the RMS-NAC heat map (meV):
     ``<prefix>_energies.png``, ``<prefix>_nac.png``, ``<prefix>_nac_map.png``."""
-    from ..units import HBAR_EV_FS
+    from ..core.units import HBAR_EV_FS
 
     plt = _plt()
     prefix = str(prefix)

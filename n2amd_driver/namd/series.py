@@ -1,6 +1,6 @@
 """Energies and couplings along one MD trajectory: what surface hopping consumes.
 
-Conventions (the same as the couplings post-processor writes):
+Conventions (the same as the couplings post-processor writes; the file is :mod:`.couplings_file`):
 
 - ``energies[k, i]``: adiabatic energy of state i at snapshot k (time k·dt), eV;
 - ``nac[k, i, j]``: nonadiabatic coupling d_ij = <ψ_i|∂ψ_j/∂t> at the midpoint t_k + dt/2 of step k, in fs⁻¹,
@@ -12,14 +12,11 @@ Conventions (the same as the couplings post-processor writes):
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
-from pathlib import Path
 
-import h5py
 import numpy as np
 
-FORMAT = "n2amd-couplings"
+from ..core.units import HBAR_EV_FS
 
 
 @dataclass
@@ -59,31 +56,4 @@ class CouplingSeries:
 
     def rms_nac_meV(self) -> np.ndarray:
         """Root-mean-square coupling |ħ d_ij| over the trajectory, meV (the N2AMD paper's measure)."""
-        from ..units import HBAR_EV_FS
-
         return 1000 * HBAR_EV_FS * np.sqrt(np.mean(self.nac**2, axis=0))
-
-    # ---- HDF5 ------------------------------------------------------------------------------
-    def write_h5(self, path) -> None:
-        with h5py.File(path, "w") as f:
-            f.attrs["format"] = FORMAT
-            f.attrs["dt_fs"] = self.dt_fs
-            f.attrs["units"] = json.dumps({"energies": "eV", "nac": "1/fs", "dt": "fs"})
-            f.attrs["meta"] = json.dumps(self.meta, default=str)
-            f["energies"] = self.energies
-            f["nac"] = self.nac
-            if self.bands is not None:
-                f["bands"] = self.bands
-
-    @classmethod
-    def read_h5(cls, path) -> "CouplingSeries":
-        path = Path(path)
-        try:
-            f = h5py.File(path, "r")
-        except OSError as exc:
-            raise ValueError(f"{path}: not a readable HDF5 couplings file: {exc}") from None
-        with f:
-            if f.attrs.get("format") != FORMAT:
-                raise ValueError(f"{path}: not an n2amd couplings file (format attribute is not '{FORMAT}')")
-            return cls(f["energies"][()], f["nac"][()], float(f.attrs["dt_fs"]),
-                       f["bands"][()] if "bands" in f else None, json.loads(f.attrs.get("meta", "{}")))

@@ -1,22 +1,21 @@
 """Where the Γ-point Hamiltonian of a snapshot comes from: a trained model or a reference engine.
 
-Both give (H, S, n_electrons) in eV, e3nn orbital order, and the analytic basis functions that the
-cross-time overlaps S(t; t+dt) are computed from, so the couplings code path is the same for both.
+Both give (H, S, n_electrons) in eV, e3nn orbital order, and the basis functions that the cross-time
+overlaps S(t; t+dt) are computed from, so the couplings code path is the same for both.
 """
 from __future__ import annotations
 
 import numpy as np
 from ase import Atoms
 
-from ..orbitals import BasisFunctions
-from ..overlap import overlap_matrix
+from ..orbitals.functions import BasisFunctions, basis_functions
 
 
 class ModelSource:
     """H from a trained Hamiltonian model; S from the basis functions of the model's reference engine."""
 
     def __init__(self, path, device: str = "auto", dtype: str | None = None):
-        from ..training.hamiltonian import load_hamiltonian_model
+        from ..models.io import load_hamiltonian_model
 
         self.path = str(path)
         self.dtype = dtype
@@ -25,22 +24,18 @@ class ModelSource:
         if self.reference.get("engine") != "tblite":
             raise ValueError(f"{path}: couplings need analytic basis functions; supported for tblite references, "
                              f"this model was trained on {self.reference.get('engine')}")
-        self._bf: dict = {}
 
     def basis_functions(self, atoms: Atoms) -> BasisFunctions:
-        key = tuple(sorted(set(atoms.get_chemical_symbols())))
-        if key not in self._bf:
-            self._bf[key] = BasisFunctions.tblite(self.reference["method"], key)
-        return self._bf[key]
+        return self.model.basis_functions(atoms)
 
     def electronic(self, atoms: Atoms) -> tuple[np.ndarray, np.ndarray, float]:
-        from ..training.hamiltonian import model_electrons
+        from ..orbitals.overlap import overlap_matrix
 
         S = overlap_matrix(self.basis_functions(atoms), atoms)
         H = np.asarray(self.model.hamiltonian(atoms, S), dtype=float)
         if not np.all(np.isfinite(H)):
             raise ValueError("the model Hamiltonian contains NaN/inf")
-        return H, S, model_electrons(self.model, atoms)
+        return H, S, self.model.n_electrons(atoms)
 
     def describe(self) -> dict:
         return {"source": "model", "model": self.path, "reference": self.reference,
@@ -56,13 +51,9 @@ class EngineSource:
         if engine != "tblite":
             raise ValueError(f"reference couplings are supported with the tblite engine, not '{engine}'")
         self.engine = get_engine(engine, **options)
-        self._bf: dict = {}
 
     def basis_functions(self, atoms: Atoms) -> BasisFunctions:
-        key = tuple(sorted(set(atoms.get_chemical_symbols())))
-        if key not in self._bf:
-            self._bf[key] = BasisFunctions.tblite(self.engine.method, key)
-        return self._bf[key]
+        return basis_functions(f"tblite:{self.engine.method}", atoms.get_chemical_symbols())
 
     def electronic(self, atoms: Atoms) -> tuple[np.ndarray, np.ndarray, float]:
         lab = self.engine.label(atoms)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..units import HBAR_EV_FS
+from ..core.units import HBAR_EV_FS
 from .series import CouplingSeries
 
 

@@ -2,21 +2,20 @@
 
 Loss = w_E · MSE(E/N) [eV²/atom²] + w_F · MSE(F) [eV²/Å²] + w_S · MSE(σ) [eV²/Å⁶], on the [A] datasets.
 AdamW, plateau schedule, EMA, early stopping on the validation loss, seeds, checkpoints every epoch (re-run
-to resume), progress bar with live MAEs, ``metrics.csv``. Optional sharpness-aware minimisation
+to resume), progress bar with live MAEs, ``metrics.csv`` (the loop of :func:`.loop.fit`). Optional sharpness-aware minimisation
 (``train.sam_rho`` > 0, the Allegro-Legato recipe): the gradient is taken at w + ρ g/|g| and the step is
 made from w, which favours flat minima and more robust MD. ``model.pt`` holds the best EMA weights with
-the full config, units and reference; load it with :func:`load_forcefield_model`.
+the full config, units and reference; load it with :func:`n2amd_driver.models.io.load_model`.
 """
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from .common import (MetricsLog, atomic_save, build_model, load_checkpoint, make_optimizer, per_element_values,
-                     prepare_run, read_model_file, save_checkpoint, save_split, split_frames)
+from ..models.io import default_dtype, save_model_file
+from .loop import descend, fit, per_element_values, prepare_run, read_pooled, save_split, split_frames
 
 DEFAULTS: dict = {
     "data": None,  # n2amd HDF5 dataset with energy + forces (+ stress) labels
@@ -45,7 +44,6 @@ def load_frames(data) -> tuple[list[dict], dict]:
     """Structures with energy (eV), forces (eV/Å) and, if labelled, stress (eV/Å³) from one n2amd dataset
     or a list of them (same reference), in file order."""
     from ..data import h5format
-    from .common import read_pooled
 
     def read(path, g, i) -> dict:
         if "forces" not in g:
@@ -122,97 +120,46 @@ def sam_step(model, opt, chunk, device, t: dict) -> float:
 
 
 def train_forcefield(cfg: dict, progress: bool = True) -> Path:
-    from tqdm.auto import tqdm
-
+    """Run (or resume) an MLFF training; returns the path of the best model file."""
     from ..models.forcefield import ForceFieldConfig, ForceFieldModel
 
     t = cfg["train"]
     out, dtype, device = prepare_run(cfg)
-    frames, engine = load_frames(cfg["data"])
-    train, val, split = split_frames(frames, cfg["split"])
-    elements = sorted({el for fr in frames for el in fr["atoms"].get_chemical_symbols()})
-    shifts = per_element_values([fr["atoms"] for fr in train], [fr["energy"] for fr in train])
-    scale = float(np.sqrt(np.mean(np.concatenate([fr["forces"].ravel() for fr in train]) ** 2)))
-    nbr = np.mean([_mean_neighbours(fr["atoms"], float(cfg["model"]["r_cut"])) for fr in train[:8]])
-    mcfg = ForceFieldConfig(elements=elements, energy_shift=shifts, energy_scale=scale, avg_neighbours=float(nbr),
-                            **cfg["model"])
-    model = ForceFieldModel(mcfg).to(device=device, dtype=dtype)
-    opt, sched, ema = make_optimizer(model, t)
-    ckpt = out / "checkpoint.pt"
-    start, best, since_best = load_checkpoint(ckpt, model, opt, sched, ema, device)
-    metrics = MetricsLog(out / "metrics.csv")
-    rng = np.random.default_rng(int(t["seed"]) + start)
-    bs = int(t["batch_size"])
-    bar = tqdm(range(start, int(t["epochs"])), desc="train FF", unit="epoch", disable=not progress,
-               initial=start, total=int(t["epochs"]))
-    t0 = time.time()
-    for epoch in bar:
-        model.train()
-        order = rng.permutation(len(train))
-        losses = []
-        for k in range(0, len(order), bs):
-            chunk = [train[i] for i in order[k : k + bs]]
+    with default_dtype(dtype):
+        frames, engine = load_frames(cfg["data"])
+        train, val, split = split_frames(frames, cfg["split"])
+        elements = sorted({el for fr in frames for el in fr["atoms"].get_chemical_symbols()})
+        shifts = per_element_values([fr["atoms"] for fr in train], [fr["energy"] for fr in train])
+        # one scale for every force component: the RMS over all of them, which no rotation changes
+        scale = float(np.sqrt(np.mean(np.concatenate([fr["forces"].ravel() for fr in train]) ** 2)))
+        nbr = np.mean([_mean_neighbours(fr["atoms"], float(cfg["model"]["r_cut"])) for fr in train[:8]])
+        mcfg = ForceFieldConfig(elements=elements, energy_shift=shifts, energy_scale=scale,
+                                avg_neighbours=float(nbr), **cfg["model"])
+        model = ForceFieldModel(mcfg).to(device=device, dtype=dtype)
+
+        def step(chunk, epoch, opt):
             if float(t["sam_rho"]) > 0:
-                losses.append(sam_step(model, opt, chunk, device, t))
-            else:
-                loss, _ = loss_terms(model, chunk, device, t)
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-                losses.append(loss.item())
-            ema.update(model)
-        model.eval()
-        raw = ema.swap_into(model)
-        ev = evaluate(model, val, bs, device)
-        # validation score in the loss's own weighting, with MAEs in eV-based units
-        score = float(t["energy_weight"]) * ev["E_mae_meV_atom"] + float(t["force_weight"]) * ev["F_mae_meV_A"]
-        if score < best:
-            best, since_best = score, 0
-            save_model(model, out / "model.pt", cfg, engine, ev, epoch)
-        else:
-            since_best += 1
-        model.load_state_dict(raw)
-        sched.step(score)
-        row = {"epoch": epoch, "train_loss": float(np.mean(losses)), "lr": opt.param_groups[0]["lr"],
-               **{f"val_{k}": v for k, v in ev.items()}, "seconds": round(time.time() - t0, 1)}
-        metrics.write(row)
-        bar.set_postfix(E=f"{ev['E_mae_meV_atom']:.2f}meV/at", F=f"{ev['F_mae_meV_A']:.1f}meV/Å",
-                        lr=f"{row['lr']:.1e}")
-        save_checkpoint(ckpt, model, opt, sched, ema, epoch, best, since_best)
-        if since_best >= int(t["early_stopping"]):
-            bar.write(f"[n2amd] early stopping at epoch {epoch}: no validation improvement for {since_best} epochs")
-            break
-    bar.close()
+                return sam_step(model, opt, chunk, device, t)
+            return descend(opt, loss_terms(model, chunk, device, t)[0])
+
+        bs = int(t["batch_size"])
+        fit(model, train, val, t, out, device, step=step, evaluate=lambda frames_: evaluate(model, frames_, bs, device),
+            # validation score in the loss's own weighting, with MAEs in eV-based units
+            score=lambda ev, epoch: float(t["energy_weight"]) * ev["E_mae_meV_atom"]
+            + float(t["force_weight"]) * ev["F_mae_meV_A"],
+            save=lambda ev, epoch: save_model(model, out / "model.pt", cfg, engine, ev, epoch), desc="train FF",
+            postfix=lambda ev: {"E": f"{ev['E_mae_meV_atom']:.2f}meV/at", "F": f"{ev['F_mae_meV_A']:.1f}meV/Å"},
+            progress=progress)
     save_split(out, split)
     return out / "model.pt"
 
 
 def _mean_neighbours(atoms, r_cut: float) -> float:
-    from ..graph import graph_from_atoms
+    from ..core.graph import graph_from_atoms
 
     return graph_from_atoms(atoms, r_cut).num_edges / max(len(atoms), 1)
 
 
 def save_model(model, path: Path, cfg: dict, engine: dict, metrics: dict, epoch: int) -> None:
-    from .. import __version__
-
-    atomic_save({"kind": "forcefield", "config": model.config.to_dict(), "state_dict": model.state_dict(),
-                 "dtype": str(model.shift.dtype).replace("torch.", ""), "units": UNITS, "reference": engine,
-                 "training": cfg, "validation": metrics, "epoch": epoch, "package_version": __version__}, path)
-
-
-def load_forcefield_model(path, device: str = "auto", dtype: str | None = None):
-    """Load a model file written by training: ``ff = load_forcefield_model("model.pt")``.
-    ``dtype`` ("float32"/"float64") overrides the trained precision (e.g. float64 for tight checks)."""
-    return forcefield_from_state(read_model_file(path, "forcefield", "force-field"), device, dtype)
-
-
-def forcefield_from_state(state: dict, device: str = "auto", dtype: str | None = None):
-    """The model held by a loaded force-field model file's dict (``dtype`` overrides the trained one)."""
-    from ..models.forcefield import ForceFieldConfig, ForceFieldModel
-
-    config = {"scalar_last_layer": False, **state["config"]}  # files from before the option had full last layers
-    model = build_model(lambda: ForceFieldModel(ForceFieldConfig(**config)), state["state_dict"],
-                        getattr(torch, dtype or state["dtype"]), device)
-    model.info = {k: state.get(k) for k in ("reference", "validation", "epoch", "units", "package_version")}
-    return model
+    save_model_file(path, "forcefield", model, units=UNITS, reference=engine, training=cfg, validation=metrics,
+                    epoch=epoch)

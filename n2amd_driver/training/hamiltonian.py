@@ -12,14 +12,13 @@ loadable with :func:`load_hamiltonian_model`. ``init: model.pt`` starts from a t
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from .common import (MetricsLog, atomic_save, build_model, load_checkpoint, make_optimizer, per_element_values,
-                     prepare_run, read_model_file, save_checkpoint, save_split, split_frames)
+from ..models.io import build_model, default_dtype, read_model_file, save_model_file
+from .loop import descend, fit, per_element_values, prepare_run, read_pooled, save_split, split_frames
 
 DEFAULTS: dict = {
     "data": None,  # n2amd HDF5 dataset with hamiltonian + overlap labels
@@ -52,7 +51,6 @@ def load_frames(data, dtype) -> tuple[list[dict], str, dict]:
     """Frames with H, S (eV), orbital energies and occupations from one n2amd dataset or a list of them
     (same reference and basis), in file order; also the basis (JSON) and the reference."""
     from ..data import h5format
-    from .common import read_pooled
 
     def read(path, g, i) -> dict:
         if "hamiltonian" not in g:
@@ -124,82 +122,50 @@ def evaluate(model, frames, batch_size, device, window) -> dict:
 
 
 def train_hamiltonian(cfg: dict, progress: bool = True) -> Path:
-    from tqdm.auto import tqdm
-
-    from ..basis import Basis
+    """Run (or resume) a Hamiltonian training; returns the path of the best model file."""
     from ..models.hamiltonian import HamiltonianConfig, HamiltonianModel
+    from ..orbitals.conventions import Basis
 
     t = cfg["train"]
     out, dtype, device = prepare_run(cfg)
-    frames, basis_json, engine = load_frames(cfg["data"], dtype)
-    train, val, split = split_frames(frames, cfg["split"])
-    basis = Basis.from_json(basis_json)
-    elements = sorted({el for fr in frames for el in fr["atoms"].get_chemical_symbols()})
-    if cfg.get("init"):
-        model = initial_model(cfg["init"], elements, basis_json, dtype, device)
-    else:
-        mcfg = HamiltonianConfig(elements=elements, basis_json=basis_json, onsite_shift=onsite_means(train, basis),
-                                 **cfg["model"])
-        model = HamiltonianModel(mcfg).to(device=device, dtype=dtype)
-        if mcfg.shell_potential == "mean-field":
-            model.fit_descriptor_stats([fr["atoms"] for fr in train], [fr["S"] for fr in train])
-    opt, sched, ema = make_optimizer(model, t)
-    cfg = {**cfg, "valence_electrons": valence_electrons_per_element(frames)}
-    ckpt = out / "checkpoint.pt"
-    start, best, since_best = load_checkpoint(ckpt, model, opt, sched, ema, device)  # resume if present
-    metrics = MetricsLog(out / "metrics.csv")
-    rng = np.random.default_rng(int(t["seed"]))
-    bar = tqdm(range(start, int(t["epochs"])), desc="train H", unit="epoch", disable=not progress,
-               initial=start, total=int(t["epochs"]))
-    t0 = time.time()
-    # the selection score changes at the band stage (blocks → blocks + eigenvalues): a stage-1 best must not
-    # block stage-2 models from being saved
-    best_stage = 2 if start > int(t["band_stage_epoch"]) else 1
-    for epoch in bar:
-        model.train()
-        stage2 = epoch >= int(t["band_stage_epoch"])
-        if stage2 and best_stage == 1:
-            best, since_best, best_stage = float("inf"), 0, 2
-        order = rng.permutation(len(train))
-        losses = []
-        for k in range(0, len(order), int(t["batch_size"])):
-            chunk = [train[i] for i in order[k : k + int(t["batch_size"])]]
+    with default_dtype(dtype):
+        frames, basis_json, engine = load_frames(cfg["data"], dtype)
+        train, val, split = split_frames(frames, cfg["split"])
+        elements = sorted({el for fr in frames for el in fr["atoms"].get_chemical_symbols()})
+        if cfg.get("init"):
+            model = initial_model(cfg["init"], elements, basis_json, dtype, device)
+        else:
+            mcfg = HamiltonianConfig(elements=elements, basis_json=basis_json,
+                                     onsite_shift=onsite_means(train, Basis.from_json(basis_json)), **cfg["model"])
+            model = HamiltonianModel(mcfg).to(device=device, dtype=dtype)
+            if mcfg.shell_potential == "mean-field":
+                model.fit_descriptor_stats([fr["atoms"] for fr in train], [fr["S"] for fr in train])
+        cfg = {**cfg, "valence_electrons": valence_electrons_per_element(frames)}
+        window = float(t["band_window_eV"])
+        in_band_stage = lambda epoch: epoch >= int(t["band_stage_epoch"])
+
+        def step(chunk, epoch, opt):
             d = model.prepare([fr["atoms"] for fr in chunk], device, overlaps=[fr["S"] for fr in chunk])
             mats = model.matrices(model(d), d)
             loss = sum(((H - fr["H"].to(device)) ** 2).mean() for H, fr in zip(mats, chunk)) / len(chunk)
-            if stage2:
+            if in_band_stage(epoch):
                 band = 0.0
                 for H, fr in zip(mats, chunk):
                     eps = generalized_eigvalsh(H, fr["S"].to(device))
-                    sel = band_window(fr["eps"], fr["occ"], float(t["band_window_eV"])).to(device)
+                    sel = band_window(fr["eps"], fr["occ"], window).to(device)
                     band = band + ((eps[sel] - fr["eps"].to(device)[sel]) ** 2).mean()
                 loss = loss + float(t["band_weight"]) * band / len(chunk)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            ema.update(model)
-            losses.append(loss.item())
-        model.eval()
-        raw = ema.swap_into(model)
-        ev = evaluate(model, val, int(t["batch_size"]), device, float(t["band_window_eV"]))
-        score = ev["H_mae_meV"] + (ev["eig_mae_meV"] if stage2 else 0.0)
-        if score < best:
-            best, since_best = score, 0
-            save_model(model, out / "model.pt", cfg, engine, ev, epoch)
-        else:
-            since_best += 1
-        model.load_state_dict(raw)
-        sched.step(score)
-        row = {"epoch": epoch, "stage": 2 if stage2 else 1, "train_loss_eV2": float(np.mean(losses)),
-               "lr": opt.param_groups[0]["lr"], **{f"val_{k}": v for k, v in ev.items()},
-               "seconds": round(time.time() - t0, 1)}
-        metrics.write(row)
-        bar.set_postfix(H=f"{ev['H_mae_meV']:.2f}meV", eig=f"{ev['eig_mae_meV']:.1f}meV", lr=f"{row['lr']:.1e}")
-        save_checkpoint(ckpt, model, opt, sched, ema, epoch, best, since_best)
-        if since_best >= int(t["early_stopping"]):
-            bar.write(f"[n2amd] early stopping at epoch {epoch}: no validation improvement for {since_best} epochs")
-            break
-    bar.close()
+            return descend(opt, loss)
+
+        # the selection score changes at the band stage (blocks → blocks + eigenvalues): stage-1 scores
+        # must not block stage-2 models from being saved
+        fit(model, train, val, t, out, device, step=step,
+            evaluate=lambda frames_: evaluate(model, frames_, int(t["batch_size"]), device, window),
+            score=lambda ev, epoch: ev["H_mae_meV"] + (ev["eig_mae_meV"] if in_band_stage(epoch) else 0.0),
+            save=lambda ev, epoch: save_model(model, out / "model.pt", cfg, engine, ev, epoch),
+            stage=lambda epoch: 2 if in_band_stage(epoch) else 1, loss_column="train_loss_eV2", desc="train H",
+            postfix=lambda ev: {"H": f"{ev['H_mae_meV']:.2f}meV", "eig": f"{ev['eig_mae_meV']:.1f}meV"},
+            progress=progress)
     save_split(out, split)
     return out / "model.pt"
 
@@ -208,7 +174,7 @@ def initial_model(path, elements: list[str], basis_json: str, dtype=torch.float6
     """The model saved in ``path`` (weights included), checked to cover the data's elements and basis."""
     from ..models.hamiltonian import HamiltonianConfig, HamiltonianModel
 
-    state = read_model_file(path, "hamiltonian", "Hamiltonian")
+    state = read_model_file(path, "hamiltonian")
     mcfg = HamiltonianConfig(**state["config"])
     missing = sorted(set(elements) - set(mcfg.elements))
     if missing:
@@ -219,40 +185,5 @@ def initial_model(path, elements: list[str], basis_json: str, dtype=torch.float6
 
 
 def save_model(model, path: Path, cfg: dict, engine: dict, metrics: dict, epoch: int) -> None:
-    from .. import __version__
-
-    atomic_save({"kind": "hamiltonian", "config": model.config.to_dict(), "state_dict": model.state_dict(),
-                 "dtype": str(next(model.parameters()).dtype).replace("torch.", ""), "units": UNITS,
-                 "reference": engine, "training": cfg,
-                 "valence_electrons": cfg.get("valence_electrons", {}), "validation": metrics, "epoch": epoch,
-                 "package_version": __version__}, path)
-
-
-def load_hamiltonian_model(path, device: str = "auto", dtype: str | None = None):
-    """Load a model file written by training: ``model = load_hamiltonian_model("model.pt")``.
-
-    ``dtype`` ("float32"/"float64") evaluates the model in another precision than it was trained in
-    (float32 is ~2.5× faster on CPUs; on the Si64 model |ΔH| ≲ 1e-5 eV)."""
-    return hamiltonian_from_state(read_model_file(path, "hamiltonian", "Hamiltonian"), device, dtype)
-
-
-def hamiltonian_from_state(state: dict, device: str = "auto", dtype: str | None = None):
-    """The model held by a loaded Hamiltonian model file's dict."""
-    from ..models.hamiltonian import HamiltonianConfig, HamiltonianModel
-
-    if dtype not in (None, "float32", "float64"):
-        raise ValueError(f"dtype must be float32 or float64, not {dtype!r}")
-    model = build_model(lambda: HamiltonianModel(HamiltonianConfig(**state["config"])), state["state_dict"],
-                        getattr(torch, dtype or state["dtype"]), device)
-    model.info = {k: state.get(k) for k in ("reference", "validation", "epoch", "units", "package_version",
-                                            "valence_electrons")}
-    return model
-
-
-def model_electrons(model, atoms) -> float:
-    """Valence electrons of ``atoms`` for a loaded model (from the counts stored at training)."""
-    counts = model.info.get("valence_electrons") or {}
-    missing = sorted(set(atoms.get_chemical_symbols()) - set(counts))
-    if missing:
-        raise ValueError(f"the model file has no valence-electron count for {missing}; give n_electrons explicitly")
-    return float(round(sum(counts[el] for el in atoms.get_chemical_symbols())))
+    save_model_file(path, "hamiltonian", model, units=UNITS, reference=engine, training=cfg,
+                    valence_electrons=cfg.get("valence_electrons", {}), validation=metrics, epoch=epoch)

@@ -10,43 +10,12 @@ can be wrapped as well.
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 from ase.calculators.calculator import Calculator, all_changes
 from ase.stress import full_3x3_to_voigt_6_stress
 
+from .io import load_force_model
 
-BUNDLED = Path(__file__).parent / "assets" / "models"
-
-
-def resolve_model_path(path) -> Path:
-    """``path`` itself, or a bundled model of that name (``si_mlff.pt``, ``si_nnh.pt``, ...)."""
-    p = Path(path)
-    if p.exists():
-        return p
-    if (BUNDLED / p.name).exists() and p.parent == Path("."):
-        return BUNDLED / p.name
-    known = ", ".join(sorted(x.name for x in BUNDLED.glob("*.pt"))) if BUNDLED.exists() else "none"
-    raise FileNotFoundError(f"model file not found: {path} (bundled models: {known})")
-
-
-def load_model(path, device: str = "auto", dtype: str | None = None):
-    """Load any n2amd force model file (``kind`` forcefield or nnh) by its path or bundled name."""
-    from .training.common import read_model_file
-
-    path = resolve_model_path(path)
-    state = read_model_file(path)
-    kind = state.get("kind")
-    if kind == "forcefield":
-        from .training.forcefield import forcefield_from_state
-
-        return forcefield_from_state(state, device, dtype)
-    if kind == "nnh":
-        from .models.nnh import nnh_from_state
-
-        return nnh_from_state(state, str(path))
-    raise ValueError(f"{path}: a '{kind}' model file gives no forces (expected a forcefield or nnh model)")
 
 class N2AMDCalculator(Calculator):
     implemented_properties = ["energy", "free_energy", "energies", "forces", "stress"]
@@ -54,7 +23,7 @@ class N2AMDCalculator(Calculator):
     def __init__(self, model, device: str = "auto", dtype: str | None = None, **kwargs):
         super().__init__(**kwargs)
         is_path = isinstance(model, (str, bytes)) or hasattr(model, "__fspath__")
-        self.model = load_model(model, device, dtype) if is_path else model
+        self.model = load_force_model(model, device, dtype) if is_path else model
         self.extras: dict = {}
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):

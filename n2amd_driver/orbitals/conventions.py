@@ -187,10 +187,6 @@ class Basis:
         T = self.engine_transform(numbers, engine)
         return T.T @ matrix @ T
 
-    def coefficients_to_internal(self, coeff: np.ndarray, numbers, engine: str | None = None) -> np.ndarray:
-        """Convert expansion coefficients (norb × k; columns are states) to e3nn order."""
-        return self.engine_transform(numbers, engine).T @ coeff
-
     def rotation_matrix(self, numbers, rotation: np.ndarray) -> np.ndarray:
         """Block-diagonal Wigner-D of the whole structure's basis (e3nn order)."""
         cache: dict[int, np.ndarray] = {}

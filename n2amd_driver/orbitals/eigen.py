@@ -1,4 +1,4 @@
-"""Electronic structure from any Hamiltonian (model or reference): eigenpairs, band edges, H(k), bands, DOS.
+"""Electronic structure from any Hamiltonian (model or reference): eigenpairs, band edges, H(k), DOS.
 
 Real-space blocks H_ij(T) become Bloch matrices by the Fourier sum
     H_ab(k) = Σ_T H_ab(T) exp(2πi k·n_T),    k in reciprocal-lattice (fractional) coordinates,
@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import numpy as np
 import scipy.linalg as sl
-from ase import Atoms
 
 
 def eigh(H: np.ndarray, S: np.ndarray, window: tuple[int, int] | None = None):
@@ -25,30 +24,10 @@ def band_edges(eps: np.ndarray, n_electrons: float) -> tuple[float, float]:
     return float(eps[nocc - 1]), float(eps[nocc])
 
 
-def valence_electrons(atoms: Atoms, reference_occupations: np.ndarray | None = None) -> float:
-    """Electron count from the reference occupations when given (the engine knows its valence counts)."""
-    if reference_occupations is not None:
-        return float(np.sum(reference_occupations))
-    raise ValueError("the number of valence electrons must come from the reference engine's occupations")
-
-
-def model_blocks(model, atoms: Atoms):
-    """Real-space blocks of a Hamiltonian model: (on-site (N, n, n), off-site (E, n, n), edge index (2, E),
-    shifts (E, 3), norb per atom, shell potential per orbital or None); tiles are padded to the largest
-    atom's orbital count. The potential enters H(k) as ½(v_a + v_b) S_ab(k) (models/potential.py)."""
-    import torch
-
-    d = model.prepare([atoms])
-    with torch.no_grad():
-        out = model(d)
-    v = out["potential"].cpu().numpy() if "potential" in out else None
-    return (out["onsite"].cpu().numpy(), out["offsite"].cpu().numpy(), d["blk_index"].cpu().numpy(),
-            d["blk_shift"].cpu().numpy().round().astype(int), d["norb_atom"].cpu().numpy(), v)
-
-
 def bloch_hamiltonian(blocks, kpt, overlap_k: np.ndarray | None = None) -> np.ndarray:
-    """H(k) from :func:`model_blocks` output; k fractional; ``overlap_k``: S(k), needed by models with
-    shell potentials."""
+    """H(k) from real-space blocks (on-site (N, n, n), off-site (E, n, n), edge index (2, E), lattice shifts
+    (E, 3), orbitals per atom, shell potential per orbital or None; tiles padded to n); k fractional;
+    ``overlap_k``: S(k), needed when there are shell potentials (they enter as ½(v_a + v_b) S_ab(k))."""
     on, off, index, shifts, norb, v = blocks
     offs = np.concatenate([[0], np.cumsum(norb)])
     n = int(offs[-1])
@@ -63,20 +42,6 @@ def bloch_hamiltonian(blocks, kpt, overlap_k: np.ndarray | None = None) -> np.nd
             raise ValueError("this model has shell potentials: H(k) needs S(k) (overlap_k)")
         H += 0.5 * (v[:, None] + v[None, :]) * overlap_k
     return H
-
-
-def band_structure(model, basis_functions, atoms: Atoms, npoints: int = 60, path: str | None = None):
-    """Model bands along a high-symmetry path (ASE's for the lattice): (bandpath, energies (nk, norb))."""
-    from .overlap import overlap_matrix
-
-    bp = atoms.cell.bandpath(path, npoints=npoints)
-    blocks = model_blocks(model, atoms)
-    energies = []
-    for k in bp.kpts:
-        Sk = overlap_matrix(basis_functions, atoms, kpt=k)
-        Hk = bloch_hamiltonian(blocks, k, Sk)
-        energies.append(sl.eigh(Hk, Sk, eigvals_only=True))
-    return bp, np.array(energies)
 
 
 def dos(eps: np.ndarray, grid: np.ndarray, sigma: float = 0.05) -> np.ndarray:

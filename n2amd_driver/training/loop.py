@@ -1,4 +1,5 @@
-"""Pieces every training loop here shares: config merging, seeds, devices, EMA, checkpoints, metrics."""
+"""The training loop every trainer here runs (:func:`fit`), and what it needs: config merging, pooled
+datasets, seeded splits, EMA weights, checkpoints (re-running a training resumes it), metrics."""
 from __future__ import annotations
 
 import csv
@@ -10,9 +11,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..core.checkpoint import save_torch
+from ..models.io import pick_device
+
 
 def merge_config(defaults: dict, path=None, overrides: dict | None = None) -> dict:
-    from ..config import load_config
+    from ..core.config import load_config
 
     return load_config(defaults, path, overrides, relative_paths=("data", "hamiltonian"))
 
@@ -49,12 +53,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-
-
-def pick_device(name: str = "auto") -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 class EMA:
@@ -98,13 +96,6 @@ class MetricsLog:
             w.writerow(row)
 
 
-def atomic_save(obj, path: Path) -> None:
-    """torch.save to a temporary file, then rename: a kill never leaves a half-written checkpoint."""
-    tmp = Path(str(path) + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
 def make_optimizer(model: torch.nn.Module, t: dict):
     """AdamW + plateau schedule + EMA from the ``train`` section of a config."""
     opt = torch.optim.AdamW(model.parameters(), lr=float(t["lr"]), weight_decay=float(t["weight_decay"]))
@@ -114,7 +105,7 @@ def make_optimizer(model: torch.nn.Module, t: dict):
 
 
 def save_checkpoint(path: Path, model, opt, sched, ema: EMA, epoch: int, best: float, since_best: int) -> None:
-    atomic_save({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+    save_torch({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                  "ema": ema.shadow, "ema_updates": ema.updates, "epoch": epoch, "best": best,
                  "since_best": since_best, "rng": torch.get_rng_state()}, path)
 
@@ -132,20 +123,27 @@ def load_checkpoint(path: Path, model, opt, sched, ema: EMA, device) -> tuple[in
 
 
 def prepare_run(cfg: dict) -> tuple[Path, torch.dtype, torch.device]:
-    """Output folder, default dtype and device of a training run from its config; seeds everything."""
+    """Output folder, dtype and device of a training run from its config; seeds everything. (Trainers run
+    under ``default_dtype(dtype)``, which restores torch's default afterwards.)"""
     out = Path(cfg["output"])
     out.mkdir(parents=True, exist_ok=True)
     dtype = {"float64": torch.float64, "float32": torch.float32}[cfg["dtype"]]
-    torch.set_default_dtype(dtype)
     seed_everything(int(cfg["train"]["seed"]))
     return out, dtype, pick_device(cfg["device"])
+
+
+def split_indices(n: int, fractions=(0.8, 0.1, 0.1), seed: int = 0) -> list[np.ndarray]:
+    """Random disjoint splits of ``range(n)`` with the given fractions (the last takes the rest)."""
+    if not np.isclose(sum(fractions), 1.0):
+        raise ValueError(f"split fractions must sum to 1, got {fractions}")
+    perm = np.random.default_rng(seed).permutation(n)
+    bounds = np.round(np.cumsum(fractions)[:-1] * n).astype(int)
+    return [np.sort(p) for p in np.split(perm, bounds)]
 
 
 def split_frames(frames: list, split: dict):
     """Seeded train/validation/test split; validation falls back to the training frames when empty.
     Returns (train, validation, index arrays (tr, va, te))."""
-    from ..data.torch_dataset import split_indices
-
     tr, va, te = split_indices(len(frames), tuple(split["fractions"]), int(split["seed"]))
     return [frames[i] for i in tr], [frames[i] for i in va] or [frames[i] for i in tr], (tr, va, te)
 
@@ -165,24 +163,65 @@ def per_element_values(structures, totals) -> dict[str, float]:
     return {el: float(v) for el, v in zip(elements, x)}
 
 
-def read_model_file(path, kind: str | None = None, what: str = "") -> dict:
-    """The saved dict of an n2amd model file, checked to be of ``kind`` (named ``what`` in errors)."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:
-        raise ValueError(f"{path}: not a readable model file: {exc}") from None
-    if not isinstance(state, dict) or (kind is not None and state.get("kind") != kind):
-        raise ValueError(f"{path}: not an n2amd {what or kind} model file")
-    return state
+def descend(opt, loss: torch.Tensor) -> float:
+    """One plain optimiser step on ``loss``; returns its value."""
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    return loss.item()
 
 
-def build_model(make, state_dict: dict, dtype: torch.dtype, device: str = "auto"):
-    """``make()`` under ``dtype`` as default, weights loaded (cast to ``dtype``), moved to ``device``, eval mode."""
-    prev = torch.get_default_dtype()
-    torch.set_default_dtype(dtype)
-    try:
-        model = make()
-    finally:
-        torch.set_default_dtype(prev)
-    model.load_state_dict({k: v.to(dtype) if v.is_floating_point() else v for k, v in state_dict.items()})
-    return model.to(device=pick_device(device), dtype=dtype).eval()
+def fit(model, train: list, val: list, t: dict, out: Path, device, *, step, evaluate, score, save, desc: str,
+        postfix, stage=None, loss_column: str = "train_loss", progress: bool = True) -> None:
+    """The epoch loop of every trainer: shuffled batches (seeded), ``step(chunk, epoch, opt) -> loss`` (which
+    makes the optimiser step), EMA of the weights, validation of the EMA weights (``evaluate(frames) -> metrics``),
+    the best model by ``score(metrics, epoch)`` written by ``save(metrics, epoch)``, a plateau schedule,
+    ``metrics.csv``, a checkpoint every epoch (a rerun resumes from it) and early stopping. ``stage(epoch)``
+    numbers training stages whose scores are not comparable (a new stage's first model counts as best);
+    ``t`` is the config's ``train`` section; ``postfix(metrics)`` is shown on the progress bar."""
+    import time
+
+    from tqdm.auto import tqdm
+
+    opt, sched, ema = make_optimizer(model, t)
+    ckpt = Path(out) / "checkpoint.pt"
+    start, best, since_best = load_checkpoint(ckpt, model, opt, sched, ema, device)  # resume if present
+    metrics = MetricsLog(Path(out) / "metrics.csv")
+    rng = np.random.default_rng(int(t["seed"]) + start)
+    bs = int(t["batch_size"])
+    bar = tqdm(range(start, int(t["epochs"])), desc=desc, unit="epoch", disable=not progress,
+               initial=start, total=int(t["epochs"]))
+    t0 = time.time()
+    stages = stage is not None
+    stage = stage or (lambda epoch: 1)
+    best_stage = stage(start - 1) if start > 0 else stage(0)
+    for epoch in bar:
+        if stage(epoch) != best_stage:
+            best, since_best, best_stage = float("inf"), 0, stage(epoch)
+        model.train()
+        order = rng.permutation(len(train))
+        losses = []
+        for k in range(0, len(order), bs):
+            losses.append(step([train[i] for i in order[k : k + bs]], epoch, opt))
+            ema.update(model)
+        model.eval()
+        raw = ema.swap_into(model)
+        ev = evaluate(val)
+        value = score(ev, epoch)
+        if value < best:
+            best, since_best = value, 0
+            save(ev, epoch)
+        else:
+            since_best += 1
+        model.load_state_dict(raw)
+        sched.step(value)
+        row = {"epoch": epoch, **({"stage": stage(epoch)} if stages else {}),
+               loss_column: float(np.mean(losses)), "lr": opt.param_groups[0]["lr"],
+               **{f"val_{k}": v for k, v in ev.items()}, "seconds": round(time.time() - t0, 1)}
+        metrics.write(row)
+        bar.set_postfix(**postfix(ev), lr=f"{row['lr']:.1e}")
+        save_checkpoint(ckpt, model, opt, sched, ema, epoch, best, since_best)
+        if since_best >= int(t["early_stopping"]):
+            bar.write(f"[n2amd] early stopping at epoch {epoch}: no validation improvement for {since_best} epochs")
+            break
+    bar.close()

@@ -14,7 +14,7 @@ import numpy as np
 from ase import Atoms
 from ase.data import atomic_numbers
 
-from .units import BOHR_ANG
+from ..core.units import BOHR_ANG
 
 VELOCITY_KEY = "velocities_A_fs"
 

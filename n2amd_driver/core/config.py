@@ -1,4 +1,4 @@
-"""Plain YAML configs: documented defaults ← a YAML file ← command-line overrides."""
+"""Plain YAML configs: documented defaults ← a YAML file ← command-line overrides (``--set KEY=VALUE``)."""
 from __future__ import annotations
 
 import copy
@@ -40,3 +40,22 @@ def merge(base: dict, new: dict, where: str) -> None:
             merge(base[k], v, f"{where}:{k}")
         else:
             base[k] = v
+
+
+def parse_overrides(items) -> dict:
+    """``["a.b=1", "c=[1,2]"]`` → ``{"a": {"b": 1}, "c": [1, 2]}`` (values parsed as YAML; a value that is not
+    valid YAML stays the string it is)."""
+    overrides: dict = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"override '{item}' is not KEY=VALUE")
+        node = overrides
+        parts = key.split(".")
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+        try:
+            node[parts[-1]] = yaml.safe_load(value)
+        except yaml.YAMLError:  # e.g. a pair_coeff line "* * model.pt Si" ('*' starts a YAML alias)
+            node[parts[-1]] = value
+    return overrides

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import h5format
+from .data import h5format
 
 #: Documented defaults of a generation config (YAML). Any key may be overridden.
 DEFAULTS: dict = {
@@ -58,13 +58,13 @@ DEFAULTS: dict = {
 
 def load_config(path: str | os.PathLike | None = None, overrides: dict | None = None) -> dict:
     """Defaults ← YAML file ← overrides (nested dicts merged key by key)."""
-    from ..config import load_config as _load
+    from .core.config import load_config as _load
 
     return _load(DEFAULTS, path, overrides)
 
 
 def make_engine(label: dict):
-    from ..engines import get_engine
+    from .engines import get_engine
 
     return get_engine(label["engine"], method=label["method"], **(label.get("options") or {}))
 
@@ -117,13 +117,13 @@ def _prepare(cfg: dict, output: Path, engine, progress: bool, overwrite: bool, w
         if f.attrs.get("job_complete_sampling") == 1:
             return f
     else:
-        from .sampling import build_system
+        from .data.structures import build_system
 
         elements = sorted(set(build_system(cfg["system"]).get_chemical_symbols()))
         basis = engine.basis(elements)
         f = h5format.create_dataset(output, engine=desc, basis_json=basis.to_json(), overwrite=overwrite)
         f.attrs["config"] = json.dumps(cfg, sort_keys=True, default=str)
-    from .sampling import sample_configurations
+    from .md.sampling import sample_configurations
 
     samples = sample_configurations(cfg["system"], cfg["sampling"], progress=progress, workers=workers)
     existing = set(h5format.frame_ids(f, None))
@@ -248,7 +248,7 @@ def dataset_info(path: str | os.PathLike) -> str:
     """Human-readable summary of a dataset file (``n2amd data info``)."""
     from ase.data import chemical_symbols
 
-    from ..basis import Basis
+    from .orbitals.conventions import Basis
 
     path = Path(path)
     with h5format.open_dataset(path) as f:

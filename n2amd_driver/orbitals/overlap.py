@@ -6,11 +6,11 @@ Pairs are summed while |R2_B + T − R1_A| < the pair cutoff: tblite truncates i
 ``min(sqrt(2·25/α_min), 40 bohr)`` and is reproduced only with the same rule (the default for tblite
 bases); pyscf bases use a cutoff where the smallest Gaussian product falls below 1e-14.
 Pairs come from a neighbour list; the integrals of all pairs of a species pair and shell pair are computed
-at once by the Obara–Saika recurrence (:mod:`.gaussian_integrals`), with libcint's conventions for the
+at once by the Obara–Saika recurrence (:mod:`.integrals`), with libcint's conventions for the
 primitive normalisation and the Cartesian → spherical transformation (checked against pyscf to 1e-12 in
-the tests). Positions in Å; matrices in e3nn orbital order (:mod:`n2amd_driver.basis`).
+the tests). Positions in Å; matrices in e3nn orbital order (:mod:`.conventions`).
 
-Two evaluations of the same integrals: the radial tables of :mod:`.overlap_radial` (default for S and
+Two evaluations of the same integrals: the radial tables of :mod:`.radial` (default for S and
 cross overlaps: each shell-pair block as fitted radial functions × solid harmonics, equal to the recurrence
 to ~1e-14, ~15× faster, differentiable) and the Obara–Saika recurrence itself (``method="obara-saika"``;
 also the derivative integrals below).
@@ -24,11 +24,10 @@ import numpy as np
 from ase import Atoms
 from ase.data import chemical_symbols
 
-from .basis import convention_matrix
-from .gaussian_integrals import contracted_overlaps
-from .graph import neighbour_graph
-from .orbitals import BasisFunctions
-from .units import BOHR_ANG
+from ..core.graph import pairs_between
+from ..core.units import BOHR_ANG
+from .functions import BasisFunctions, shell_data
+from .integrals import contracted_overlaps
 
 _PAIR_BATCH = 2048  # atom pairs per vectorised call (bounds memory)
 
@@ -39,47 +38,6 @@ def pair_cutoff_ang(bf: BasisFunctions, numbers) -> float:
         return bf.pair_cutoff_bohr * BOHR_ANG
     # exp(−α_min/2 · r²) < 1e-14 for the most diffuse pair
     return float(np.sqrt(2 * np.log(1e14) / bf.min_exponent(numbers))) * BOHR_ANG
-
-
-def _pairs(atoms1: Atoms, atoms2: Atoms, cutoff: float):
-    """Atom pairs (i, j, lattice shift n_T) with |R2_j + T − R1_i| < cutoff (Å), and those vectors (Å).
-
-    Candidates come from the first geometry with the cutoff widened by twice the largest displacement,
-    so coincident atoms (a static trajectory) and atoms that moved are both handled."""
-    N = len(atoms1)
-    periodic = bool(np.all(atoms1.pbc))
-    cell = atoms1.cell.array if periodic else np.zeros((3, 3))
-    disp = float(np.abs(atoms2.positions - atoms1.positions).max()) if N else 0.0
-    g = neighbour_graph(atoms1.positions, cell, periodic, cutoff + 2 * disp + 1e-6)
-    i = np.concatenate([np.arange(N), g.edge_index[0]])
-    j = np.concatenate([np.arange(N), g.edge_index[1]])
-    S = np.concatenate([np.zeros((N, 3), np.int64), g.shifts])
-    d = atoms2.positions[j] + S @ cell - atoms1.positions[i]
-    keep = np.linalg.norm(d, axis=1) < cutoff
-    return i[keep], j[keep], S[keep], d[keep]
-
-
-_SHELLS: dict = {}
-
-
-def _shell_data(bf: BasisFunctions, element: str):
-    """Per shell of an element: (l, exponents, weights, offset in the atom, M) with M = c2s · C (ncart × 2l+1)
-    taking Cartesian components to the package's (e3nn) real spherical harmonics."""
-    key = (element, bf.shells[element])
-    if key in _SHELLS:
-        return _SHELLS[key]
-    from pyscf.gto import cart2sph
-    from pyscf.gto.mole import gto_norm
-
-    out, off = [], 0
-    for sh in bf.shells[element]:
-        e = np.asarray(sh.exponents, float)
-        w = np.asarray(sh.coefficients, float) * np.array([gto_norm(sh.l, a) for a in e])  # as libcint, no renorm
-        M = cart2sph(sh.l) @ convention_matrix("pyscf", sh.l)
-        out.append((sh.l, e, w, off, M))
-        off += 2 * sh.l + 1
-    _SHELLS[key] = tuple(out)
-    return _SHELLS[key]
 
 
 def _lattice_sum(bf: BasisFunctions, atoms1: Atoms, atoms2: Atoms, derivative: bool, cutoff: float | None,
@@ -93,7 +51,7 @@ def _lattice_sum(bf: BasisFunctions, atoms1: Atoms, atoms2: Atoms, derivative: b
     offs = bf.basis.orbital_offsets(numbers)
     norb = int(offs[-1])
     ncomp = 3 if derivative else 1
-    i, j, S, d = _pairs(atoms1, atoms2, cutoff)
+    i, j, S, d = pairs_between(atoms1, atoms2, cutoff)
     phase = None if kpt is None else np.exp(2j * np.pi * S @ np.asarray(kpt, float))
     flat = np.zeros((ncomp, norb * norb), dtype=float if kpt is None else complex)
     d_bohr = d / BOHR_ANG
@@ -102,8 +60,8 @@ def _lattice_sum(bf: BasisFunctions, atoms1: Atoms, atoms2: Atoms, derivative: b
             sel = np.flatnonzero((numbers[i] == za) & (numbers[j] == zb))
             if len(sel) == 0:
                 continue
-            shells_a = _shell_data(bf, chemical_symbols[za])
-            shells_b = _shell_data(bf, chemical_symbols[zb])
+            shells_a = shell_data(bf, chemical_symbols[za])
+            shells_b = shell_data(bf, chemical_symbols[zb])
             for start in range(0, len(sel), _PAIR_BATCH):
                 s = sel[start : start + _PAIR_BATCH]
                 for la, ea, wa, oa, Ma in shells_a:
@@ -130,7 +88,7 @@ def _overlaps(bf: BasisFunctions, atoms1: Atoms, atoms2: Atoms, cutoff_ang, kpt,
         return _lattice_sum(bf, atoms1, atoms2, False, cutoff_ang, kpt)[0]
     if method != "radial":
         raise ValueError(f"overlap method must be 'radial' or 'obara-saika', not {method!r}")
-    from .overlap_radial import lattice_sum
+    from .radial import lattice_sum
 
     if len(atoms1) != len(atoms2) or np.any(atoms1.numbers != atoms2.numbers):
         raise ValueError("cross overlaps need the same atoms (in the same order) at both geometries")

@@ -1,6 +1,6 @@
 """Atomic basis functions themselves: contracted Gaussian shells of the reference engines.
 
-The overlap S is not learned: it is computed from these functions (:mod:`n2amd_driver.overlap`).
+The overlap S is not learned: it is computed from these functions (:mod:`.overlap`).
 
 - **tblite GFN1/GFN2-xTB**: Slater-type orbitals expanded in ng Gaussians (STO-nG, Stewart 1970), with
   the published per-element Slater exponents and principal quantum numbers (data in
@@ -21,9 +21,9 @@ from pathlib import Path
 import numpy as np
 from ase.data import atomic_numbers, chemical_symbols
 
-from .basis import Basis
+from .conventions import Basis, convention_matrix
 
-_ASSETS = Path(__file__).parent / "assets"
+_ASSETS = Path(__file__).parents[1] / "assets"
 _STO_INDEX = {(1, 0): 0, (2, 0): 1, (3, 0): 2, (4, 0): 3, (5, 0): 4, (2, 1): 5, (3, 1): 6, (4, 1): 7, (5, 1): 8,
               (3, 2): 9, (4, 2): 10, (5, 2): 11, (4, 3): 12, (5, 3): 13, (5, 4): 14}
 
@@ -104,7 +104,7 @@ def pyscf_shells(basis_name: str, element: str, periodic: bool = True) -> list[G
 
 @dataclass(frozen=True)
 class BasisFunctions:
-    """Shells per element plus the orbital bookkeeping (:class:`~n2amd_driver.basis.Basis`)."""
+    """Shells per element plus the orbital bookkeeping (:class:`~.conventions.Basis`)."""
 
     shells: dict[str, tuple[GaussianShell, ...]]
     name: str
@@ -125,7 +125,7 @@ class BasisFunctions:
 
     @classmethod
     def from_name(cls, name: str, elements, periodic: bool = True) -> "BasisFunctions":
-        """The basis functions behind a :class:`~n2amd_driver.basis.Basis` name: ``"tblite:GFN1-xTB"``,
+        """The basis functions behind a :class:`~.conventions.Basis` name: ``"tblite:GFN1-xTB"``,
         ``"pyscf:gth-szv"`` (what the engines write into datasets and model files)."""
         kind, _, rest = name.partition(":")
         if kind == "tblite":
@@ -140,9 +140,38 @@ class BasisFunctions:
         return Basis({el: tuple(sh.l for sh in s) for el, s in self.shells.items()}, name=self.name,
                      engine_order="e3nn")
 
-    def pyscf_basis_dict(self) -> dict:
-        return {el: [[sh.l] + [[a, c] for a, c in zip(sh.exponents, sh.coefficients)] for sh in s]
-                for el, s in self.shells.items()}
-
     def min_exponent(self, numbers) -> float:
         return min(min(sh.exponents) for z in set(numbers) for sh in self.shells[chemical_symbols[z]])
+
+
+@lru_cache(maxsize=None)
+def _cached(name: str, elements: tuple[str, ...], periodic: bool) -> BasisFunctions:
+    return BasisFunctions.from_name(name, elements, periodic)
+
+
+def basis_functions(name: str, elements, periodic: bool = True) -> BasisFunctions:
+    """The (cached) basis functions of basis ``name`` (``"tblite:GFN1-xTB"``, ``"pyscf:gth-dzvp"``) for a
+    set of elements: every model, engine source and NNH evaluation shares one copy per basis."""
+    return _cached(name, tuple(sorted(set(elements))), bool(periodic))
+
+
+_SHELL_DATA: dict = {}
+
+
+def shell_data(bf: BasisFunctions, element: str):
+    """Per shell of an element: (l, exponents, weights, offset in the atom, M) with M = c2s · C (ncart × 2l+1)
+    taking Cartesian components to the package's (e3nn) real spherical harmonics; weights are the
+    contraction coefficients times the primitive normalisation, as libcint has them (no renormalisation)."""
+    key = (element, bf.shells[element])
+    if key not in _SHELL_DATA:
+        from pyscf.gto import cart2sph
+        from pyscf.gto.mole import gto_norm
+
+        out, off = [], 0
+        for sh in bf.shells[element]:
+            e = np.asarray(sh.exponents, float)
+            w = np.asarray(sh.coefficients, float) * np.array([gto_norm(sh.l, a) for a in e])
+            out.append((sh.l, e, w, off, cart2sph(sh.l) @ convention_matrix("pyscf", sh.l)))
+            off += 2 * sh.l + 1
+        _SHELL_DATA[key] = tuple(out)
+    return _SHELL_DATA[key]

@@ -12,12 +12,12 @@ Gaussian primitives (exponents α, β, μ = αβ/(α+β)) every term is
 with q_L a polynomial of degree (la+lb−L)/2 and r^L Y_LM(d̂) a homogeneous polynomial of d (e3nn's
 unnormalised spherical harmonics), so a block is a smooth function of d without square roots — safe for
 autograd at d = 0. The coefficients of q_L are fitted once per basis by a linear solve on exact
-Obara–Saika blocks along one axis (:mod:`.gaussian_integrals`); the fit's residual is checked, so a wrong
+Obara–Saika blocks along one axis (:mod:`.integrals`); the fit's residual is checked, so a wrong
 assumption fails loudly. Blocks of all atom pairs are then a few vectorised torch operations: ~20× faster
 than the per-pair recurrence and differentiable, which gives the Pulay force −Tr(W ∂S/∂R) and its stress
 by one backward pass (:func:`overlap_trace_gradients`).
 
-Lengths: d in bohr inside, Å at the public functions. Orbitals in e3nn order (:mod:`n2amd_driver.basis`).
+Lengths: d in bohr inside, Å at the public functions. Orbitals in e3nn order (:mod:`.conventions`).
 """
 from __future__ import annotations
 
@@ -28,7 +28,10 @@ import torch
 from ase import Atoms
 from ase.data import chemical_symbols
 
-from .units import BOHR_ANG
+from ..core.graph import pairs_between
+from ..core.units import BOHR_ANG
+from .functions import shell_data
+from .integrals import contracted_overlaps
 
 #: primitive pairs with exp(−μ r²) below this are skipped (absolute contributions ≲ 1e-20)
 _EXP_SKIP = 46.0
@@ -80,8 +83,6 @@ def _fit_shell_pair(la, ea, wa, Ma, lb, eb, wb, Mb) -> tuple[np.ndarray, list[in
     """Per primitive pair: μ and the q_L coefficients (weights included) from exact blocks along z."""
     from e3nn import o3
 
-    from .gaussian_integrals import contracted_overlaps
-
     Ls = [L for L in range(abs(la - lb), la + lb + 1) if (L - la - lb) % 2 == 0]
     npow = [(la + lb - L) // 2 + 1 for L in Ls]
     zhat = torch.tensor([[0.0, 0.0, 1.0]], dtype=torch.float64)
@@ -117,18 +118,16 @@ def _fit_shell_pair(la, ea, wa, Ma, lb, eb, wb, Mb) -> tuple[np.ndarray, list[in
 
 
 class RadialOverlap:
-    """Overlap blocks of one basis (:class:`~n2amd_driver.orbitals.BasisFunctions`) as radial × angular."""
+    """Overlap blocks of one basis (:class:`~.functions.BasisFunctions`) as radial × angular."""
 
     def __init__(self, bf):
-        from .overlap import _shell_data
-
         self.bf = bf
         self.pairs: dict[tuple[str, str], list[_ShellPair]] = {}
         for ela in bf.shells:
             for elb in bf.shells:
                 out = []
-                for la, ea, wa, oa, Ma in _shell_data(bf, ela):
-                    for lb, eb, wb, ob, Mb in _shell_data(bf, elb):
+                for la, ea, wa, oa, Ma in shell_data(bf, ela):
+                    for lb, eb, wb, ob, Mb in shell_data(bf, elb):
                         mu, Ls, coeff, W = _fit_shell_pair(la, ea, wa, Ma, lb, eb, wb, Mb)
                         order = np.argsort(mu)
                         out.append(_ShellPair(la, lb, oa, ob, torch.from_numpy(mu[order]), tuple(Ls),
@@ -214,9 +213,7 @@ def _assemble(ro: RadialOverlap, numbers, i, j, d_ang: torch.Tensor, phase=None)
 
 def lattice_sum(bf, atoms1: Atoms, atoms2: Atoms, cutoff_ang: float, kpt=None) -> np.ndarray:
     """Σ_T <φ_a at R1 | φ_b at R2 + T> (e3nn order), by the radial tables; (norb, norb)."""
-    from .overlap import _pairs
-
-    i, j, S, d = _pairs(atoms1, atoms2, cutoff_ang)
+    i, j, S, d = pairs_between(atoms1, atoms2, cutoff_ang)
     phase = None if kpt is None else np.exp(2j * np.pi * S @ np.asarray(kpt, float))
     with torch.no_grad():
         return _assemble(radial_overlap(bf), atoms1.numbers, i, j, torch.from_numpy(d), phase).numpy()
@@ -227,9 +224,7 @@ def overlap_trace_gradients(bf, atoms: Atoms, W: np.ndarray, cutoff_ang: float,
     """∂/∂R_C of Σ_ab W_ab S_ab(R) (eV/Å when W is in eV; (N, 3)) and, with ``stress``, its derivative
     with respect to a homogeneous strain ε of positions and cell together ((3, 3), eV): the Pulay terms
     of band-energy forces and stress, by one backward pass through the radial tables."""
-    from .overlap import _pairs
-
-    i, j, S, _ = _pairs(atoms, atoms, cutoff_ang)
+    i, j, S, _ = pairs_between(atoms, atoms, cutoff_ang)
     pos = torch.tensor(atoms.positions, dtype=torch.float64, requires_grad=True)
     cell = torch.tensor(atoms.cell.array if np.all(atoms.pbc) else np.zeros((3, 3)), dtype=torch.float64)
     d = pos[torch.from_numpy(j)] - pos[torch.from_numpy(i)] + torch.from_numpy(S).double() @ cell
