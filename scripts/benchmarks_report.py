@@ -137,7 +137,9 @@ def couplings(res) -> list[str]:
           + ", ".join(f"{res[k]:.2f} s on {n}" for k, n in (("model_s_per_snapshot_1rank", "1 rank"),
                                                              ("model_s_per_snapshot_2ranks", "2 ranks")) if k in res)
           + (f" (speed-up {res['speedup_2ranks']:.2f})" if "speedup_2ranks" in res else " (1-rank job not timed)")
-          + f"; tblite {res['reference_s_per_snapshot']:.2f} s per snapshot on {res['reference_ranks']} rank(s)."]
+          + f"; tblite {res['reference_s_per_snapshot']:.2f} s per snapshot on {res['reference_ranks']} rank(s)."
+          + (f" The model's times are from an earlier run (its weights changed since in ways that cannot change the "
+             f"cost): {_prov({'provenance': res['timing_provenance']})}" if res.get("timing_provenance") else "")]
     return s
 
 
