@@ -50,3 +50,37 @@ def test_a_missing_config_and_a_bad_override_are_one_line(tmp_path):
     assert r.returncode == 2 and r.stderr.strip().count("\n") == 0 and "nothere.yaml" in r.stderr
     r = run(["train", "forcefield", "--set", "nodots"])
     assert r.returncode == 2 and "override 'nodots' is not KEY=VALUE" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_atoms_on_top_of_each_other_are_refused_in_every_route(tmp_path):
+    """Atoms 0.3 Å apart: the calculator, the i-PI driver's evaluator, the LAMMPS pair bridge and the
+    couplings job refuse them by default, naming the atoms; 'warn' lets them run with a warning."""
+    import numpy as np
+
+    from n2amd_driver.core.structure import StructureError
+    from n2amd_driver.md.ipi_client import ModelEvaluator
+    from n2amd_driver.models.calculator import N2AMDCalculator
+    from n2amd_driver.namd.couplings_job import load_config, load_frames
+
+    a = bulk("Si", "diamond", a=5.43, cubic=True)
+    a.positions[1] = a.positions[0] + [0.3, 0.0, 0.0]
+    a.calc = N2AMDCalculator("si_mlff.pt")
+    with pytest.raises(StructureError, match=r"atoms 0 \(Si\) and 1 \(Si\) are 0.300 Å apart, closer than 1.33 Å"):
+        a.get_potential_energy()
+    a.calc = N2AMDCalculator("si_mlff.pt", close_atoms="warn")
+    with pytest.warns(UserWarning, match="0.300 Å apart"):
+        assert np.isfinite(a.get_potential_energy())
+    ev = ModelEvaluator("si_mlff.pt", element="Si")
+    with pytest.raises(StructureError, match="the structure i-PI sent"):
+        ev(a.cell.array.T / 0.529177210903, a.positions / 0.529177210903)
+    frames = [a.copy(), a.copy()]
+    write(tmp_path / "close.extxyz", frames, format="extxyz")
+    with pytest.raises(StructureError, match="selected frame 0 .* 0.300 Å apart"):
+        load_frames(load_config(None, {"trajectory": str(tmp_path / "close.extxyz"), "dt_fs": 1.0}))
+    # LAMMPS' pair style sees the same pairs through its bridge
+    from n2amd_driver.md import lammps_bridge
+
+    h = lammps_bridge.load_pair("si_mlff.pt", ["Si"], dtype="float64")
+    tags = np.arange(1, len(a) + 1)
+    with pytest.raises(FloatingPointError, match="atoms with IDs 1 and 2 are 0.300 Å apart"):
+        lammps_bridge.check_close_edges(h, a.positions, np.array([0]), np.array([1]), np.zeros(len(a), int), tags)

@@ -54,9 +54,13 @@ class ModelEvaluator:
     names: they come from a template ``structure`` (atoms in i-PI's order, e.g. the <initialize> file), or,
     for a single-element system, from ``element``, which the model must know."""
 
-    def __init__(self, model, structure=None, element: str | None = None):
+    def __init__(self, model, structure=None, element: str | None = None, close_atoms: str = "refuse"):
+        from ..core.structure import CLOSE_POLICIES
         from ..models.io import load_force_model
 
+        if close_atoms not in CLOSE_POLICIES:
+            raise ValueError(f"close_atoms must be one of {', '.join(CLOSE_POLICIES)}, not {close_atoms!r}")
+        self.close_atoms = close_atoms
         self.model = load_force_model(model, dtype="float64") if isinstance(model, (str, os.PathLike)) else model
         self.symbols, self.element = None, None
         if structure is not None:
@@ -84,6 +88,9 @@ class ModelEvaluator:
         if len(symbols) != len(x):
             raise ProtocolError(f"i-PI sent {len(x)} atoms; the template structure has {len(symbols)}")
         atoms = Atoms(symbols, positions=x, cell=cell, pbc=True)
+        from ..core.structure import check_close_atoms
+
+        check_close_atoms(atoms, self.close_atoms, "the structure i-PI sent")
         out = self.model.evaluate(atoms, stress=True)
         if not np.all(np.isfinite(out["forces"])) or not np.isfinite(out["energy"]):
             raise FloatingPointError("the model returned NaN/inf forces or energy")
@@ -216,6 +223,8 @@ def main(argv=None) -> int:
     e.add_argument("--structure", help="template structure (any ASE format) giving the elements in i-PI's atom order "
                                        "(required unless --element)")
     e.add_argument("--element", help="every atom is this element (a one-element system)")
+    p.add_argument("--close-atoms", default="refuse", choices=["refuse", "warn", "off"],
+                   help="atoms closer than 0.6 x their covalent radii: stop (default), warn, or let pass")
     p.add_argument("--wait", type=float, default=60.0, help="seconds to wait for i-PI's socket (default 60)")
     p.add_argument("--threads", type=int, default=None, help="torch threads")
     p.add_argument("-v", "--verbose", action="store_true")
@@ -226,7 +235,7 @@ def main(argv=None) -> int:
         torch.set_num_threads(a.threads)
     log = (lambda m: print(f"[n2amd-ipi] {m}", file=sys.stderr, flush=True)) if a.verbose else None
     try:
-        evaluate = ModelEvaluator(a.model, a.structure, a.element)
+        evaluate = ModelEvaluator(a.model, a.structure, a.element, a.close_atoms)
         unix = not a.host
         sock = connect(a.address if unix else a.host, unix, a.port, a.wait)
         if log:
@@ -234,7 +243,7 @@ def main(argv=None) -> int:
         rc = serve(sock, evaluate, log)
         print("[n2amd-ipi] EXIT received from i-PI: done", file=sys.stderr, flush=True)
         return rc
-    except (ProtocolError, ConnectionError, FileNotFoundError, ValueError, FloatingPointError) as exc:
+    except (ProtocolError, ConnectionError, FileNotFoundError, ValueError, FloatingPointError) as exc:  # StructureError too
         print(f"[n2amd-ipi] error: {exc}", file=sys.stderr, flush=True)
         return 2
     except KeyboardInterrupt:

@@ -37,6 +37,8 @@ DEFAULTS: dict = {
     "window": {"valence": 4, "conduction": 4, "bands": None},  # states around the gap, or bands: [first, last] (1-based)
     "track_states": False,  # follow orbital character through crossings (maximum overlap)
     "remove_drift": True,  # remove centre-of-mass motion (a rigid translation must not couple states)
+    # atoms closer than 0.6 × their covalent radii in any frame: refuse | warn | off
+    "close_atoms": "refuse",
     "device": "auto",
     "output": "couplings.h5",
     "checkpoint": None,  # folder for per-snapshot checkpoints; default <output>.ckpt
@@ -85,6 +87,10 @@ def load_frames(cfg: dict):
         raise ValueError(f"{where}: need at least 2 frames for couplings, selected {len(frames)}")
     check_spacing(frames, where + " (selected frames)")
     check_fixed_cell(frames, where)
+    from ..core.structure import check_close_atoms
+
+    for k, a in enumerate(frames):
+        check_close_atoms(a, cfg["close_atoms"], f"{where}: selected frame {k}")
     frames = unwrap(frames)
     if cfg["remove_drift"]:
         frames = remove_drift(frames)
