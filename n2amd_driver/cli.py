@@ -134,6 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .core.version import __version__
 
     p.add_argument("--version", action="version", version=f"n2amd_driver {__version__}")
+    p.add_argument("--debug", action="store_true", help="on an error, show the traceback instead of one line")
     sub = p.add_subparsers(dest="command", required=True)
 
     data = sub.add_parser("data", help="generate and inspect reference datasets")
@@ -198,10 +199,9 @@ def build_parser() -> argparse.ArgumentParser:
     bands.add_argument("--npoints", type=int, default=60, help="k-points along the path (default 60)")
     bands.set_defaults(func=_cmd_bands)
 
-    namd = sub.add_parser("namd", help="nonadiabatic dynamics: couplings along MD, surface hopping (hop)", add_help=False,
-                          description="Same as 'python -m n2amd_driver.namd'; see 'n2amd namd --help'.")
-    namd.add_argument("namd_args", nargs=argparse.REMAINDER)
-    namd.set_defaults(func=lambda a: __import__("n2amd_driver.namd.__main__", fromlist=["main"]).main(a.namd_args))
+    # listed here for `n2amd --help`; main() hands `n2amd namd ...` to the namd jobs' own parser
+    sub.add_parser("namd", help="nonadiabatic dynamics: couplings along MD, surface hopping, analysis "
+                                "(n2amd namd --help; same as python -m n2amd_driver.namd)")
 
     md = sub.add_parser("md", help="molecular dynamics with a model: LAMMPS (plugin) or i-PI (socket driver)",
                         description="Runs the shipped inputs (lammps_inputs/in.n2amd[_nnh], ipi_configs/input_*.xml) "
@@ -251,20 +251,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    debug = "--debug" in argv
+    argv = [a for a in argv if a != "--debug"]
+    if argv[:1] == ["namd"]:  # its own parser: `n2amd namd --help` is the namd jobs' help
+        from .namd.__main__ import main as namd_main
+
+        return namd_main((["--debug"] if debug else []) + argv[1:])
     args = build_parser().parse_args(argv)
-    from .core.structure import StructureError
-    from .data.h5format import DatasetError
-    from .engines.base import EngineError
+    from .core.errors import run_command
 
-    try:
-        return int(args.func(args) or 0)
-    except (DatasetError, EngineError, StructureError, FileNotFoundError, ValueError, RuntimeError) as exc:
-        print(f"n2amd: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("n2amd: interrupted; finished work is saved (re-run the same command to resume)", file=sys.stderr)
-        return 130
-
+    return run_command("n2amd", lambda: args.func(args), debug)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -273,3 +273,110 @@ def test_job_bad_inputs(tmp_path):
         from n2amd_driver.namd.couplings import window_bands
 
         window_bands(32, 72, bands=[1, 100])
+
+
+# ---- what a rerun does with finished work, and inputs that must not be taken as they are ----------------------
+def _dump_with_steps(tmp_path, si8_dump, steps, name="steps.dump"):
+    """The Si8 dump with its TIMESTEP lines replaced by ``steps`` (one per frame, as many frames as steps)."""
+    text = si8_dump.read_text().split("ITEM: TIMESTEP\n")[1:]
+    frames = ["ITEM: TIMESTEP\n" + f"{t}\n" + body.split("\n", 1)[1] for t, body in zip(steps, text)]
+    path = tmp_path / name
+    path.write_text("".join(frames))
+    return path
+
+
+def test_changed_settings_are_refused_and_checkpoints_kept(tmp_path, si8_dump):
+    from n2amd_driver.namd.couplings_job import run_couplings
+
+    run_couplings(_cfg(tmp_path, si8_dump, frames={"stop": 4}), progress=False)
+    ck = Path(str(tmp_path / "c.h5") + ".ckpt")
+    before = sorted(p.name for p in ck.glob("*.npz"))
+    assert len(before) == 4 + 3  # kept after the job by default
+    with pytest.raises(ValueError, match=r"other settings \(window.conduction: 3 → 2\).*nothing was deleted"):
+        run_couplings(_cfg(tmp_path, si8_dump, frames={"stop": 4}, window={"valence": 3, "conduction": 2}),
+                      progress=False)
+    with pytest.raises(ValueError, match=r"dt_fs: 1.0 → 2.0"):
+        run_couplings(_cfg(tmp_path, si8_dump, frames={"stop": 4}, dt_fs=2.0), progress=False)
+    assert sorted(p.name for p in ck.glob("*.npz")) == before
+
+
+def test_more_frames_compute_only_the_new_snapshots(tmp_path, si8_dump, monkeypatch):
+    from n2amd_driver.namd import couplings_job
+    from n2amd_driver.namd.couplings_file import read_series
+
+    short = couplings_job.run_couplings(_cfg(tmp_path, si8_dump, frames={"stop": 5}), progress=False)
+    assert short["snapshots"] == 5
+    computed = []
+    original = couplings_job.snapshot
+    monkeypatch.setattr(couplings_job, "snapshot", lambda *a: computed.append(1) or original(*a))
+    long = couplings_job.run_couplings(_cfg(tmp_path, si8_dump, frames={"stop": 9}), progress=False)
+    assert long["snapshots"] == 9 and len(computed) == 4  # frames 5..8 only
+    extended = read_series(tmp_path / "c.h5")
+    fresh = couplings_job.run_couplings(_cfg(tmp_path, si8_dump, output=str(tmp_path / "fresh.h5")), progress=False)
+    assert fresh["snapshots"] == 9
+    np.testing.assert_allclose(extended.nac, read_series(tmp_path / "fresh.h5").nac, atol=1e-12)
+
+
+def test_uneven_md_steps_are_refused_unless_a_grid_is_given(tmp_path, si8_dump):
+    from n2amd_driver.namd.couplings_job import load_frames
+
+    path = _dump_with_steps(tmp_path, si8_dump, [0, 1, 2, 4, 5, 6, 7, 8, 9])
+    with pytest.raises(TrajectoryError, match=r"frame 2 is step 2 and frame 3 step 4, where most consecutive "
+                                              r"frames are 1 apart"):
+        load_frames(_cfg(tmp_path, path))
+    # 0, 2, 4, 6, 8 are on a 2-step grid: kept, with dt_fs the time between them
+    frames, dt = load_frames(_cfg(tmp_path, path, frames={"timestep_spacing": 2}, dt_fs=2.0))
+    assert [a.info["timestep"] for a in frames] == [0, 2, 4, 6, 8] and dt == 2.0
+
+
+def test_truncated_dump_frames_before_stop_are_usable(tmp_path, si8_dump):
+    from n2amd_driver.namd.couplings_job import load_frames
+
+    text = si8_dump.read_text()
+    cut = tmp_path / "cut.dump"
+    six = text.index("ITEM: TIMESTEP\n6\n")
+    cut.write_text(text[: text.index("ITEM: ATOMS", six) + 150])  # frame 6 ends after two of its atoms
+    with pytest.raises(TrajectoryError, match=r"frame 6 .*truncated"):
+        load_frames(_cfg(tmp_path, cut))
+    frames, _ = load_frames(_cfg(tmp_path, cut, frames={"stop": 6}))
+    assert len(frames) == 6
+
+
+def test_changed_atoms_and_cells_are_named(tmp_path, si8_dump):
+    from n2amd_driver.data.trajectory import read_trajectory
+    from n2amd_driver.namd.couplings_job import load_frames
+
+    frames = read_trajectory(si8_dump)
+    lines = si8_dump.read_text().splitlines()
+    starts = [i for i, ln in enumerate(lines) if ln.startswith("ITEM: ATOMS")]
+    swapped = list(lines)
+    row = swapped[starts[3] + 2].split()
+    row[1] = "C"  # an element changed in frame 3
+    swapped[starts[3] + 2] = " ".join(row)
+    (tmp_path / "el.dump").write_text("\n".join(swapped) + "\n")
+    with pytest.raises(TrajectoryError, match=r"frame 3: atom 1 is C, in frame 2 Si"):
+        load_frames(_cfg(tmp_path, tmp_path / "el.dump"))
+    dup = list(lines)
+    dup[starts[1] + 2] = dup[starts[1] + 1]  # atom id 1 twice in frame 1
+    (tmp_path / "dup.dump").write_text("\n".join(dup) + "\n")
+    with pytest.raises(TrajectoryError, match=r"frame 1 .*atom id\(s\) \[1\] appear more than once"):
+        load_frames(_cfg(tmp_path, tmp_path / "dup.dump"))
+    import ase.io
+
+    npt = [a.copy() for a in frames[:3]]
+    npt[2].set_cell(npt[2].cell.array * 1.01, scale_atoms=True)
+    ase.io.write(tmp_path / "npt.extxyz", npt, format="extxyz")
+    with pytest.raises(TrajectoryError, match=r"the cell of frame 2 differs from frame 0's .* fixed cell"):
+        load_frames(_cfg(tmp_path, tmp_path / "npt.extxyz"))
+    assert len(frames) == 9
+
+
+def test_output_folder_and_early_errors_say_what_is_true(tmp_path, si8_dump, capsys):
+    from n2amd_driver.namd.couplings_job import load_config, run_couplings
+
+    (tmp_path / "out").mkdir()
+    with pytest.raises(ValueError, match="output .*out is a folder"):
+        load_config(None, {"trajectory": str(si8_dump), "dt_fs": 1.0, "output": str(tmp_path / "out")})
+    with pytest.raises(TrajectoryError):
+        run_couplings(_cfg(tmp_path, tmp_path / "missing.dump"), progress=False)
+    assert "finished snapshot" not in capsys.readouterr().err  # nothing was computed, so nothing is promised

@@ -48,8 +48,7 @@ def start_ipi(tmp_path, inp="input.xml", repaired=False):
 def start_driver(tmp_path, address, model="si_mlff.pt", structure=None, extra=()):
     cmd = [sys.executable, "-m", "n2amd_driver.ipi", "--unix", "--address", address, "--model", model, "--threads", "1",
            *extra]
-    if structure:
-        cmd += ["--structure", structure]
+    cmd += ["--structure", structure] if structure else ["--element", "Si"]
     return subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
 
 
@@ -201,7 +200,7 @@ def test_stale_socket_is_named(tmp_path):
     s.close()  # the file stays, nobody listens: what a killed i-PI leaves behind
     try:
         r = subprocess.run([sys.executable, "-m", "n2amd_driver.ipi", "--unix", "--address", addr, "--model",
-                            "si_mlff.pt", "--wait", "1"], capture_output=True, text=True, timeout=60)
+                            "si_mlff.pt", "--element", "Si", "--wait", "1"], capture_output=True, text=True, timeout=60)
         assert r.returncode == 2 and "stale socket file" in r.stderr
         # the launcher script detects and removes it before starting i-PI
         setup_run(tmp_path, "nvt", 2, address=addr)
@@ -232,11 +231,30 @@ def test_protocol_violation_and_missing_server_are_named(tmp_path):
         srv.close()
         os.unlink(path)
     r = subprocess.run([sys.executable, "-m", "n2amd_driver.ipi", "--unix", "--address", "nobody_here_x", "--model",
-                        "si_mlff.pt", "--wait", "0.5"], capture_output=True, text=True, timeout=60)
+                        "si_mlff.pt", "--element", "Si", "--wait", "0.5"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "no i-PI server" in r.stderr
-    r = subprocess.run([sys.executable, "-m", "n2amd_driver.ipi", "--unix", "--address", "x", "--model", "nothere.pt"],
-                       capture_output=True, text=True, timeout=60)
+    r = subprocess.run([sys.executable, "-m", "n2amd_driver.ipi", "--unix", "--address", "x", "--model", "nothere.pt",
+                        "--element", "Si"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "model file not found: nothere.pt" in r.stderr
+
+
+def test_driver_needs_to_know_the_elements(tmp_path):
+    """i-PI sends no element names: without --structure or --element the driver refuses (it used to take every
+    atom as the model's element: a C8 cell ran with Si energies); a structure with elements the model does
+    not know is refused by name."""
+    from ase.build import bulk
+    from ase.io import write
+
+    base = [sys.executable, "-m", "n2amd_driver.ipi", "--unix", "--address", "x", "--model", "si_mlff.pt", "--wait", "0"]
+    r = subprocess.run(base, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "i-PI sends no element names: give --structure" in r.stderr
+    write(tmp_path / "c8.xyz", bulk("C", "diamond", a=3.57, cubic=True))
+    r = subprocess.run(base + ["--structure", str(tmp_path / "c8.xyz")], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "c8.xyz has C, which the model does not know (it knows Si)" in r.stderr
+    r = subprocess.run(base + ["--element", "C"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "--element C: the model knows Si" in r.stderr
+    # the shipped launcher takes the elements from the input's <initialize> file
+    assert '--structure "$init"' in (ROOT / "ipi_configs" / "run_ipi.sh").read_text()
 
 
 def test_nnh_model_through_ipi_reports_band_edges(tmp_path, nnh_model):

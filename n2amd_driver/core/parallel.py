@@ -29,16 +29,21 @@ class Ranks:
         return obj if self.size == 1 else self.comm.bcast(obj, root=0)
 
     @contextmanager
-    def stop_all_on_error(self, job: str, hint: str | None = None):
-        """A rank that fails prints one line naming itself and the error (and ``hint``), then stops every
-        rank (MPI_Abort); with one rank the exception propagates as it is."""
+    def stop_all_on_error(self, job: str, hint=None):
+        """Under MPI, a rank that fails prints one line naming itself and the error (and ``hint``: a text, or
+        a function asked for one at that moment, which may return None), then stops every rank (MPI_Abort).
+        With one rank the exception propagates, with the hint added as a note, for the command to print."""
         try:
             yield
         except Exception as exc:
-            tail = f" ({hint})" if hint else ""
+            text = hint() if callable(hint) else hint
+            if self.size == 1:  # the command prints it, as one line with the hint
+                if text:
+                    exc.add_note(text)
+                raise
+            tail = f" ({text})" if text else ""
             print(f"[n2amd {job}] rank {self.rank}: {type(exc).__name__}: {exc}{tail}", file=sys.stderr, flush=True)
-            if self.size > 1:
-                self.comm.Abort(1)
+            self.comm.Abort(1)
             raise
 
 

@@ -80,3 +80,49 @@ def rotate_atoms(atoms: Atoms, rotation: np.ndarray, translation=(0.0, 0.0, 0.0)
     out.positions = atoms.positions @ Q.T + np.asarray(translation)
     out.cell = atoms.cell.array @ Q.T
     return out
+
+
+#: atoms closer than this fraction of the sum of their covalent radii (ASE's, Cordero 2008) count as
+#: unphysically close: 1.33 Å for Si–Si (bond 2.35 Å), 0.37 Å for H–H (H2: 0.74 Å)
+CLOSE_FACTOR = 0.6
+CLOSE_POLICIES = ("refuse", "warn", "off")
+
+
+def close_pairs(atoms: Atoms, factor: float = CLOSE_FACTOR):
+    """(i, j, distance Å, limit Å) of the atom pairs (periodic images included) closer than ``factor`` times
+    the sum of their covalent radii, closest first."""
+    from ase.data import covalent_radii
+
+    from .graph import graph_from_atoms
+
+    r = covalent_radii[atoms.numbers]
+    g = graph_from_atoms(atoms, float(factor * 2 * r.max()))
+    i, j = g.edge_index
+    d = g.distances
+    limit = factor * (r[i] + r[j])
+    keep = (d < limit) & (i <= j)
+    order = np.argsort(d[keep])
+    return i[keep][order], j[keep][order], d[keep][order], limit[keep][order]
+
+
+def check_close_atoms(atoms: Atoms, policy: str = "refuse", name: str | None = None,
+                      factor: float = CLOSE_FACTOR) -> None:
+    """Refuse (StructureError), warn about, or let pass (``policy``: refuse | warn | off) a structure with
+    atoms closer than ``factor`` × the sum of their covalent radii: no model is trained there, and what it
+    returns for such a structure is not physics."""
+    if policy not in CLOSE_POLICIES:
+        raise ValueError(f"close_atoms must be one of {', '.join(CLOSE_POLICIES)}, not {policy!r}")
+    if policy == "off" or len(atoms) < 2 and not np.any(atoms.pbc):
+        return
+    i, j, d, limit = close_pairs(atoms, factor)
+    if not len(d):
+        return
+    s = atoms.get_chemical_symbols()
+    text = (f"{describe(atoms, name)}: atoms {i[0]} ({s[i[0]]}) and {j[0]} ({s[j[0]]}) are {d[0]:.3f} Å apart, closer "
+            f"than {limit[0]:.2f} Å ({factor:g} × their covalent radii; {len(d)} such pair(s)): outside any "
+            "model's training domain")
+    if policy == "refuse":
+        raise StructureError(text + " (close_atoms: warn lets it run)")
+    import warnings
+
+    warnings.warn(text, stacklevel=2)

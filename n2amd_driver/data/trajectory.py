@@ -24,8 +24,9 @@ class TrajectoryError(ValueError):
 
 
 def read_trajectory(path, fmt: str | None = None, type_map: list[str] | dict | None = None,
-                    velocity_time_unit_fs: float = 1000.0) -> list[Atoms]:
-    """Read all frames. ``fmt``: 'lammps-dump', 'ipi-xyz', 'extxyz' (or any ASE format); guessed from the
+                    velocity_time_unit_fs: float = 1000.0, max_frames: int | None = None) -> list[Atoms]:
+    """Read the frames (the first ``max_frames`` only, if given: the complete frames before a truncated
+    end stay usable). ``fmt``: 'lammps-dump', 'ipi-xyz', 'extxyz' (or any ASE format); guessed from the
     file when None. ``type_map``: element of each LAMMPS atom type (list: type 1 first) when the dump has no
     ``element`` column. ``velocity_time_unit_fs``: the time unit of LAMMPS dump velocities in fs (1000 for
     ``units metal``, Å/ps, the default; 1 for ``units real``, Å/fs)."""
@@ -34,13 +35,13 @@ def read_trajectory(path, fmt: str | None = None, type_map: list[str] | dict | N
         raise TrajectoryError(f"{path}: no such trajectory file")
     fmt = fmt or guess_format(path)
     if fmt == "lammps-dump":
-        return read_lammps_dump(path, type_map, velocity_time_unit_fs)
+        return read_lammps_dump(path, type_map, velocity_time_unit_fs, max_frames)
     if fmt == "ipi-xyz":
-        return read_ipi_xyz(path)
+        return read_ipi_xyz(path, max_frames)
     import ase.io
 
     try:
-        frames = ase.io.read(path, index=":", format=None if fmt == "auto" else fmt)
+        frames = ase.io.read(path, index=slice(0, max_frames), format=None if fmt == "auto" else fmt)
     except Exception as exc:  # ASE raises many kinds
         raise TrajectoryError(f"{path}: cannot read as {fmt}: {exc}") from None
     import ase.units
@@ -79,7 +80,8 @@ def _dump_cell(lines: list[str], header: str) -> tuple[np.ndarray, np.ndarray]:
     return np.diag(b[:, 1] - b[:, 0]), b[:, 0]
 
 
-def read_lammps_dump(path, type_map=None, velocity_time_unit_fs: float = 1000.0) -> list[Atoms]:
+def read_lammps_dump(path, type_map=None, velocity_time_unit_fs: float = 1000.0,
+                     max_frames: int | None = None) -> list[Atoms]:
     """LAMMPS ``dump custom`` text: needs id and (element or type) and one of xu/x/xs position columns
     (x with ix iy iz image flags is unwrapped); velocities vx vy vz are kept."""
     path = Path(path)
@@ -87,7 +89,7 @@ def read_lammps_dump(path, type_map=None, velocity_time_unit_fs: float = 1000.0)
     with open(path) as fh:
         lines = fh.read().splitlines()
     i, n = 0, len(lines)
-    while i < n:
+    while i < n and (max_frames is None or len(frames) < max_frames):
         if not lines[i].strip():
             i += 1
             continue
@@ -129,6 +131,9 @@ def _dump_frame(table, cols, cell, origin, pbc, type_map, vel_factor, step, wher
     c = {name: k for k, name in enumerate(cols)}
     arr = np.array(table, dtype=object)
     ids = arr[:, c["id"]].astype(int) if "id" in c else np.arange(1, len(arr) + 1)
+    uniq, counts = np.unique(ids, return_counts=True)
+    if np.any(counts > 1):
+        raise TrajectoryError(f"{where}: atom id(s) {uniq[counts > 1][:5].tolist()} appear more than once")
     order = np.argsort(ids, kind="stable")
     arr = arr[order]
     if "element" in c:
@@ -192,12 +197,12 @@ def _ipi_cell(comment: str, where: str) -> tuple[np.ndarray, float, dict]:
     return cell, _IPI_UNIT[next((u for k, u in units.items() if k != "cell"), "atomic_unit")], extra
 
 
-def read_ipi_xyz(path) -> list[Atoms]:
+def read_ipi_xyz(path, max_frames: int | None = None) -> list[Atoms]:
     """i-PI ``<trajectory format='xyz'>`` / ``<properties>``-free position output (one bead per file)."""
     path = Path(path)
     lines = path.read_text().splitlines()
     frames, i = [], 0
-    while i < len(lines):
+    while i < len(lines) and (max_frames is None or len(frames) < max_frames):
         if not lines[i].strip():
             i += 1
             continue
@@ -233,9 +238,16 @@ def unwrap(frames: list[Atoms]) -> list[Atoms]:
     """Copies of ``frames`` whose positions move continuously: every atom takes the minimum-image
     displacement from the previous frame (the cell of the later frame). Idempotent on unwrapped input."""
     out = [frames[0].copy()]
-    for a in frames[1:]:
-        if len(a) != len(out[-1]) or np.any(a.numbers != out[-1].numbers):
-            raise TrajectoryError("frames have different atoms; a trajectory must keep its atoms and order")
+    for k, a in enumerate(frames[1:], start=1):
+        if len(a) != len(out[-1]):
+            raise TrajectoryError(f"frame {k} has {len(a)} atoms, frame {k - 1} {len(out[-1])}: a trajectory must "
+                                  "keep its atoms")
+        changed = np.flatnonzero(a.numbers != out[-1].numbers)
+        if len(changed):
+            i = int(changed[0])
+            raise TrajectoryError(f"frame {k}: atom {i} is {a[i].symbol}, in frame {k - 1} {out[-1][i].symbol} "
+                                  f"({len(changed)} atom(s) changed element): a trajectory must keep its atoms "
+                                  "and their order")
         b = a.copy()
         if np.any(a.pbc):
             d = a.positions - out[-1].positions
@@ -261,3 +273,35 @@ def remove_drift(frames: list[Atoms]) -> list[Atoms]:
         out.append(b)
     return out
 
+
+
+def check_spacing(frames: list[Atoms], where: str = "trajectory") -> int | None:
+    """The common MD-step spacing of ``frames`` (from the TIMESTEP of each, where the file has one), or None
+    when the file records no steps. Uneven or missing steps raise, naming the frames: a couplings job would
+    otherwise divide every overlap by the same dt and put the wrong time on the axis."""
+    steps = [a.info.get("timestep") for a in frames]
+    if len(frames) < 2 or any(s is None for s in steps):
+        return None
+    gaps = np.diff(np.asarray(steps, dtype=np.int64))
+    common = int(np.bincount(np.abs(gaps)).argmax()) if len(gaps) else 0
+    bad = np.flatnonzero(gaps != common)
+    if common <= 0 or len(bad):
+        k = int(bad[0]) if len(bad) else 0
+        raise TrajectoryError(
+            f"{where}: frames are not evenly spaced in MD steps: frame {k} is step {steps[k]} and frame {k + 1} step "
+            f"{steps[k + 1]}, where most consecutive frames are {common} apart ({len(bad)} uneven gap(s); "
+            f"steps {steps[:6]}{' ...' if len(steps) > 6 else ''}). Select an evenly spaced part (frames: start/stop/"
+            "step) or give frames.timestep_spacing to keep only frames on that grid")
+    return common
+
+
+def check_fixed_cell(frames: list[Atoms], where: str = "trajectory", tol_ang: float = 1e-6) -> None:
+    """Couplings are computed at fixed cell (Γ-point overlaps between two geometries need one lattice):
+    a cell that changes (NPT, deforming box) is refused, naming the first frame where it does."""
+    ref = frames[0].cell.array
+    for k, a in enumerate(frames):
+        dev = float(np.abs(a.cell.array - ref).max())
+        if dev > tol_ang:
+            raise TrajectoryError(f"{where}: the cell of frame {k} differs from frame 0's by {dev:.3g} Å (an NPT "
+                                  "or deforming-box run?): couplings need a fixed cell (run the NVE/NVT "
+                                  "production MD at fixed volume)")

@@ -1,7 +1,7 @@
 """i-PI socket client: serves the package's force models to ``i-pi input.xml``.
 
     python -m n2amd_driver.ipi --unix --address si64 --model si_mlff.pt --structure init.xyz
-    python -m n2amd_driver.ipi --host node07 --port 31415 --model runs/nnh_si64/model.pt
+    python -m n2amd_driver.ipi --host node07 --port 31415 --model runs/nnh_si64/model.pt --element Si
 
 Protocol (i-PI's, native-endian): 12-byte headers STATUS → READY / NEEDINIT / HAVEDATA; INIT (bead
 index, string); POSDATA (cell h with lattice vectors as columns, its inverse, natoms, positions; bohr);
@@ -50,21 +50,35 @@ def to_ipi(energy_eV: float, forces_eV_A: np.ndarray, stress_eV_A3: np.ndarray |
 
 
 class ModelEvaluator:
-    """Atoms from i-PI's arrays (symbols from a template structure) → the model's energy, forces, virial."""
+    """Atoms from i-PI's arrays → the model's energy, forces, virial. i-PI sends positions but no element
+    names: they come from a template ``structure`` (atoms in i-PI's order, e.g. the <initialize> file), or,
+    for a single-element system, from ``element``, which the model must know."""
 
-    def __init__(self, model, structure=None):
+    def __init__(self, model, structure=None, element: str | None = None, close_atoms: str = "refuse"):
+        from ..core.structure import CLOSE_POLICIES
         from ..models.io import load_force_model
 
+        if close_atoms not in CLOSE_POLICIES:
+            raise ValueError(f"close_atoms must be one of {', '.join(CLOSE_POLICIES)}, not {close_atoms!r}")
+        self.close_atoms = close_atoms
         self.model = load_force_model(model, dtype="float64") if isinstance(model, (str, os.PathLike)) else model
-        self.symbols = None
+        self.symbols, self.element = None, None
         if structure is not None:
-            from ase.io import read
+            from ..data.trajectory import read_trajectory
 
-            self.symbols = read(structure).get_chemical_symbols()
+            self.symbols = read_trajectory(structure, max_frames=1)[0].get_chemical_symbols()  # i-PI xyz or ASE
+            unknown = sorted(set(self.symbols) - set(self.model.elements))
+            if unknown:
+                raise ValueError(f"{structure} has {', '.join(unknown)}, which the model does not know "
+                                 f"(it knows {', '.join(self.model.elements)})")
+        elif element is not None:
+            if element not in self.model.elements:
+                raise ValueError(f"--element {element}: the model knows {', '.join(self.model.elements)}")
+            self.element = element
         else:
-            if len(self.model.elements) != 1:
-                raise ValueError("the model has several elements: give --structure with the atoms in i-PI's order")
-            self.element = self.model.elements[0]
+            raise ValueError("i-PI sends no element names: give --structure FILE (a structure with the atoms in "
+                             "i-PI's order, e.g. its <initialize> file) or, when every atom is of one element, "
+                             "--element EL")
 
     def __call__(self, cell_h, pos):
         from ase import Atoms
@@ -74,6 +88,9 @@ class ModelEvaluator:
         if len(symbols) != len(x):
             raise ProtocolError(f"i-PI sent {len(x)} atoms; the template structure has {len(symbols)}")
         atoms = Atoms(symbols, positions=x, cell=cell, pbc=True)
+        from ..core.structure import check_close_atoms
+
+        check_close_atoms(atoms, self.close_atoms, "the structure i-PI sent")
         out = self.model.evaluate(atoms, stress=True)
         if not np.all(np.isfinite(out["forces"])) or not np.isfinite(out["energy"]):
             raise FloatingPointError("the model returned NaN/inf forces or energy")
@@ -197,12 +214,17 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m n2amd_driver.ipi", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     g = p.add_mutually_exclusive_group()
-    g.add_argument("--unix", action="store_true", help="UNIX socket /tmp/ipi_ADDRESS (same node)")
+    g.add_argument("--unix", action="store_true", help="UNIX socket /tmp/ipi_ADDRESS (same node; the default)")
     g.add_argument("--host", help="TCP: i-PI's host name (drivers on other nodes)")
-    p.add_argument("--address", default="n2amd", help="UNIX socket name (i-PI's <address>)")
-    p.add_argument("--port", type=int, default=31415, help="TCP port (i-PI's <port>)")
+    p.add_argument("--address", default="n2amd", help="UNIX socket name, i-PI's <address> (default: n2amd)")
+    p.add_argument("--port", type=int, default=31415, help="TCP port, i-PI's <port> (default: 31415)")
     p.add_argument("--model", required=True, help="force model: MLFF or NNH model.pt, or a bundled name (si_mlff.pt)")
-    p.add_argument("--structure", help="template structure (any ASE format) giving the elements in i-PI's atom order")
+    e = p.add_mutually_exclusive_group(required=False)
+    e.add_argument("--structure", help="template structure (any ASE format) giving the elements in i-PI's atom order "
+                                       "(required unless --element)")
+    e.add_argument("--element", help="every atom is this element (a one-element system)")
+    p.add_argument("--close-atoms", default="refuse", choices=["refuse", "warn", "off"],
+                   help="atoms closer than 0.6 x their covalent radii: stop (default), warn, or let pass")
     p.add_argument("--wait", type=float, default=60.0, help="seconds to wait for i-PI's socket (default 60)")
     p.add_argument("--threads", type=int, default=None, help="torch threads")
     p.add_argument("-v", "--verbose", action="store_true")
@@ -213,7 +235,7 @@ def main(argv=None) -> int:
         torch.set_num_threads(a.threads)
     log = (lambda m: print(f"[n2amd-ipi] {m}", file=sys.stderr, flush=True)) if a.verbose else None
     try:
-        evaluate = ModelEvaluator(a.model, a.structure)
+        evaluate = ModelEvaluator(a.model, a.structure, a.element, a.close_atoms)
         unix = not a.host
         sock = connect(a.address if unix else a.host, unix, a.port, a.wait)
         if log:
@@ -221,7 +243,7 @@ def main(argv=None) -> int:
         rc = serve(sock, evaluate, log)
         print("[n2amd-ipi] EXIT received from i-PI: done", file=sys.stderr, flush=True)
         return rc
-    except (ProtocolError, ConnectionError, FileNotFoundError, ValueError, FloatingPointError) as exc:
+    except (ProtocolError, ConnectionError, FileNotFoundError, ValueError, FloatingPointError) as exc:  # StructureError too
         print(f"[n2amd-ipi] error: {exc}", file=sys.stderr, flush=True)
         return 2
     except KeyboardInterrupt:

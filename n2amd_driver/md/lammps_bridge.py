@@ -27,11 +27,21 @@ import numpy as np
 
 class PairHandle:
     def __init__(self, model, type_to_species: np.ndarray, elements: list[str]):
+        from ase.data import atomic_numbers, covalent_radii
+
+        from ..core.structure import CLOSE_FACTOR, CLOSE_POLICIES
+
         self.model = model
         self.type_to_species = type_to_species  # index by LAMMPS type (1-based; 0 unused)
         self.elements = elements
         self.r_cut = float(model.config.r_cut)
         self.layers = int(model.config.layers)
+        # atoms closer than CLOSE_FACTOR × their covalent radii: N2AMD_CLOSE_ATOMS = refuse (default) | warn | off
+        self.close_atoms = os.environ.get("N2AMD_CLOSE_ATOMS", "refuse")
+        if self.close_atoms not in CLOSE_POLICIES:
+            raise ValueError(f"N2AMD_CLOSE_ATOMS must be one of {', '.join(CLOSE_POLICIES)}, not {self.close_atoms!r}")
+        self.radius = CLOSE_FACTOR * covalent_radii[[atomic_numbers[el] for el in model.elements]]  # per species
+        self.warned = False
 
 
 def _torch_threads() -> None:
@@ -112,6 +122,8 @@ def compute_pair(h: PairHandle, x_mv, f_mv, type_mv, tag_mv, nlocal: int, nall: 
     i, j = i[keep], j[keep]
     node_atom = np.concatenate([np.arange(nlocal), foreign]).astype(np.int64)
     species = h.type_to_species[types[node_atom]]
+    if h.close_atoms != "off" and len(i):
+        check_close_edges(h, x, i, j, h.type_to_species[types], tags)
     m = h.model
     dt = m.shift.dtype
     xt = torch.tensor(x, dtype=dt, requires_grad=True)
@@ -127,6 +139,26 @@ def compute_pair(h: PairHandle, x_mv, f_mv, type_mv, tag_mv, nlocal: int, nall: 
     if eatom_mv is not None:
         _array(eatom_mv, np.float64, (-1,))[:nlocal] += e_local.detach().numpy()
     return float(energy.item())
+
+
+def check_close_edges(h: PairHandle, x, i, j, species, tags) -> None:
+    """The closest pair i[k]–j[k] (positions ``x`` Å, species per atom, LAMMPS IDs ``tags``) nearer than
+    0.6 × the covalent radii: refused (an ERROR line naming the IDs) or warned about once."""
+    d = np.linalg.norm(x[j] - x[i], axis=1)
+    limit = h.radius[species[i]] + h.radius[species[j]]
+    bad = np.flatnonzero(d < limit)
+    if not len(bad):
+        return
+    k = bad[np.argmin(d[bad])]
+    text = (f"pair n2amd: atoms with IDs {tags[i[k]]} and {tags[j[k]]} are {d[k]:.3f} Å apart, closer than "
+            f"{limit[k]:.2f} Å (0.6 × their covalent radii): outside any model's training domain")
+    if h.close_atoms == "refuse":
+        raise FloatingPointError(text + " (export N2AMD_CLOSE_ATOMS=warn to let it run)")
+    if not h.warned:
+        import warnings
+
+        warnings.warn(text + " (warned once)", stacklevel=2)
+        h.warned = True
 
 
 class GlobalHandle:
@@ -166,6 +198,12 @@ def compute_global(h: GlobalHandle, x_mv, f_mv, type_mv, cell_mv, pbc: int, step
     types = _array(type_mv, np.int32, (-1,))
     cell = _array(cell_mv, np.float64, (3, 3))
     atoms = Atoms([h.elements[t - 1] for t in types], positions=x, cell=cell, pbc=bool(pbc))
+    from ..core.structure import check_close_atoms
+
+    try:  # N2AMD_CLOSE_ATOMS = refuse (default) | warn | off, as for pair n2amd
+        check_close_atoms(atoms, os.environ.get("N2AMD_CLOSE_ATOMS", "refuse"), f"fix n2amd, step {step}")
+    except ValueError as exc:
+        raise FloatingPointError(str(exc)) from None
     out = h.model.evaluate(atoms, stress=bool(pbc and want_virial))
     if not np.all(np.isfinite(out["forces"])) or not np.isfinite(out["energy"]):
         raise FloatingPointError("fix n2amd: the model returned NaN/inf forces or energy")

@@ -20,14 +20,25 @@ from .io import load_force_model
 class N2AMDCalculator(Calculator):
     implemented_properties = ["energy", "free_energy", "energies", "forces", "stress"]
 
-    def __init__(self, model, device: str = "auto", dtype: str | None = None, **kwargs):
+    def __init__(self, model, device: str = "auto", dtype: str | None = None, close_atoms: str = "refuse",
+                 **kwargs):
+        """``close_atoms``: refuse | warn | off for structures with atoms closer than 0.6 × the sum of their
+        covalent radii (:func:`n2amd_driver.core.structure.check_close_atoms`)."""
         super().__init__(**kwargs)
+        from ..core.structure import CLOSE_POLICIES
+
+        if close_atoms not in CLOSE_POLICIES:
+            raise ValueError(f"close_atoms must be one of {', '.join(CLOSE_POLICIES)}, not {close_atoms!r}")
         is_path = isinstance(model, (str, bytes)) or hasattr(model, "__fspath__")
         self.model = load_force_model(model, device, dtype) if is_path else model
+        self.close_atoms = close_atoms
         self.extras: dict = {}
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        from ..core.structure import check_close_atoms
+
         super().calculate(atoms, properties, system_changes)
+        check_close_atoms(self.atoms, self.close_atoms)
         want_stress = "stress" in properties and bool(np.all(self.atoms.pbc))
         if "stress" in properties and not want_stress:
             raise ValueError("stress needs a fully periodic cell")

@@ -9,12 +9,13 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(
         prog="python -m n2amd_driver.namd",
         description="Nonadiabatic molecular dynamics post-processing. Energies eV, times fs, couplings 1/fs.")
+    p.add_argument("--debug", action="store_true", help="on an error, show the traceback instead of one line")
     sub = p.add_subparsers(dest="command", required=True)
     h = sub.add_parser("hop", help="surface hopping (FSSH/DISH): populations and lifetimes",
                        description="Run FSSH or DISH on a couplings file (or Hefei-NAMD EIGTXT/NATXT) and write "
                                    "populations (HDF5 + CSV), lifetime fits, plots and a summary table. Defaults: "
                                    "n2amd_driver.namd.hop_job.DEFAULTS. Resumes from checkpoints when re-run.")
-    h.add_argument("config", help="YAML config")
+    h.add_argument("config", nargs="?", help="YAML config (settings may also all come from --set)")
     h.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config value (e.g. ntraj=200)")
     h.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     c = sub.add_parser("couplings", help="energies, overlaps and NAC along an MD trajectory",
@@ -22,7 +23,7 @@ def main(argv=None) -> int:
                                    "band window, cross-time overlaps, phase-corrected Hammes-Schiffer-Tully NAC; one "
                                    "HDF5 file (+ Hefei-NAMD/PYXAID exports, plots). Defaults: "
                                    "n2amd_driver.namd.couplings_job.DEFAULTS. Resumes from checkpoints when re-run.")
-    c.add_argument("config", help="YAML config")
+    c.add_argument("config", nargs="?", help="YAML config (settings may also all come from --set)")
     c.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config value (e.g. dt_fs=1)")
     c.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     a = sub.add_parser("analyse", help="averaged gap, dephasing times, RMS NAC and plots of a couplings file",
@@ -35,8 +36,9 @@ def main(argv=None) -> int:
     a.add_argument("-o", "--prefix", help="output prefix (default: the input path without suffix)")
     args = p.parse_args(argv)
     from ..core.config import parse_overrides
+    from ..core.errors import run_command
 
-    try:
+    def job() -> int:
         if args.command == "analyse":
             from .analyse import analyse
 
@@ -53,11 +55,9 @@ def main(argv=None) -> int:
                 print(f"[n2amd namd couplings] {summary['snapshots']} snapshots, bands {summary['bands_1based']}, "
                       f"<gap> = {summary['average_gap_eV']:.3f} eV, {summary['wall_s']} s on {summary['ranks']} "
                       f"rank(s) -> {summary['output']}")
-    except (ValueError, FileNotFoundError) as exc:
-        print(f"n2amd namd: error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+        return 0
 
+    return run_command("n2amd namd", job, args.debug)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -28,17 +28,23 @@ DEFAULTS: dict = {
     "trajectory": None,  # LAMMPS dump (custom), i-PI xyz, extxyz
     "format": None,  # lammps-dump | ipi-xyz | extxyz | any ASE format; guessed when null
     "type_map": None,  # elements of LAMMPS atom types 1, 2, ... when the dump has no 'element' column
-    "frames": {"start": 0, "stop": None, "step": 1},  # which stored frames to use
+    # which stored frames to use; timestep_spacing: N keeps only the frames N MD steps apart (by their
+    # TIMESTEP) when the file's frames are not evenly spaced, and dt_fs is then the time between those
+    "frames": {"start": 0, "stop": None, "step": 1, "timestep_spacing": None},
     "dt_fs": None,  # time between the stored frames (before 'step'), fs
     # a model file (dtype: evaluate it in float32/float64; null = as trained), or engine: tblite + method
     "hamiltonian": {"model": None, "dtype": None, "engine": None, "method": None},
     "window": {"valence": 4, "conduction": 4, "bands": None},  # states around the gap, or bands: [first, last] (1-based)
     "track_states": False,  # follow orbital character through crossings (maximum overlap)
     "remove_drift": True,  # remove centre-of-mass motion (a rigid translation must not couple states)
+    # atoms closer than 0.6 × their covalent radii in any frame: refuse | warn | off
+    "close_atoms": "refuse",
     "device": "auto",
     "output": "couplings.h5",
     "checkpoint": None,  # folder for per-snapshot checkpoints; default <output>.ckpt
-    "keep_checkpoint": False,
+    # keep them after the output is written: a rerun with more frames (frames.stop) then computes only the new
+    # snapshots; false removes them
+    "keep_checkpoint": True,
     "exports": {"hefei": None, "pyxaid": None},  # folders to write Hefei-NAMD / PYXAID inputs into
     "plots": True,  # PNGs next to the output: band energies, NAC time series, NAC heat map
 }
@@ -52,33 +58,103 @@ def load_config(path=None, overrides: dict | None = None) -> dict:
         raise ValueError("couplings: 'trajectory' is required")
     if not cfg["dt_fs"] or float(cfg["dt_fs"]) <= 0:
         raise ValueError("couplings: 'dt_fs' (time between stored frames, fs) is required and must be positive")
+    if Path(cfg["output"]).is_dir():
+        raise ValueError(f"couplings: output {cfg['output']} is a folder; give the HDF5 file to write")
     return cfg
 
 
 def load_frames(cfg: dict):
-    from ..data.trajectory import read_trajectory, remove_drift, unwrap
+    """The selected frames (unwrapped, drift removed if asked) and the time between them (fs); refuses
+    trajectories with uneven MD steps, a changing cell or changing atoms, naming the frames."""
+    from ..data.trajectory import (TrajectoryError, check_fixed_cell, check_spacing, read_trajectory, remove_drift,
+                                   unwrap)
 
-    frames = read_trajectory(cfg["trajectory"], cfg["format"], cfg["type_map"])
     fr = cfg["frames"]
-    frames = frames[int(fr["start"]) : fr["stop"] : int(fr["step"])]
+    start, stop, step = int(fr["start"]), fr["stop"], int(fr["step"])
+    spacing = fr.get("timestep_spacing")
+    # a truncated file's complete frames before 'stop' are usable
+    frames = read_trajectory(cfg["trajectory"], cfg["format"], cfg["type_map"],
+                             max_frames=int(stop) if stop is not None and spacing is None else None)
+    where = f"{cfg['trajectory']}"
+    if spacing is not None:
+        steps = [a.info.get("timestep") for a in frames]
+        if any(t is None for t in steps):
+            raise TrajectoryError(f"{where}: frames.timestep_spacing needs the MD step of every frame (TIMESTEP); "
+                                  "this file does not record it")
+        frames = [a for a, t in zip(frames, steps) if (t - steps[0]) % int(spacing) == 0]
+    frames = frames[start:stop:step]
     if len(frames) < 2:
-        raise ValueError(f"{cfg['trajectory']}: need at least 2 frames for couplings, selected {len(frames)}")
+        raise ValueError(f"{where}: need at least 2 frames for couplings, selected {len(frames)}")
+    check_spacing(frames, where + " (selected frames)")
+    check_fixed_cell(frames, where)
+    from ..core.structure import check_close_atoms
+
+    for k, a in enumerate(frames):
+        check_close_atoms(a, cfg["close_atoms"], f"{where}: selected frame {k}")
     frames = unwrap(frames)
     if cfg["remove_drift"]:
         frames = remove_drift(frames)
-    return frames, float(cfg["dt_fs"]) * int(fr["step"])
+    return frames, float(cfg["dt_fs"]) * step
 
 
-def _key(cfg: dict, frames) -> str:
-    """Checkpoints belong to one (trajectory, Hamiltonian, window): anything else starts afresh."""
-    h = hashlib.sha256(json.dumps({k: cfg[k] for k in ("hamiltonian", "window", "frames", "dt_fs", "remove_drift")},
-                                  sort_keys=True, default=str).encode())
-    for a in frames:
-        h.update(a.positions.tobytes())
+#: the settings a snapshot's checkpoint depends on (frames.stop is not one: more frames extend a job)
+_SETTINGS = ("hamiltonian", "window", "dt_fs", "remove_drift", "format", "type_map")
+
+
+def job_settings(cfg: dict) -> dict:
+    """What the checkpoints of a couplings job were computed with; a rerun must agree on all of it."""
+    out = {k: cfg[k] for k in _SETTINGS}
+    out["frames"] = {k: cfg["frames"].get(k) for k in ("start", "step", "timestep_spacing")}
+    out["trajectory"] = str(Path(cfg["trajectory"]).resolve())
     model = cfg["hamiltonian"].get("model")
     if model:
-        h.update(Path(model).read_bytes())
-    return h.hexdigest()[:16]
+        from ..models.io import resolve_model_path
+
+        out["model_sha256"] = hashlib.sha256(resolve_model_path(model).read_bytes()).hexdigest()
+    return json.loads(json.dumps(out, default=str))
+
+
+def frame_hashes(frames) -> list[str]:
+    """One short hash per frame (positions and elements): which frames a checkpoint folder was made from."""
+    return [hashlib.sha256(a.positions.tobytes() + a.numbers.tobytes()).hexdigest()[:16] for a in frames]
+
+
+def _differences(old: dict, new: dict, prefix: str = "") -> list[str]:
+    diffs = []
+    for k in sorted(set(old) | set(new)):
+        a, b = old.get(k), new.get(k)
+        if isinstance(a, dict) and isinstance(b, dict):
+            diffs += _differences(a, b, f"{prefix}{k}.")
+        elif a != b:
+            diffs.append(f"{prefix}{k}: {a!r} → {b!r}")
+    return diffs
+
+
+def check_checkpoints(ckdir: Path, settings: dict, hashes: list[str]) -> int:
+    """Refuse a checkpoint folder made with other settings or from other frames (nothing is deleted); returns
+    how many of this job's frames the folder already knew. A folder without checkpoints is set up for it."""
+    stamp, known = ckdir / "settings.json", ckdir / "frames.json"
+    remedy = f"nothing was deleted; remove {ckdir} (or set 'checkpoint:' to another folder) to start over"
+    if (ckdir / "key").exists() and not stamp.exists():
+        raise ValueError(f"{ckdir}: checkpoints of an earlier version of the couplings job, which cannot be checked "
+                         f"against this run's settings; {remedy}")
+    n_known = 0
+    if stamp.exists():
+        diffs = _differences(json.loads(stamp.read_text()), settings)
+        if diffs:
+            raise ValueError(f"{ckdir}: checkpoints of a run with other settings ({'; '.join(diffs)}); {remedy}")
+        old = json.loads(known.read_text())
+        for k, (a, b) in enumerate(zip(old, hashes)):
+            if a != b:
+                raise ValueError(f"{ckdir}: frame {k} of the trajectory is not the one its checkpoint was computed "
+                                 f"from (the file changed?); {remedy}")
+        n_known = min(len(old), len(hashes))
+        hashes = hashes if len(hashes) > len(old) else old
+    else:
+        ckdir.mkdir(parents=True, exist_ok=True)
+        stamp.write_text(json.dumps(settings, indent=1))
+    known.write_text(json.dumps(hashes))
+    return n_known
 
 
 def snapshot(source, atoms, window_cfg: dict):
@@ -105,18 +181,16 @@ def run_couplings(cfg: dict, progress: bool = True) -> dict | None:
     out = Path(cfg["output"])
     ckdir = Path(cfg["checkpoint"] or str(out) + ".ckpt")
     t0 = time.time()
-    with ranks.stop_all_on_error("namd couplings", f"finished snapshots are kept in {ckdir}; re-run the same "
-                                                   "command to resume"):
+
+    def kept() -> str | None:  # said on failure only when something finished is really on disk
+        n = len(list(ckdir.glob("snap_*.npz"))) if ckdir.is_dir() else 0
+        return f"{n} finished snapshot(s) are kept in {ckdir}; re-run the same command to resume" if n else None
+
+    with ranks.stop_all_on_error("namd couplings", kept):
         frames, dt = load_frames(cfg)
         N = len(frames)
-        key = _key(cfg, frames)
         if ranks.rank == 0:
-            ckdir.mkdir(parents=True, exist_ok=True)
-            stamp = ckdir / "key"
-            if stamp.exists() and stamp.read_text() != key:  # another job's checkpoints: set them aside
-                for f in ckdir.glob("*.npz"):
-                    f.unlink()
-            stamp.write_text(key)
+            check_checkpoints(ckdir, job_settings(cfg), frame_hashes(frames))
         ranks.barrier()
         source = make_source(cfg["hamiltonian"], device=cfg["device"])
         mine = chunk(N, ranks.rank, ranks.size)
@@ -201,8 +275,14 @@ def _assemble(cfg, source, frames, dt, ckdir, out, nranks, elapsed, timings) -> 
         from .plots import plot_couplings
 
         plot_couplings(out.with_suffix(""), series, vbm, cbm)
-    if not cfg["keep_checkpoint"]:
-        for f in list(ckdir.glob("*.npz")) + [ckdir / "key"]:
+    if cfg["keep_checkpoint"]:
+        size = sum(f.stat().st_size for f in ckdir.glob("*.npz")) / 1e6
+        summary["checkpoint"] = str(ckdir)
+        print(f"[n2amd namd couplings] the per-snapshot checkpoints stay in {ckdir} ({size:.1f} MB): a rerun with "
+              "more frames computes only the new ones; remove the folder (or set keep_checkpoint: false) when done",
+              flush=True)
+    else:
+        for f in list(ckdir.glob("*.npz")) + [ckdir / "settings.json", ckdir / "frames.json"]:
             f.unlink(missing_ok=True)
         try:
             ckdir.rmdir()

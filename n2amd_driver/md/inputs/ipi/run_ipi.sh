@@ -10,6 +10,9 @@ here="$(cd "$(dirname "$0")" && pwd)"
 py="${N2AMD_PYTHON:-$here/../.venv/bin/python}"
 [ -x "$py" ] || py=python
 address="$(sed -n 's:.*<address> *\([^ <]*\) *</address>.*:\1:p' "$input" | head -1)"
+# the elements of i-PI's atoms: the drivers read them from the <initialize> structure file
+init="$(sed -n 's:.*<file mode="xyz"> *\([^ <]*\) *</file>.*:\1:p' "$input" | head -1)"
+[ -n "$init" ] && [ -f "$init" ] || { echo "[run_ipi] no <initialize> <file mode=\"xyz\"> in $input to take the elements from" >&2; exit 2; }
 sock="/tmp/ipi_${address}"
 if [ -e "$sock" ]; then
     if "$py" -c "import socket,sys; s=socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])" "$sock" 2>/dev/null; then
@@ -25,7 +28,7 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
 trap cleanup EXIT
 for _ in $(seq "$n"); do
-    "$py" -m n2amd_driver.ipi --unix --address "$address" --model "$model" --threads 1 &
+    "$py" -m n2amd_driver.ipi --unix --address "$address" --model "$model" --structure "$init" --threads 1 &
     pids+=($!)
 done
 wait "$ipi_pid"

@@ -1,0 +1,86 @@
+"""Every command ends an error with one line that names the problem and a non-zero exit; --debug shows
+the traceback; the namd jobs' help is reachable from `n2amd`."""
+import subprocess
+import sys
+
+import pytest
+from ase.build import bulk
+from ase.io import write
+
+N2AMD = [sys.executable, "-m", "n2amd_driver.cli"]
+
+
+def run(args, **kw):
+    return subprocess.run(N2AMD + args, capture_output=True, text=True, timeout=300, **kw)
+
+
+def test_namd_help_is_the_jobs_help():
+    r = run(["namd", "--help"])
+    assert r.returncode == 0 and all(job in r.stdout for job in ("couplings", "hop", "analyse"))
+    r = run(["namd", "couplings", "--help"])
+    assert r.returncode == 0 and "--set" in r.stdout
+
+
+@pytest.fixture
+def carbon_trajectory(tmp_path):
+    frames = []
+    for k in range(3):
+        a = bulk("C", "diamond", a=3.57, cubic=True)
+        a.rattle(0.02, seed=k)
+        frames.append(a)
+    write(tmp_path / "c8.extxyz", frames, format="extxyz")
+    return tmp_path / "c8.extxyz"
+
+
+def test_an_element_the_model_does_not_know_is_one_line(tmp_path, carbon_trajectory):
+    args = ["namd", "couplings", "--set", f"trajectory={carbon_trajectory}", "--set", "dt_fs=1",
+            "--set", "hamiltonian.model=si_hamiltonian.pt", "--set", f"output={tmp_path / 'c.h5'}", "-q"]
+    r = run(args)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("n2amd namd: error: snapshot 0: ValueError: element C is not in "
+                                                   "this model (elements: Si)")
+    assert "finished snapshot" not in r.stderr  # none was
+    r = run(["--debug"] + args)
+    assert r.returncode != 0 and "Traceback" in r.stderr
+
+
+def test_a_missing_config_and_a_bad_override_are_one_line(tmp_path):
+    r = run(["namd", "hop", str(tmp_path / "nothere.yaml")])
+    assert r.returncode == 2 and r.stderr.strip().count("\n") == 0 and "nothere.yaml" in r.stderr
+    r = run(["train", "forcefield", "--set", "nodots"])
+    assert r.returncode == 2 and "override 'nodots' is not KEY=VALUE" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_atoms_on_top_of_each_other_are_refused_in_every_route(tmp_path):
+    """Atoms 0.3 Å apart: the calculator, the i-PI driver's evaluator, the LAMMPS pair bridge and the
+    couplings job refuse them by default, naming the atoms; 'warn' lets them run with a warning."""
+    import numpy as np
+
+    from n2amd_driver.core.structure import StructureError
+    from n2amd_driver.md.ipi_client import ModelEvaluator
+    from n2amd_driver.models.calculator import N2AMDCalculator
+    from n2amd_driver.namd.couplings_job import load_config, load_frames
+
+    a = bulk("Si", "diamond", a=5.43, cubic=True)
+    a.positions[1] = a.positions[0] + [0.3, 0.0, 0.0]
+    a.calc = N2AMDCalculator("si_mlff.pt")
+    with pytest.raises(StructureError, match=r"atoms 0 \(Si\) and 1 \(Si\) are 0.300 Å apart, closer than 1.33 Å"):
+        a.get_potential_energy()
+    a.calc = N2AMDCalculator("si_mlff.pt", close_atoms="warn")
+    with pytest.warns(UserWarning, match="0.300 Å apart"):
+        assert np.isfinite(a.get_potential_energy())
+    ev = ModelEvaluator("si_mlff.pt", element="Si")
+    with pytest.raises(StructureError, match="the structure i-PI sent"):
+        ev(a.cell.array.T / 0.529177210903, a.positions / 0.529177210903)
+    frames = [a.copy(), a.copy()]
+    write(tmp_path / "close.extxyz", frames, format="extxyz")
+    with pytest.raises(StructureError, match="selected frame 0 .* 0.300 Å apart"):
+        load_frames(load_config(None, {"trajectory": str(tmp_path / "close.extxyz"), "dt_fs": 1.0}))
+    # LAMMPS' pair style sees the same pairs through its bridge
+    from n2amd_driver.md import lammps_bridge
+
+    h = lammps_bridge.load_pair("si_mlff.pt", ["Si"], dtype="float64")
+    tags = np.arange(1, len(a) + 1)
+    with pytest.raises(FloatingPointError, match="atoms with IDs 1 and 2 are 0.300 Å apart"):
+        lammps_bridge.check_close_edges(h, a.positions, np.array([0]), np.array([1]), np.zeros(len(a), int), tags)
