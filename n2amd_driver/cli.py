@@ -79,12 +79,12 @@ def _cmd_train(args) -> int:
     from .training.loop import merge_config
 
     if args.train_command == "hamiltonian":
-        from .training.hamiltonian import DEFAULTS, train_hamiltonian as train
+        from .training.hamiltonian import SCHEMA, train_hamiltonian as train
     elif args.train_command == "forcefield":
-        from .training.forcefield import DEFAULTS, train_forcefield as train
+        from .training.forcefield import SCHEMA, train_forcefield as train
     else:
-        from .training.nnh import DEFAULTS, fit_remainder as train
-    cfg = merge_config(DEFAULTS, args.config, parse_overrides(args.set))
+        from .training.nnh import SCHEMA, fit_remainder as train
+    cfg = merge_config(SCHEMA, args.config, parse_overrides(args.set))
     if not cfg["data"]:
         raise ValueError("no training data: set 'data:' in the config or --set data=FILE.h5")
     path = train(cfg, progress=not args.quiet)
@@ -129,7 +129,8 @@ def _cmd_md(args) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(with_keys: bool = True) -> argparse.ArgumentParser:
+    """The n2amd parser; ``with_keys``: list every config key in the jobs' help (imports their schemas)."""
     p = argparse.ArgumentParser(prog="n2amd", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     from .core.version import __version__
 
@@ -139,8 +140,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     data = sub.add_parser("data", help="generate and inspect reference datasets")
     dsub = data.add_subparsers(dest="data_command", required=True)
+    from .core.config import schema_help
+
+    import importlib
+
+    def keys_help(module: str) -> str | None:
+        if not with_keys:
+            return None
+        return ("config keys (YAML, or --set KEY=VALUE; units in the descriptions):\n"
+                + schema_help(importlib.import_module(module).SCHEMA))
+
     g = dsub.add_parser(
         "generate", help="sample configurations and label them with a reference engine",
+        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=keys_help("n2amd_driver.reference_data"),
         description="Sample structures (LAMMPS classical MD at several temperatures/strains, or random "
                     "displacements) and label them with tblite (GFN1/GFN2-xTB) or pyscf (PBE, HSE06): energy (eV), "
                     "forces (eV/Å), stress (eV/Å³), converged H (eV) and S in e3nn orbital order. Runs in parallel, "
@@ -170,20 +182,22 @@ def build_parser() -> argparse.ArgumentParser:
     trainers = {
         "hamiltonian": ("fit the E(3)-equivariant Hamiltonian to reference H (eV, Γ-folded)",
                         "Stage 1: MSE on Γ-point H elements (eV²); stage 2 adds eigenvalues within a window around "
-                        "the gap (eV). Defaults: n2amd_driver.training.hamiltonian.DEFAULTS. Re-running resumes from "
+                        "the gap (eV). Every key is listed below. Re-running resumes from "
                         "OUTPUT/checkpoint.pt; the best (EMA) model is OUTPUT/model.pt.", "train.epochs=50"),
         "forcefield": ("fit the equivariant MLFF to reference energies (eV), forces (eV/Å), stress (eV/Å³)",
                        "Loss: w_E·MSE(E/N) + w_F·MSE(F) + w_S·MSE(stress); optional sharpness-aware minimisation "
-                       "(train.sam_rho > 0). Defaults: n2amd_driver.training.forcefield.DEFAULTS. Re-running resumes "
+                       "(train.sam_rho > 0). Every key is listed below. Re-running resumes "
                        "from OUTPUT/checkpoint.pt; the best (EMA) model is OUTPUT/model.pt.", "train.sam_rho=0.05"),
         "nnh": ("NNH-MD forces: band energy of a Hamiltonian model + a fitted short-range remainder",
                 "Computes the band free energy, forces and stress of the Hamiltonian model on every frame "
                 "(eV, eV/Å, eV/Å³), fits an MLFF to the reference minus those, and writes OUTPUT/model.pt "
-                "(usable by the ASE calculator, LAMMPS and i-PI). Defaults: n2amd_driver.training.nnh.DEFAULTS.",
+                "(usable by the ASE calculator, LAMMPS and i-PI). Every key is listed below.",
                 "hamiltonian=runs/h_si64/model.pt --set data=runs/si64_train.h5"),
     }
     for name, (help_, description, example) in trainers.items():
-        tp = tsub.add_parser(name, help=help_, description=description)
+        tp = tsub.add_parser(name, help=help_, description=description,
+                             formatter_class=argparse.RawDescriptionHelpFormatter,
+                             epilog=keys_help(f"n2amd_driver.training.{name}"))
         tp.add_argument("config", nargs="?", help="YAML config")
         tp.add_argument("--set", action="append", metavar="KEY=VALUE", help=f"override, e.g. --set {example}")
         tp.add_argument("-q", "--quiet", action="store_true")
@@ -258,7 +272,7 @@ def main(argv=None) -> int:
         from .namd.__main__ import main as namd_main
 
         return namd_main((["--debug"] if debug else []) + argv[1:])
-    args = build_parser().parse_args(argv)
+    args = build_parser(with_keys="-h" in argv or "--help" in argv).parse_args(argv)
     from .core.errors import run_command
 
     return run_command("n2amd", lambda: args.func(args), debug)

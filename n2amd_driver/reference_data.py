@@ -23,44 +23,69 @@ import numpy as np
 
 from .data import h5format
 
-#: Documented defaults of a generation config (YAML). Any key may be overridden.
-DEFAULTS: dict = {
-    "system": {
-        "elements": ["Si"],  # chemical symbols, in prototype order (e.g. [Ga, As] for zincblende)
-        "prototype": "diamond",  # ASE bulk crystal structure
-        "lattice_constant": 5.43,  # Å (conventional cubic cell)
-        "cubic": True,  # start from the conventional cubic cell
-        "supercell": [1, 1, 1],  # repetitions of that cell
-        "structure": None,  # or a path to any ASE-readable structure (overrides the prototype)
-    },
-    "sampling": {
-        "method": "md",  # "md" (LAMMPS), "ase-md" (ASE Langevin with an n2amd model) or "rattle" (random displacements)
-        "potential": "auto",  # md: "auto" = bundled potential for the elements, or {pair_style, pair_coeff};
-        #                       ase-md: {model: FILE} (any n2amd model file, NNH included)
-        "temperatures": [300, 600, 900],  # K
-        "strains": [-0.02, 0.0, 0.02],  # isotropic linear strain
-        "shear_std": 0.01,  # random symmetric shear strain per condition
-        "frames_per_condition": 4,
-        "equilibration_fs": 2000,
-        "interval_fs": 200,  # fs between snapshots
-        "timestep_fs": 1.0,
-        "rattle_std": 0.08,  # Å at 300 K (method "rattle")
-        "seed": 0,
-    },
-    "label": {
-        "engine": "tblite",  # "tblite" or "pyscf"
-        "method": "GFN2-xTB",  # tblite: GFN1-xTB | GFN2-xTB; pyscf: PBE | HSE06 | ...
-        "options": {},  # engine options (see n2amd_driver.engines)
-    },
-    "workers": 2,  # labelling processes (and sampling processes, one per condition)
-}
+def _schema():
+    """The generation config: every key with its type, allowed values, range and unit (checked when loaded)."""
+    from typing import Literal
+
+    from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt
+
+    from .core.config import section_base
+
+    Section = section_base()
+
+    class System(Section):
+        elements: list[str] = Field(["Si"], min_length=1, description="chemical symbols, in prototype order (e.g. "
+                                                                      "[Ga, As] for zincblende)")
+        prototype: str = Field("diamond", description="ASE bulk crystal structure")
+        lattice_constant: PositiveFloat = Field(5.43, description="Å, conventional cubic cell")
+        cubic: bool = Field(True, description="start from the conventional cubic cell")
+        supercell: list[PositiveInt] = Field([1, 1, 1], min_length=3, max_length=3,
+                                             description="repetitions of that cell")
+        structure: str | None = Field(None, description="or a path to any ASE-readable structure (overrides the "
+                                                        "prototype)")
+
+    class Sampling(Section):
+        method: Literal["md", "ase-md", "rattle"] = Field(
+            "md", description="md (LAMMPS), ase-md (ASE Langevin with an n2amd model) or rattle (random "
+                              "displacements)")
+        potential: Literal["auto"] | dict = Field(
+            "auto", description="md: auto (the bundled potential of the elements) or {pair_style, pair_coeff}; "
+                                "ase-md: {model: FILE}")
+        temperatures: list[PositiveFloat] = Field([300, 600, 900], min_length=1, description="K")
+        strains: list[float] = Field([-0.02, 0.0, 0.02], min_length=1, description="isotropic linear strains")
+        shear_std: NonNegativeFloat = Field(0.01, description="random symmetric shear strain per condition")
+        frames_per_condition: PositiveInt = Field(4, description="snapshots per temperature × strain")
+        equilibration_fs: NonNegativeFloat = Field(2000, description="fs of MD before the first snapshot")
+        interval_fs: PositiveFloat = Field(200, description="fs between snapshots")
+        timestep_fs: PositiveFloat = Field(1.0, description="fs, MD time step")
+        rattle_std: NonNegativeFloat = Field(0.08, description="Å at 300 K (method rattle)")
+        seed: int = Field(0, description="seed of the sampling")
+
+    class Label(Section):
+        engine: Literal["tblite", "pyscf"] = Field("tblite", description="reference engine")
+        method: str = Field("GFN2-xTB", description="tblite: GFN1-xTB | GFN2-xTB; pyscf: PBE | HSE06 | ...")
+        options: dict = Field(default_factory=dict, description="engine options (see n2amd_driver.engines)")
+
+    class Config(Section):
+        system: System = Field(default_factory=System)
+        sampling: Sampling = Field(default_factory=Sampling)
+        label: Label = Field(default_factory=Label)
+        workers: PositiveInt = Field(2, description="labelling processes (and sampling processes, one per "
+                                                    "condition, for ase-md)")
+
+    return Config
+
+
+SCHEMA = _schema()
+#: Documented defaults of a generation config (YAML).
+DEFAULTS: dict = SCHEMA().model_dump()
 
 
 def load_config(path: str | os.PathLike | None = None, overrides: dict | None = None) -> dict:
-    """Defaults ← YAML file ← overrides (nested dicts merged key by key)."""
-    from .core.config import load_config as _load
+    """Defaults ← YAML file ← overrides, checked against :data:`SCHEMA` before any work."""
+    from .core.config import load_validated
 
-    return _load(DEFAULTS, path, overrides)
+    return load_validated(SCHEMA, path, overrides)
 
 
 def make_engine(label: dict):

@@ -113,16 +113,16 @@ def test_md_reports_a_missing_model(tmp_path):
 
 def test_config_paths_relative_to_the_config_file(tmp_path):
     """``data:`` in a training config, a path or a list of paths, is taken relative to the config's folder."""
+    from n2amd_driver.training.forcefield import SCHEMA
     from n2amd_driver.training.loop import merge_config
 
     (tmp_path / "cfg").mkdir()
     one, many = tmp_path / "cfg" / "one.yaml", tmp_path / "cfg" / "many.yaml"
     one.write_text("data: a.h5\n")
     many.write_text("data: [a.h5, /abs/b.h5]\n")
-    defaults = {"data": None, "hamiltonian": None}
-    assert merge_config(defaults, one)["data"] == str(tmp_path / "cfg" / "a.h5")
-    assert merge_config(defaults, many)["data"] == [str(tmp_path / "cfg" / "a.h5"), "/abs/b.h5"]
-    assert merge_config(defaults, many, {"data": ["x.h5"]})["data"] == ["x.h5"]  # the command line: as typed
+    assert merge_config(SCHEMA, one)["data"] == str(tmp_path / "cfg" / "a.h5")
+    assert merge_config(SCHEMA, many)["data"] == [str(tmp_path / "cfg" / "a.h5"), "/abs/b.h5"]
+    assert merge_config(SCHEMA, many, {"data": ["x.h5"]})["data"] == ["x.h5"]  # the command line: as typed
 
 
 def test_demo_settings_are_not_rewritten():

@@ -84,3 +84,85 @@ def test_atoms_on_top_of_each_other_are_refused_in_every_route(tmp_path):
     tags = np.arange(1, len(a) + 1)
     with pytest.raises(FloatingPointError, match="atoms with IDs 1 and 2 are 0.300 Å apart"):
         lammps_bridge.check_close_edges(h, a.positions, np.array([0]), np.array([1]), np.zeros(len(a), int), tags)
+
+
+# ---- every job's config is checked when it is loaded: key, value and what is allowed ---------------------------
+BAD = {
+    "hop": [({"carrier": "holes"}, "carrier = 'holes': Input should be 'electron' or 'hole'"),
+            ({"temperature_K": -5}, "temperature_K = -5: Input should be greater than 0"),
+            ({"ntraj": 0}, "ntraj = 0: Input should be greater than 0"),
+            ({"nelm": 0}, "nelm = 0"), ({"namdtime_fs": 0}, "namdtime_fs = 0"),
+            ({"initial": {"state": "top"}}, "initial.state = 'top'"),
+            ({"methd": "dish"}, "unknown setting 'methd' (known: input, states, method,")],
+    "couplings": [({"dt_fs": "1fs"}, "dt_fs = '1fs': Input should be a valid number"),
+                  ({"window": {"valence": "four"}}, "window.valence = 'four': Input should be a valid integer"),
+                  ({"type_map": "Si"}, "type_map = 'Si': Input should be a valid list or Input should be a valid "
+                                       "dictionary"),
+                  ({"hamiltonian": {"dtype": "float16"}}, "hamiltonian.dtype = 'float16'"),
+                  ({"frames": {"step": 0}}, "frames.step = 0")],
+    "data": [({"sampling": {"method": "mdd"}}, "sampling.method = 'mdd': Input should be 'md', 'ase-md' or 'rattle'"),
+             ({"system": {"supercell": [2, 2]}}, "system.supercell = [2, 2]"),
+             ({"label": {"engine": "vasp"}}, "label.engine = 'vasp'")],
+    "hamiltonian": [({"train": {"epochs": 0}}, "train.epochs = 0"),
+                    ({"model": {"shell_potential": "global"}}, "model.shell_potential = 'global'"),
+                    ({"split": {"fractions": [0.5, 0.2, 0.2]}}, "fractions must sum to 1")],
+    "forcefield": [({"dtype": "float16"}, "dtype = 'float16'"), ({"train": {"sam_rho": -1}}, "train.sam_rho = -1")],
+    "nnh": [({"prior": "rep"}, "prior = 'rep'"), ({"remainder": {"model": {"rcut": 3}}}, "unknown setting 'model.rcut'")],
+}
+
+
+def _loader(job):
+    from n2amd_driver.core.config import load_validated
+
+    if job == "hop":
+        from n2amd_driver.namd.hop_job import load_config
+    elif job == "couplings":
+        from n2amd_driver.namd.couplings_job import load_config as load
+
+        def load_config(path, over):
+            return load(path, {"trajectory": "t.dump", "dt_fs": 1.0, **over})
+    elif job == "data":
+        from n2amd_driver.reference_data import load_config
+    else:
+        import importlib
+
+        schema = importlib.import_module(f"n2amd_driver.training.{job}").SCHEMA
+
+        def load_config(path, over):
+            return load_validated(schema, path, over)
+    return load_config
+
+
+@pytest.mark.parametrize("job,over,message", [(j, o, m) for j, cases in BAD.items() for o, m in cases])
+def test_bad_values_are_refused_with_key_value_and_what_is_allowed(job, over, message):
+    with pytest.raises(ValueError, match=__import__("re").escape(message)):
+        _loader(job)(None, over)
+
+
+def test_config_file_errors_name_the_file(tmp_path):
+    cfg = tmp_path / "hop.yaml"
+    cfg.write_text("carrier: holes\nntraj: 10\n")
+    r = run(["namd", "hop", str(cfg)])
+    assert r.returncode == 2 and f"{cfg}: carrier = 'holes'" in r.stderr and "Traceback" not in r.stderr
+    r = run(["namd", "hop", "--help"])
+    assert r.returncode == 0 and "carrier (one of electron | hole; default 'electron')" in r.stdout
+    assert "temperature_K (float > 0; default 300.0): K" in r.stdout
+    r = run(["train", "hamiltonian", "--help"])
+    assert "model.r_block (float > 0; default 8.0): Å" in r.stdout
+
+
+def test_ranges_that_depend_on_the_data_are_named(tmp_path):
+    """states beyond the window and an analyse --pair outside it: one line naming the range."""
+    import numpy as np
+
+    from n2amd_driver.namd.couplings_file import Couplings, write_couplings
+    from n2amd_driver.namd.series import CouplingSeries
+
+    E = np.tile([0.0, 0.2, 0.5, 0.9], (11, 1))
+    write_couplings(tmp_path / "c.h5", Couplings(CouplingSeries(E, np.zeros((10, 4, 4)), 1.0)))
+    cfg = tmp_path / "hop.yaml"
+    cfg.write_text(f"input: {{couplings: {tmp_path / 'c.h5'}}}\nstates: [3, 9]\n")
+    r = run(["namd", "hop", str(cfg)])
+    assert r.returncode == 2 and "states: [9] outside the 4 states of the input (0..3)" in r.stderr
+    r = run(["namd", "analyse", str(tmp_path / "c.h5"), "--pair", "3", "12"])
+    assert r.returncode == 2 and "--pair 3 12: two different window states of the 4" in r.stderr

@@ -11,18 +11,27 @@ def main(argv=None) -> int:
         description="Nonadiabatic molecular dynamics post-processing. Energies eV, times fs, couplings 1/fs.")
     p.add_argument("--debug", action="store_true", help="on an error, show the traceback instead of one line")
     sub = p.add_subparsers(dest="command", required=True)
+    from ..core.config import schema_help
+    from . import couplings_job, hop_job
+
     h = sub.add_parser("hop", help="surface hopping (FSSH/DISH): populations and lifetimes",
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       epilog="config keys (YAML, or --set KEY=VALUE; units in the descriptions):\n"
+                              + schema_help(hop_job.SCHEMA),
                        description="Run FSSH or DISH on a couplings file (or Hefei-NAMD EIGTXT/NATXT) and write "
-                                   "populations (HDF5 + CSV), lifetime fits, plots and a summary table. Defaults: "
-                                   "n2amd_driver.namd.hop_job.DEFAULTS. Resumes from checkpoints when re-run.")
+                                   "populations (HDF5 + CSV), lifetime fits, plots and a summary table. Every key is listed below and "
+                                   "checked when the config is loaded. Resumes from checkpoints when re-run.")
     h.add_argument("config", nargs="?", help="YAML config (settings may also all come from --set)")
     h.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config value (e.g. ntraj=200)")
     h.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     c = sub.add_parser("couplings", help="energies, overlaps and NAC along an MD trajectory",
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       epilog="config keys (YAML, or --set KEY=VALUE; units in the descriptions):\n"
+                              + schema_help(couplings_job.SCHEMA),
                        description="Model (or tblite reference) Hamiltonian per snapshot, generalised eigenpairs in a "
                                    "band window, cross-time overlaps, phase-corrected Hammes-Schiffer-Tully NAC; one "
-                                   "HDF5 file (+ Hefei-NAMD/PYXAID exports, plots). Defaults: "
-                                   "n2amd_driver.namd.couplings_job.DEFAULTS. Resumes from checkpoints when re-run.")
+                                   "HDF5 file (+ Hefei-NAMD/PYXAID exports, plots). Every key is listed below and checked when "
+                                   "the config is loaded. Resumes from checkpoints when re-run.")
     c.add_argument("config", nargs="?", help="YAML config (settings may also all come from --set)")
     c.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config value (e.g. dt_fs=1)")
     c.add_argument("-q", "--quiet", action="store_true", help="no progress bar")

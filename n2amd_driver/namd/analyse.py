@@ -43,6 +43,8 @@ def analyse(path, out_prefix=None, pair: tuple[int, int] | None = None) -> dict:
         iv = int(series.meta["vbm_band_1based"]) - int(series.bands[0]) if known else -1
         pair = (iv, iv + 1) if 0 <= iv < n - 1 else (0, n - 1)
     i, j = pair
+    if not (0 <= i < n and 0 <= j < n) or i == j:
+        raise ValueError(f"--pair {i} {j}: two different window states of the {n} in {path} (0..{n - 1})")
     tau, t, D = dephasing_matrix(series.energies, series.dt_fs)
     rms = series.rms_nac_meV()
     gap = series.energies[:, j] - series.energies[:, i]

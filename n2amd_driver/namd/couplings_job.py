@@ -23,37 +23,77 @@ import numpy as np
 from ..core.checkpoint import save_npz
 from ..core.parallel import chunk, world
 
-#: Documented defaults of a couplings config (YAML).
-DEFAULTS: dict = {
-    "trajectory": None,  # LAMMPS dump (custom), i-PI xyz, extxyz
-    "format": None,  # lammps-dump | ipi-xyz | extxyz | any ASE format; guessed when null
-    "type_map": None,  # elements of LAMMPS atom types 1, 2, ... when the dump has no 'element' column
-    # which stored frames to use; timestep_spacing: N keeps only the frames N MD steps apart (by their
-    # TIMESTEP) when the file's frames are not evenly spaced, and dt_fs is then the time between those
-    "frames": {"start": 0, "stop": None, "step": 1, "timestep_spacing": None},
-    "dt_fs": None,  # time between the stored frames (before 'step'), fs
-    # a model file (dtype: evaluate it in float32/float64; null = as trained), or engine: tblite + method
-    "hamiltonian": {"model": None, "dtype": None, "engine": None, "method": None},
-    "window": {"valence": 4, "conduction": 4, "bands": None},  # states around the gap, or bands: [first, last] (1-based)
-    "track_states": False,  # follow orbital character through crossings (maximum overlap)
-    "remove_drift": True,  # remove centre-of-mass motion (a rigid translation must not couple states)
-    # atoms closer than 0.6 × their covalent radii in any frame: refuse | warn | off
-    "close_atoms": "refuse",
-    "device": "auto",
-    "output": "couplings.h5",
-    "checkpoint": None,  # folder for per-snapshot checkpoints; default <output>.ckpt
-    # keep them after the output is written: a rerun with more frames (frames.stop) then computes only the new
-    # snapshots; false removes them
-    "keep_checkpoint": True,
-    "exports": {"hefei": None, "pyxaid": None},  # folders to write Hefei-NAMD / PYXAID inputs into
-    "plots": True,  # PNGs next to the output: band energies, NAC time series, NAC heat map
-}
+def _schema():
+    """The couplings config: every key with its type, allowed values, range and unit (checked when loaded)."""
+    from typing import Literal
+
+    from pydantic import Field, NonNegativeInt, PositiveFloat, PositiveInt
+
+    from ..core.config import section_base
+
+    Section = section_base()
+
+    class Frames(Section):
+        start: NonNegativeInt = Field(0, description="first stored frame used")
+        stop: NonNegativeInt | None = Field(None, description="stored frame to stop before (null: the end)")
+        step: PositiveInt = Field(1, description="use every step-th stored frame")
+        timestep_spacing: PositiveInt | None = Field(
+            None, description="keep only frames this many MD steps apart (their TIMESTEP), for files whose frames "
+                              "are not evenly spaced; dt_fs is then the time between those")
+
+    class Hamiltonian(Section):
+        model: str | None = Field(None, description="a Hamiltonian model file, or a bundled name")
+        dtype: Literal["float32", "float64"] | None = Field(None, description="evaluate the model in this precision "
+                                                                              "(null: as trained)")
+        engine: Literal["tblite"] | None = Field(None, description="or the reference engine itself")
+        method: str | None = Field(None, description="the engine's method (GFN1-xTB, GFN2-xTB)")
+
+    class Window(Section):
+        valence: NonNegativeInt = Field(4, description="states up to the VBM")
+        conduction: NonNegativeInt = Field(4, description="states from the CBM")
+        bands: list[PositiveInt] | None = Field(None, min_length=2, max_length=2,
+                                                description="or [first, last] band (1-based, as BMIN/BMAX)")
+
+    class Exports(Section):
+        hefei: str | None = Field(None, description="folder to write Hefei-NAMD EIGTXT/NATXT/inp into")
+        pyxaid: str | None = Field(None, description="folder to write PYXAID Ham_* files into")
+
+    class Couplings(Section):
+        trajectory: str | None = Field(None, description="LAMMPS dump (custom), i-PI xyz, extxyz (required)")
+        format: Literal["lammps-dump", "ipi-xyz", "extxyz", "auto"] | str | None = Field(
+            None, description="lammps-dump | ipi-xyz | extxyz | any ASE format; guessed when null")
+        type_map: list[str] | dict[int, str] | None = Field(
+            None, description="elements of LAMMPS atom types 1, 2, ... when the dump has no 'element' column")
+        frames: Frames = Field(default_factory=Frames)
+        dt_fs: PositiveFloat | None = Field(None, description="fs between the stored frames, before 'step' (required)")
+        hamiltonian: Hamiltonian = Field(default_factory=Hamiltonian)
+        window: Window = Field(default_factory=Window)
+        track_states: bool = Field(False, description="follow orbital character through crossings (maximum overlap)")
+        remove_drift: bool = Field(True, description="remove the centre-of-mass motion (a rigid translation must "
+                                                     "not couple states)")
+        close_atoms: Literal["refuse", "warn", "off"] = Field(
+            "refuse", description="atoms closer than 0.6 × their covalent radii in any frame")
+        device: Literal["auto", "cpu", "cuda"] = Field("auto", description="where the model runs")
+        output: str = Field("couplings.h5", description="the couplings HDF5 file to write")
+        checkpoint: str | None = Field(None, description="folder for per-snapshot checkpoints; default <output>.ckpt")
+        keep_checkpoint: bool = Field(True, description="keep them after the output is written: a rerun with more "
+                                                        "frames then computes only the new snapshots")
+        exports: Exports = Field(default_factory=Exports)
+        plots: bool = Field(True, description="PNGs next to the output: band energies, NAC time series, NAC heat map")
+
+    return Couplings
+
+
+SCHEMA = _schema()
+#: Documented defaults of a couplings config (YAML): what :data:`SCHEMA` gives when a key is not set.
+DEFAULTS: dict = SCHEMA().model_dump()
 
 
 def load_config(path=None, overrides: dict | None = None) -> dict:
-    from ..core.config import load_config as _load
+    """The couplings settings from a YAML file and overrides, checked against :data:`SCHEMA` before any work."""
+    from ..core.config import load_validated
 
-    cfg = _load(DEFAULTS, path, overrides, relative_paths=("trajectory", "hamiltonian.model"))
+    cfg = load_validated(SCHEMA, path, overrides, relative_paths=("trajectory", "hamiltonian.model"))
     if not cfg["trajectory"]:
         raise ValueError("couplings: 'trajectory' is required")
     if not cfg["dt_fs"] or float(cfg["dt_fs"]) <= 0:

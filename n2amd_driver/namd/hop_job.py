@@ -20,41 +20,63 @@ from ..core.parallel import world
 from .hopping import HopSettings, HopState, Propagators, advance
 from .series import CouplingSeries
 
-#: Documented defaults of a hop config (YAML).
-DEFAULTS: dict = {
-    "input": {
-        "couplings": None,  # n2amd couplings HDF5 (from `namd couplings`)
-        "hefei": None,  # or a Hefei-NAMD folder with EIGTXT, NATXT, inp (INICON used if present)
-    },
-    "states": None,  # indices of the states to keep (default: all)
-    "method": "dish",  # dish | fssh
-    "carrier": "electron",  # electron | hole  (hole: "upward" means lower band energy)
-    "temperature_K": 300.0,
-    "nelm": 10,  # electronic sub-steps per MD step
-    "ntraj": 100,  # stochastic trajectories per initial time
-    "namdtime_fs": 1000.0,  # length of each run; the MD trajectory is reused head to tail if shorter
-    "initial": {
-        # number of initial times spread evenly over the trajectory, or a list of MD steps; null: the Hefei
-        # folder's INICON if it has one, else 20
-        "times": None,
-        "state": "auto",  # auto: highest state (electron) / lowest (hole); or a state index in the window
-    },
-    "dephasing": "auto",  # auto (from the gap fluctuations), a DEPHTIME file, or an n×n list (fs)
-    "detailed_balance": True,
-    "seed": 0,
-    "record_every": 1,  # steps between recorded populations
-    "checkpoint_every_fs": 20000.0,
-    "output": "hop",  # output folder
-}
+def _schema():
+    """The hop config: every key with its type, allowed values, range and unit (checked when loaded)."""
+    from typing import Literal
+
+    from pydantic import Field, NonNegativeInt, PositiveFloat, PositiveInt
+
+    from ..core.config import section_base
+
+    Section = section_base()
+
+    class Input(Section):
+        couplings: str | None = Field(None, description="n2amd couplings HDF5 (from `namd couplings`)")
+        hefei: str | None = Field(None, description="or a Hefei-NAMD folder with EIGTXT, NATXT, inp (INICON used "
+                                                    "if present)")
+
+    class Initial(Section):
+        times: PositiveInt | list[NonNegativeInt] | None = Field(
+            None, description="number of initial times spread evenly over the trajectory, or a list of MD steps; "
+                              "null: the Hefei folder's INICON if it has one, else 20")
+        state: Literal["auto"] | NonNegativeInt = Field(
+            "auto", description="auto: the highest state (electron) or the lowest (hole); or a state index in "
+                                "the window")
+
+    class Hop(Section):
+        input: Input = Field(default_factory=Input)
+        states: list[NonNegativeInt] | None = Field(None, description="indices of the states to keep (default: all)")
+        method: Literal["dish", "fssh"] = Field("dish", description="surface hopping: dish | fssh")
+        carrier: Literal["electron", "hole"] = Field(
+            "electron", description="electron | hole (hole: 'upward' means lower band energy)")
+        temperature_K: PositiveFloat = Field(300.0, description="K, of the detailed-balance factors")
+        nelm: PositiveInt = Field(10, description="electronic sub-steps per MD step")
+        ntraj: PositiveInt = Field(100, description="stochastic trajectories per initial time")
+        namdtime_fs: PositiveFloat = Field(
+            1000.0, description="fs, length of each run; the MD trajectory is reused head to tail if shorter")
+        initial: Initial = Field(default_factory=Initial)
+        dephasing: Literal["auto"] | str | list[list[float]] = Field(
+            "auto", description="auto (from the gap fluctuations), a DEPHTIME file, or an n×n list (fs)")
+        detailed_balance: bool = Field(True, description="Boltzmann factor on upward hops")
+        seed: int = Field(0, description="random seed (results do not depend on the number of ranks)")
+        record_every: PositiveInt = Field(1, description="MD steps between recorded populations")
+        checkpoint_every_fs: PositiveFloat = Field(20000.0, description="fs of dynamics between checkpoints")
+        output: str = Field("hop", description="output folder")
+
+    return Hop
 
 
+SCHEMA = _schema()
+#: Documented defaults of a hop config (YAML): what :data:`SCHEMA` gives when a key is not set.
+DEFAULTS: dict = SCHEMA().model_dump()
 DEFAULT_INITIAL_TIMES = 20
 
 
 def load_config(path=None, overrides: dict | None = None) -> dict:
-    from ..core.config import load_config as _load
+    """The hop settings from a YAML file and overrides, checked against :data:`SCHEMA` before any work."""
+    from ..core.config import load_validated
 
-    return _load(DEFAULTS, path, overrides, relative_paths=("input.couplings", "input.hefei"))
+    return load_validated(SCHEMA, path, overrides, relative_paths=("input.couplings", "input.hefei"))
 
 
 def load_series(cfg: dict) -> tuple[CouplingSeries, np.ndarray | None]:
@@ -74,6 +96,9 @@ def load_series(cfg: dict) -> tuple[CouplingSeries, np.ndarray | None]:
     else:
         raise ValueError("config needs input.couplings (HDF5) or input.hefei (folder)")
     if cfg["states"] is not None:
+        bad = [s for s in cfg["states"] if s >= series.nstates]
+        if bad:
+            raise ValueError(f"states: {bad} outside the {series.nstates} states of the input (0..{series.nstates - 1})")
         series = series.select(cfg["states"])
     return series, inicon
 

@@ -17,25 +17,54 @@ import torch
 from ..models.io import default_dtype, save_model_file
 from .loop import descend, fit, per_element_values, prepare_run, read_pooled, save_split, split_frames
 
-DEFAULTS: dict = {
-    "data": None,  # n2amd HDF5 dataset with energy + forces (+ stress) labels
-    "split": {"fractions": [0.9, 0.1, 0.0], "seed": 0},  # train / validation / test
-    "model": {"r_cut": 5.0, "layers": 3, "lmax_sh": 2, "num_basis": 8, "hidden": "32x0e+8x1o+8x1e+4x2e+4x2o",
-              "embedding": 32, "scalar_last_layer": True},
-    "dtype": "float32",  # float32 | float64
-    "device": "auto",
-    "train": {
-        "epochs": 300, "batch_size": 4, "lr": 5e-3, "weight_decay": 0.0,
-        "plateau_factor": 0.5, "plateau_patience": 10, "min_lr": 1e-5,
-        "early_stopping": 40, "ema": 0.99,
-        "energy_weight": 1.0,  # on (E/N)², eV²
-        "force_weight": 1.0,  # on F², eV²/Å²
-        "stress_weight": 100.0,  # on σ², eV²/Å⁶ (stress values are ~1e-2 eV/Å³)
-        "sam_rho": 0.0,  # > 0: sharpness-aware minimisation with this radius
-        "seed": 0,
-    },
-    "output": "runs/forcefield",
-}
+def _schema():
+    from typing import Literal
+
+    from pydantic import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
+
+    from .loop import schema_sections
+
+    Section, Split, Train, Field = schema_sections()
+
+    class Model(Section):
+        r_cut: PositiveFloat = Field(5.0, description="Å, cutoff")
+        layers: PositiveInt = Field(3, description="message-passing layers")
+        lmax_sh: NonNegativeInt = Field(2, description="spherical harmonics of the edges")
+        num_basis: PositiveInt = Field(8, description="radial basis functions")
+        hidden: str = Field("32x0e+8x1o+8x1e+4x2e+4x2o", description="e3nn irreps of the hidden features")
+        embedding: PositiveInt = Field(32, description="scalar channels of the species embedding")
+        scalar_last_layer: bool = Field(True, description="the readout needs scalars only: the last layer makes no "
+                                                          "l > 0 features")
+
+    class FSplit(Split):
+        fractions: list[NonNegativeFloat] = Field([0.9, 0.1, 0.0], min_length=3, max_length=3,
+                                                  description="train / validation / test fractions (sum 1)")
+
+    class FTrain(Train):
+        epochs: PositiveInt = Field(300, description="epochs at most")
+        batch_size: PositiveInt = Field(4, description="structures per optimiser step")
+        lr: NonNegativeFloat = Field(5e-3, description="AdamW learning rate")
+        energy_weight: NonNegativeFloat = Field(1.0, description="on (E/N)², eV²")
+        force_weight: NonNegativeFloat = Field(1.0, description="on F², eV²/Å²")
+        stress_weight: NonNegativeFloat = Field(100.0, description="on σ², eV²/Å⁶ (stress values are ~1e-2 eV/Å³)")
+        sam_rho: NonNegativeFloat = Field(0.0, description="> 0: sharpness-aware minimisation with this radius")
+
+    class Config(Section):
+        data: str | list[str] | None = Field(None, description="n2amd dataset(s) with energy, force (and stress) "
+                                                               "labels, pooled in order")
+        split: FSplit = Field(default_factory=FSplit)
+        model: Model = Field(default_factory=Model)
+        dtype: Literal["float32", "float64"] = Field("float32", description="precision of training")
+        device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: CUDA when present")
+        train: FTrain = Field(default_factory=FTrain)
+        output: str = Field("runs/forcefield", description="run folder (model.pt, checkpoint.pt, metrics.csv)")
+
+    return Config
+
+
+SCHEMA = _schema()
+#: Documented defaults of an MLFF training config (YAML).
+DEFAULTS: dict = SCHEMA().model_dump()
 
 UNITS = {"energy": "eV", "length": "Å", "forces": "eV/Å", "stress": "eV/Å^3 (ASE sign)"}
 

@@ -20,29 +20,53 @@ import torch
 from ..models.io import build_model, default_dtype, read_model_file, save_model_file
 from .loop import descend, fit, per_element_values, prepare_run, read_pooled, save_split, split_frames
 
-DEFAULTS: dict = {
-    "data": None,  # n2amd HDF5 dataset with hamiltonian + overlap labels
-    "init": None,  # a Hamiltonian model.pt to start from (fine-tuning): its architecture and weights; `model` is ignored
-    "split": {"fractions": [0.8, 0.1, 0.1], "seed": 0},  # train / validation / test
-    "model": {"r_mp": 5.0, "r_block": 8.0, "layers": 2, "lmax_sh": 2, "lmax_edge": 4, "num_basis": 8,
-              "hidden": "16x0e+4x0o+8x1o+4x1e+4x2e+4x2o+2x3o+2x3e+2x4e",
-              # ½(v_a + v_b) S_ab with shell potentials v: none | local | mean-field (local + a linear response
-              # to the cell-averaged bond-length distribution: the long-range charge term of SCC tight
-              # binding; models/potential.py)
-              "shell_potential": "mean-field"},
-    "dtype": "float64",  # float64 | float32
-    "device": "auto",  # auto (cuda if present) | cpu | cuda
-    "train": {
-        "epochs": 200, "batch_size": 2, "lr": 3e-3, "weight_decay": 0.0,
-        "plateau_factor": 0.5, "plateau_patience": 10, "min_lr": 1e-5,
-        "early_stopping": 40,  # epochs without validation improvement
-        "ema": 0.99,
-        "band_stage_epoch": 150,  # start of stage 2 (band-energy term); > epochs disables it
-        "band_weight": 0.1, "band_window_eV": 2.0,
-        "seed": 0,
-    },
-    "output": "runs/hamiltonian",
-}
+def _schema():
+    from typing import Literal
+
+    from pydantic import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
+
+    from .loop import schema_sections
+
+    Section, Split, Train, Field = schema_sections()
+
+    class Model(Section):
+        r_mp: PositiveFloat = Field(5.0, description="Å, message-passing cutoff")
+        r_block: PositiveFloat = Field(8.0, description="Å, pair cutoff of the off-site blocks")
+        layers: PositiveInt = Field(2, description="message-passing layers")
+        lmax_sh: NonNegativeInt = Field(2, description="spherical harmonics in message passing")
+        lmax_edge: NonNegativeInt = Field(4, description="harmonics of the bond direction in off-site blocks (d–d "
+                                                         "needs 4)")
+        num_basis: PositiveInt = Field(8, description="radial basis functions")
+        hidden: str = Field("16x0e+4x0o+8x1o+4x1e+4x2e+4x2o+2x3o+2x3e+2x4e", description="e3nn irreps of the "
+                                                                                        "hidden features")
+        shell_potential: Literal["none", "local", "mean-field"] = Field(
+            "mean-field", description="½(v_a + v_b) S_ab with shell potentials v: none | local | mean-field (local "
+                                      "+ a response to the cell-averaged bond lengths; models/potential.py)")
+
+    class HTrain(Train):
+        band_stage_epoch: NonNegativeInt = Field(150, description="first epoch of stage 2 (band-energy term); "
+                                                                  "> epochs disables it")
+        band_weight: NonNegativeFloat = Field(0.1, description="weight of the band-energy term (eV² per eV²)")
+        band_window_eV: PositiveFloat = Field(2.0, description="eV, states within this of the gap count")
+
+    class Config(Section):
+        data: str | list[str] | None = Field(None, description="n2amd dataset(s) with Hamiltonian and overlap "
+                                                               "labels, pooled in order")
+        init: str | None = Field(None, description="a Hamiltonian model.pt to start from (fine-tuning): its "
+                                                   "architecture and weights; 'model' is ignored")
+        split: Split = Field(default_factory=Split)
+        model: Model = Field(default_factory=Model)
+        dtype: Literal["float64", "float32"] = Field("float64", description="precision of training")
+        device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: CUDA when present")
+        train: HTrain = Field(default_factory=HTrain)
+        output: str = Field("runs/hamiltonian", description="run folder (model.pt, checkpoint.pt, metrics.csv)")
+
+    return Config
+
+
+SCHEMA = _schema()
+#: Documented defaults of a Hamiltonian training config (YAML).
+DEFAULTS: dict = SCHEMA().model_dump()
 
 UNITS = {"hamiltonian": "eV", "length": "Å"}
 

@@ -15,10 +15,49 @@ from ..core.checkpoint import save_torch
 from ..models.io import pick_device
 
 
-def merge_config(defaults: dict, path=None, overrides: dict | None = None) -> dict:
-    from ..core.config import load_config
+def merge_config(schema, path=None, overrides: dict | None = None) -> dict:
+    """A training config from a YAML file and overrides, checked against the trainer's ``schema`` before any
+    work (paths in ``data``/``init``/``hamiltonian`` relative to the file's folder)."""
+    from ..core.config import load_validated
 
-    return load_config(defaults, path, overrides, relative_paths=("data", "hamiltonian"))
+    return load_validated(schema, path, overrides, relative_paths=("data", "hamiltonian", "init"))
+
+
+def schema_sections():
+    """(Section, Split, Train): the config sections every trainer shares (pydantic, checked when loaded)."""
+    from typing import Literal  # noqa: F401  (for the trainers' annotations)
+
+    from pydantic import Field, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, field_validator
+
+    from ..core.config import section_base
+
+    Section = section_base()
+
+    class Split(Section):
+        fractions: list[NonNegativeFloat] = Field([0.8, 0.1, 0.1], min_length=3, max_length=3,
+                                                  description="train / validation / test fractions (sum 1)")
+        seed: int = Field(0, description="seed of the split")
+
+        @field_validator("fractions")
+        @classmethod
+        def _sum_to_one(cls, v):
+            if abs(sum(v) - 1.0) > 1e-9:
+                raise ValueError(f"fractions must sum to 1, they sum to {sum(v):g}")
+            return v
+
+    class Train(Section):
+        epochs: PositiveInt = Field(200, description="epochs at most")
+        batch_size: PositiveInt = Field(2, description="structures per optimiser step")
+        lr: NonNegativeFloat = Field(3e-3, description="AdamW learning rate")
+        weight_decay: NonNegativeFloat = Field(0.0, description="AdamW weight decay")
+        plateau_factor: PositiveFloat = Field(0.5, lt=1.0, description="learning-rate factor on a plateau")
+        plateau_patience: NonNegativeInt = Field(10, description="epochs without improvement before it")
+        min_lr: NonNegativeFloat = Field(1e-5, description="lowest learning rate")
+        early_stopping: PositiveInt = Field(40, description="epochs without validation improvement before stopping")
+        ema: float = Field(0.99, ge=0.0, lt=1.0, description="decay of the exponential moving average of the weights")
+        seed: int = Field(0, description="seed of initialisation and batch order")
+
+    return Section, Split, Train, Field
 
 
 def dataset_paths(data) -> list[str]:

@@ -7,6 +7,7 @@ model file. The band terms are kept (``residual.h5``) for reruns with the same i
 """
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import numpy as np
@@ -14,15 +15,52 @@ import numpy as np
 from ..models.nnh import BAND_TERMS
 from .loop import dataset_paths, read_pooled
 
-DEFAULTS: dict = {
-    "hamiltonian": None,  # model.pt from 'n2amd train hamiltonian' (tblite reference)
-    "data": None,  # n2amd dataset (or a list, pooled) with energy/forces/stress labels from the same reference
-    "kT_eV": 0.0,  # Fermi smearing (eV); 0 = fixed integer occupations (insulators)
-    "prior": "repulsion",  # repulsion: the reference method's pair repulsion, exact, under the remainder | none
-    "remainder": {"model": {"r_cut": 4.0, "layers": 2, "hidden": "16x0e+8x1o+4x2e"},
-                  "train": {"epochs": 100, "batch_size": 2, "early_stopping": 20}},
-    "output": "runs/nnh",
-}
+#: the remainder MLFF's settings that differ from 'n2amd train forcefield' defaults: small and short-ranged
+REMAINDER = {"model": {"r_cut": 4.0, "layers": 2, "hidden": "16x0e+8x1o+4x2e"},
+             "train": {"epochs": 100, "batch_size": 2, "early_stopping": 20}}
+
+
+def _schema():
+    from typing import Literal
+
+    from pydantic import NonNegativeFloat, field_validator
+
+    from .loop import schema_sections
+
+    Section, _, _, Field = schema_sections()
+
+    class Config(Section):
+        hamiltonian: str | None = Field(None, description="model.pt from 'n2amd train hamiltonian' (tblite "
+                                                          "reference; required)")
+        data: str | list[str] | None = Field(None, description="n2amd dataset(s) with energy/forces/stress labels "
+                                                               "from the same reference, pooled in order")
+        kT_eV: NonNegativeFloat = Field(0.0, description="eV, Fermi smearing; 0 = integer occupations (insulators)")
+        prior: Literal["repulsion", "none"] = Field(
+            "repulsion", description="repulsion: the reference method's pair repulsion, exact, under the "
+                                     "remainder; none: the remainder learns it")
+        remainder: dict = Field(
+            default_factory=lambda: copy.deepcopy(REMAINDER),
+            description="settings of the remainder MLFF ('n2amd train forcefield' keys: model, train, ...); "
+                        "what is given is merged key by key into the default shown")
+        output: str = Field("runs/nnh", description="run folder (model.pt, residual.h5, remainder/)")
+
+        @field_validator("remainder")
+        @classmethod
+        def _remainder_is_an_mlff_config(cls, v):
+            from ..core.config import deep_update, load_validated
+            from .forcefield import SCHEMA as FF
+
+            merged = copy.deepcopy(REMAINDER)
+            deep_update(merged, v)
+            load_validated(FF, None, merged)  # raises naming the key
+            return merged
+
+    return Config
+
+
+SCHEMA = _schema()
+#: Documented defaults of an NNH training config (YAML).
+DEFAULTS: dict = SCHEMA().model_dump()
 
 
 def residual_dataset(nnh, data, out_path, progress: bool = True, tag: dict | None = None) -> Path:
@@ -67,11 +105,11 @@ def _residual_tag(path) -> dict:
 def fit_remainder(cfg: dict, progress: bool = True) -> Path:
     """``n2amd train nnh``: band terms of the Hamiltonian model (and the repulsion prior) on the data, an
     MLFF fitted to the rest, all saved as one NNH model file (OUTPUT/model.pt)."""
-    from ..core.config import merge
+    from ..core.config import load_validated
     from ..models.io import load_hamiltonian_model, save_nnh_model
     from ..models.nnh import NNHModel
     from ..models.repulsion import PairRepulsion
-    from .forcefield import DEFAULTS as FF_DEFAULTS
+    from .forcefield import SCHEMA as FF_SCHEMA
     from .forcefield import train_forcefield
 
     for key in ("hamiltonian", "data"):
@@ -80,8 +118,6 @@ def fit_remainder(cfg: dict, progress: bool = True) -> Path:
     out = Path(cfg["output"])
     out.mkdir(parents=True, exist_ok=True)
     hm = load_hamiltonian_model(cfg["hamiltonian"], device="cpu")
-    if cfg["prior"] not in ("repulsion", "none", None):
-        raise ValueError(f"prior: {cfg['prior']!r} is not one of: repulsion, none")
     prior = PairRepulsion.for_method(hm.info["reference"]["method"], hm.elements) if cfg["prior"] == "repulsion" else None
     nnh = NNHModel(hm, None, float(cfg["kT_eV"]), prior=prior)
     resid = out / "residual.h5"
@@ -92,10 +128,7 @@ def fit_remainder(cfg: dict, progress: bool = True) -> Path:
     if not resid.exists() or _residual_tag(resid) != tag:
         residual_dataset(nnh, cfg["data"], out / "residual.tmp.h5", progress, tag)
         (out / "residual.tmp.h5").replace(resid)
-    import copy
-
-    ff_cfg = copy.deepcopy(FF_DEFAULTS)
-    merge(ff_cfg, cfg["remainder"], "remainder")
+    ff_cfg = load_validated(FF_SCHEMA, None, cfg["remainder"])
     ff_cfg.update({"data": str(resid), "output": str(out / "remainder")})
     rem_path = train_forcefield(ff_cfg, progress)
     return save_nnh_model(out / "model.pt", cfg["hamiltonian"], rem_path, float(cfg["kT_eV"]), prior)
