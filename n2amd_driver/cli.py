@@ -129,6 +129,22 @@ def _cmd_md(args) -> int:
     return 0
 
 
+def _number(kind, low: float, strict: bool):
+    """An argparse type: ``kind`` (int or float) above ``low`` (or at least it), named in the error."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a{'n integer' if kind is int else ' number'}") from None
+        if value < low or (strict and value == low):
+            raise argparse.ArgumentTypeError(f"{text} must be {'>' if strict else '≥'} {low:g}")
+        return value
+    return parse
+
+
+POSITIVE_INT, NONNEG_INT, POSITIVE = _number(int, 0, True), _number(int, 0, False), _number(float, 0, True)
+
+
 def build_parser(with_keys: bool = True) -> argparse.ArgumentParser:
     """The n2amd parser; ``with_keys``: list every config key in the jobs' help (imports their schemas)."""
     p = argparse.ArgumentParser(prog="n2amd", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -160,7 +176,7 @@ def build_parser(with_keys: bool = True) -> argparse.ArgumentParser:
                     f"{', '.join(sorted(x.name for x in (ASSETS / 'configs').glob('data_*.yaml')))} in {ASSETS / 'configs'}.")
     g.add_argument("config", nargs="?", help="YAML config (defaults: n2amd_driver.reference_data.DEFAULTS)")
     g.add_argument("-o", "--output", required=True, help="HDF5 dataset to write or resume")
-    g.add_argument("-w", "--workers", type=int, default=None, help="labelling processes (default: config 'workers')")
+    g.add_argument("-w", "--workers", type=POSITIVE_INT, default=None, help="labelling processes (default: config 'workers')")
     g.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override a config value, e.g. --set label.method=GFN1-xTB --set sampling.temperatures=[300]")
     g.add_argument("--retry-failed", action="store_true", help="label previously failed frames again")
@@ -210,7 +226,7 @@ def build_parser(with_keys: bool = True) -> argparse.ArgumentParser:
     bands.add_argument("model", help="model.pt from 'n2amd train hamiltonian'")
     bands.add_argument("structure", help="any ASE-readable periodic structure")
     bands.add_argument("-o", "--output", default="bands.png")
-    bands.add_argument("--npoints", type=int, default=60, help="k-points along the path (default 60)")
+    bands.add_argument("--npoints", type=POSITIVE_INT, default=60, help="k-points along the path (default 60)")
     bands.set_defaults(func=_cmd_bands)
 
     # listed here for `n2amd --help`; main() hands `n2amd namd ...` to the namd jobs' own parser
@@ -227,11 +243,11 @@ def build_parser(with_keys: bool = True) -> argparse.ArgumentParser:
                                                           "(default si_mlff.pt)")
     ml.add_argument("--nnh", action="store_true", help="NNH forces through 'fix n2amd' (model: an NNH model file)")
     ml.add_argument("--structure", help="start structure (any periodic file ASE reads; default the shipped Si64)")
-    ml.add_argument("--temperature", type=float, default=300.0, help="K (default 300)")
-    ml.add_argument("--nvt-steps", type=int, default=1000, help="1 fs NVT steps (default 1000)")
-    ml.add_argument("--nve-steps", type=int, default=2000, help="1 fs NVE steps, dumped (default 2000)")
-    ml.add_argument("--ranks", type=int, default=1, help="MPI ranks (mpirun -n; default 1)")
-    ml.add_argument("--threads", type=int, help="torch threads per rank (default: OMP_NUM_THREADS or torch's)")
+    ml.add_argument("--temperature", type=POSITIVE, default=300.0, help="K (default 300)")
+    ml.add_argument("--nvt-steps", type=NONNEG_INT, default=1000, help="1 fs NVT steps (default 1000)")
+    ml.add_argument("--nve-steps", type=POSITIVE_INT, default=2000, help="1 fs NVE steps, dumped (default 2000)")
+    ml.add_argument("--ranks", type=POSITIVE_INT, default=1, help="MPI ranks (mpirun -n; default 1)")
+    ml.add_argument("--threads", type=POSITIVE_INT, help="torch threads per rank (default: OMP_NUM_THREADS or torch's)")
     ml.add_argument("--seed", type=int, default=4928459, help="velocity seed")
     ml.add_argument("--dtype", default="float64", choices=["float64", "float32"],
                     help="MLFF precision inside LAMMPS (float32 is ~2x faster; default float64)")
@@ -239,8 +255,8 @@ def build_parser(with_keys: bool = True) -> argparse.ArgumentParser:
     mi = msub.add_parser("ipi", help="i-PI: NVT (SVR), NVE or PIMD with n2amd drivers on a UNIX socket")
     mi.add_argument("--mode", default="nvt", choices=["nvt", "nve", "pimd"], help="ipi_configs/input_MODE.xml")
     mi.add_argument("--model", default="si_mlff.pt", help="model file or bundled name (default si_mlff.pt)")
-    mi.add_argument("--steps", type=int, default=3000, help="1 fs steps (default 3000)")
-    mi.add_argument("--drivers", type=int, default=1, help="driver processes (default 1)")
+    mi.add_argument("--steps", type=POSITIVE_INT, default=3000, help="1 fs steps (default 3000)")
+    mi.add_argument("--drivers", type=POSITIVE_INT, default=1, help="driver processes (default 1)")
     mi.add_argument("--seed", type=int, default=31415, help="i-PI random seed")
     mi.add_argument("--workdir", default="runs/md_ipi", help="run folder (default runs/md_ipi)")
     md.set_defaults(func=_cmd_md)
@@ -258,7 +274,7 @@ def build_parser(with_keys: bool = True) -> argparse.ArgumentParser:
     demo.add_argument("--mlff", help="own MLFF model file")
     demo.add_argument("--nnh", help="own NNH model file")
     demo.add_argument("--hamiltonian", help="own Hamiltonian model file (tblite-trained)")
-    demo.add_argument("--ranks", type=int, help="MPI ranks for couplings and DISH (default 2)")
+    demo.add_argument("--ranks", type=POSITIVE_INT, help="MPI ranks for couplings and DISH (default 2)")
     demo.add_argument("--quick", action="store_true", help="tiny settings (seconds; used by the tests)")
     demo.set_defaults(func=_cmd_demo)
     return p

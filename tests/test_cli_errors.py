@@ -166,3 +166,16 @@ def test_ranges_that_depend_on_the_data_are_named(tmp_path):
     assert r.returncode == 2 and "states: [9] outside the 4 states of the input (0..3)" in r.stderr
     r = run(["namd", "analyse", str(tmp_path / "c.h5"), "--pair", "3", "12"])
     assert r.returncode == 2 and "--pair 3 12: two different window states of the 4" in r.stderr
+
+
+@pytest.mark.parametrize("args,message", [
+    (["md", "lammps", "--temperature", "-5"], "argument --temperature: -5 must be > 0"),
+    (["md", "lammps", "--nve-steps", "0"], "argument --nve-steps: 0 must be > 0"),
+    (["md", "lammps", "--ranks", "two"], "argument --ranks: 'two' is not an integer"),
+    (["md", "ipi", "--drivers", "0"], "argument --drivers: 0 must be > 0"),
+    (["demo", "--ranks", "0"], "argument --ranks: 0 must be > 0"),
+    (["demo", "--forces", "mllf"], "argument --forces: invalid choice: 'mllf'"),
+])
+def test_md_and_demo_options_are_checked(args, message):
+    r = run(args)
+    assert r.returncode == 2 and message in r.stderr
