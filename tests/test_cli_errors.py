@@ -179,3 +179,30 @@ def test_ranges_that_depend_on_the_data_are_named(tmp_path):
 def test_md_and_demo_options_are_checked(args, message):
     r = run(args)
     assert r.returncode == 2 and message in r.stderr
+
+
+def test_inicon_errors_name_the_file_and_use_hefei_numbers(tmp_path):
+    """INICON lines outside the run are refused with the file, the line and the 1-based NAMDTINI / INIBAND
+    a Hefei-NAMD user wrote; with 'states:' its bands are mapped into the selection."""
+    import numpy as np
+
+    from n2amd_driver.namd.hefei import write_hefei
+    from n2amd_driver.namd.hop_job import initial_conditions, load_config, load_series
+    from n2amd_driver.namd.series import CouplingSeries
+
+    E = np.tile([0.0, 0.2, 0.5], (51, 1))
+    s = CouplingSeries(E, np.zeros((50, 3, 3)), 1.0)
+    for inicon, message in (([(1, 65), (60, 65)], "INICON: line 2: NAMDTINI 60 is outside the 50 steps"),
+                            ([(5, 70)], "INICON: line 1: INIBAND 70 is outside the bands of EIGTXT (BMIN..BMAX = "
+                                        "64..66)")):
+        write_hefei(tmp_path / "h", s, bmin=64, inicon=inicon)
+        with pytest.raises(ValueError, match=__import__("re").escape(message)):
+            load_series(load_config(None, {"input": {"hefei": str(tmp_path / "h")}}))
+    write_hefei(tmp_path / "h", s, bmin=64, inicon=[(3, 66)])
+    cfg = load_config(None, {"input": {"hefei": str(tmp_path / "h")}, "states": [0, 2]})
+    series, inicon = load_series(cfg)
+    steps, states = initial_conditions(cfg, series, inicon)
+    assert steps.tolist() == [2] and states.tolist() == [1]  # band 66 is state 2 of the file, 1 of the selection
+    cfg = load_config(None, {"input": {"hefei": str(tmp_path / "h")}, "states": [0, 1]})
+    with pytest.raises(ValueError, match=r"INICON starts in window state\(s\) \[2\], which 'states: \[0, 1\]' leaves out"):
+        load_series(cfg)

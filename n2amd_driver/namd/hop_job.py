@@ -82,7 +82,7 @@ def load_config(path=None, overrides: dict | None = None) -> dict:
 def load_series(cfg: dict) -> tuple[CouplingSeries, np.ndarray | None]:
     """The coupling series and, for Hefei-NAMD input with INICON, its (step, state) initial conditions."""
     from .couplings_file import read_series
-    from .hefei import read_hefei, read_inicon
+    from .hefei import read_hefei
 
     inicon = None
     if cfg["input"]["couplings"]:
@@ -91,16 +91,37 @@ def load_series(cfg: dict) -> tuple[CouplingSeries, np.ndarray | None]:
         folder = Path(cfg["input"]["hefei"])
         series, inp = read_hefei(folder)
         if (folder / "INICON").exists():
-            raw = read_inicon(folder / "INICON")
-            inicon = np.column_stack([raw[:, 0] - 1, raw[:, 1] - int(inp.get("BMIN", 1))])
+            inicon = inicon_conditions(folder / "INICON", series, int(inp.get("BMIN", 1)))
     else:
         raise ValueError("config needs input.couplings (HDF5) or input.hefei (folder)")
     if cfg["states"] is not None:
         bad = [s for s in cfg["states"] if s >= series.nstates]
         if bad:
             raise ValueError(f"states: {bad} outside the {series.nstates} states of the input (0..{series.nstates - 1})")
+        if inicon is not None:  # INICON's bands are counted in the full window: map them into the selection
+            missing = sorted({int(s) for s in inicon[:, 1]} - set(cfg["states"]))
+            if missing:
+                raise ValueError(f"INICON starts in window state(s) {missing}, which 'states: {cfg['states']}' leaves "
+                                 "out")
+            inicon = np.column_stack([inicon[:, 0], [cfg["states"].index(int(s)) for s in inicon[:, 1]]])
         series = series.select(cfg["states"])
     return series, inicon
+
+
+def inicon_conditions(path: Path, series: CouplingSeries, bmin: int) -> np.ndarray:
+    """(MD step, window state) of each INICON line, 0-based; a NAMDTINI or INIBAND outside the run is
+    refused with the file, the line and Hefei-NAMD's own 1-based numbers."""
+    from .hefei import read_inicon
+
+    raw = read_inicon(path)
+    M, n = series.nsteps, series.nstates
+    for k, (t, b) in enumerate(raw, start=1):
+        if not 1 <= t <= M:
+            raise ValueError(f"{path}: line {k}: NAMDTINI {t} is outside the {M} steps of EIGTXT/NATXT (1..{M})")
+        if not bmin <= b < bmin + n:
+            raise ValueError(f"{path}: line {k}: INIBAND {b} is outside the bands of EIGTXT (BMIN..BMAX = "
+                             f"{bmin}..{bmin + n - 1})")
+    return np.column_stack([raw[:, 0] - 1, raw[:, 1] - bmin])
 
 
 def initial_conditions(cfg: dict, series: CouplingSeries, inicon) -> tuple[np.ndarray, np.ndarray]:
