@@ -21,4 +21,6 @@ done
 $N2AMD train hamiltonian n2amd_driver/assets/configs/train_h_gaas64_finetune.yaml \
     --set init=runs/gaas_hamiltonian_d12aebf.pt --set data=runs/gaas64_train.h5
 cp runs/h_gaas64_finetune/model.pt $M/gaas_hamiltonian.pt
+# training domains (closest pair per element pair) of the bundled files, from their Tersoff-MD frames
+.venv/bin/python scripts/record_domain.py
 ls -l $M

@@ -91,3 +91,21 @@ def nnh_model(tmp_path_factory):
     save_model(hm.eval(), tmp / "h.pt", {"valence_electrons": {"Si": 4.0}},
                {"engine": "tblite", "method": "GFN1-xTB"}, {}, 0)
     return save_nnh_model(tmp / "nnh.pt", tmp / "h.pt", None, kT=0.1)
+
+
+def _split_domain(dataset, run) -> dict:
+    """The domain a training run should have recorded: closest pairs over its training split's frames."""
+    import json
+
+    from n2amd_driver.models.domain import training_domain
+    from n2amd_driver.training.forcefield import load_frames
+
+    frames, _ = load_frames(dataset)
+    train = json.loads((run / "split.json").read_text())["train"]
+    return training_domain([frames[i]["atoms"] for i in train],
+                           source=f"{dataset}: training split, {len(train)} frames")
+
+
+@pytest.fixture
+def training_split_domain():
+    return _split_domain

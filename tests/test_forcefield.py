@@ -196,7 +196,7 @@ def tiny_dataset(tmp_path_factory):
     return path
 
 
-def test_train_forcefield_resume_and_sam(tiny_dataset, tmp_path):
+def test_train_forcefield_resume_and_sam(tiny_dataset, tmp_path, training_split_domain):
     from n2amd_driver.models.io import load_model as load_forcefield_model
 
     out = tmp_path / "ff"
@@ -213,6 +213,7 @@ def test_train_forcefield_resume_and_sam(tiny_dataset, tmp_path):
     assert float(rows[-1]["val_F_mae_meV_A"]) < float(rows[0]["val_F_mae_meV_A"])  # it learns
     model = load_forcefield_model(out / "model.pt")
     assert model.info["units"]["forces"] == "eV/Å" and model.info["reference"]["method"] == "GFN1-xTB"
+    assert model.info["domain"] == training_split_domain(tiny_dataset, out)
     assert model.shift.dtype == torch.float32  # float32 by default
     a = bulk("Si", "diamond", 5.43, cubic=True)
     a.calc = N2AMDCalculator(out / "model.pt")

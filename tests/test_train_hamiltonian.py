@@ -25,7 +25,7 @@ def tiny_dataset(tmp_path_factory):
     return path
 
 
-def test_train_resume_load_and_bands(tiny_dataset, tmp_path):
+def test_train_resume_load_and_bands(tiny_dataset, tmp_path, training_split_domain):
     out = tmp_path / "run"
     common = ["train", "hamiltonian", "--set", f"data={tiny_dataset}", "--set", f"output={out}",
               "--set", "model.r_block=5.0", "--set", "train.band_stage_epoch=1", "--set", "train.batch_size=2"]
@@ -43,6 +43,7 @@ def test_train_resume_load_and_bands(tiny_dataset, tmp_path):
     # the model file is self-contained: one call loads it, with config, units and reference
     model = load_hamiltonian_model(out / "model.pt")
     assert model.info["units"]["hamiltonian"] == "eV" and model.info["reference"]["method"] == "GFN2-xTB"
+    assert model.info["domain"] == training_split_domain(tiny_dataset, out)
     atoms = bulk("Si", "diamond", a=5.43, cubic=True)
     H = model.hamiltonian(atoms)
     assert H.shape == (72, 72) and np.allclose(H, H.T)

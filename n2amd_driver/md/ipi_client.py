@@ -63,6 +63,9 @@ class ModelEvaluator:
         self.close_atoms = close_atoms
         self.model = load_force_model(model, dtype="float64") if isinstance(model, (str, os.PathLike)) else model
         self.symbols, self.element = None, None
+        from ..models.domain import DomainWatch
+
+        self.domain = DomainWatch(self.model, "i-PI driver")
         if structure is not None:
             from ..data.trajectory import read_trajectory
 
@@ -91,6 +94,8 @@ class ModelEvaluator:
         from ..core.structure import check_close_atoms
 
         check_close_atoms(atoms, self.close_atoms, "the structure i-PI sent")
+        if self.close_atoms != "off":
+            self.domain.check(atoms, "a structure i-PI sent")
         out = self.model.evaluate(atoms, stress=True)
         if not np.all(np.isfinite(out["forces"])) or not np.isfinite(out["energy"]):
             raise FloatingPointError("the model returned NaN/inf forces or energy")

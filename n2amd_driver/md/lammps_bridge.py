@@ -42,6 +42,9 @@ class PairHandle:
             raise ValueError(f"N2AMD_CLOSE_ATOMS must be one of {', '.join(CLOSE_POLICIES)}, not {self.close_atoms!r}")
         self.radius = CLOSE_FACTOR * covalent_radii[[atomic_numbers[el] for el in model.elements]]  # per species
         self.warned = False
+        from ..models.domain import DomainWatch
+
+        self.domain = DomainWatch(model, "pair n2amd")
 
 
 def _torch_threads() -> None:
@@ -124,6 +127,9 @@ def compute_pair(h: PairHandle, x_mv, f_mv, type_mv, tag_mv, nlocal: int, nall: 
     species = h.type_to_species[types[node_atom]]
     if h.close_atoms != "off" and len(i):
         check_close_edges(h, x, i, j, h.type_to_species[types], tags)
+        if h.domain.domain and not h.domain.warned:
+            symbols = np.array(h.model.elements)[h.type_to_species[types]]
+            h.domain.check_edges(i, j, np.linalg.norm(x[j] - x[i], axis=1), symbols, tags, "atoms by LAMMPS ID")
     m = h.model
     dt = m.shift.dtype
     xt = torch.tensor(x, dtype=dt, requires_grad=True)
@@ -168,6 +174,9 @@ class GlobalHandle:
         self.every = max(int(every), 0)
         self.out_path = out_path
         self.calls = 0
+        from ..models.domain import DomainWatch
+
+        self.domain = DomainWatch(model, "fix n2amd")
 
 
 def load_global(model_path: str, elements: list[str], every: int = 0, out_path: str = "") -> GlobalHandle:
@@ -200,10 +209,13 @@ def compute_global(h: GlobalHandle, x_mv, f_mv, type_mv, cell_mv, pbc: int, step
     atoms = Atoms([h.elements[t - 1] for t in types], positions=x, cell=cell, pbc=bool(pbc))
     from ..core.structure import check_close_atoms
 
+    policy = os.environ.get("N2AMD_CLOSE_ATOMS", "refuse")
     try:  # N2AMD_CLOSE_ATOMS = refuse (default) | warn | off, as for pair n2amd
-        check_close_atoms(atoms, os.environ.get("N2AMD_CLOSE_ATOMS", "refuse"), f"fix n2amd, step {step}")
+        check_close_atoms(atoms, policy, f"fix n2amd, step {step}")
     except ValueError as exc:
         raise FloatingPointError(str(exc)) from None
+    if policy != "off":
+        h.domain.check(atoms, f"step {step} (atoms by index in ID order)")
     out = h.model.evaluate(atoms, stress=bool(pbc and want_virial))
     if not np.all(np.isfinite(out["forces"])) or not np.isfinite(out["energy"]):
         raise FloatingPointError("fix n2amd: the model returned NaN/inf forces or energy")

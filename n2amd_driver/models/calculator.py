@@ -14,6 +14,7 @@ import numpy as np
 from ase.calculators.calculator import Calculator, all_changes
 from ase.stress import full_3x3_to_voigt_6_stress
 
+from .domain import DomainWatch
 from .io import load_force_model
 
 
@@ -23,7 +24,8 @@ class N2AMDCalculator(Calculator):
     def __init__(self, model, device: str = "auto", dtype: str | None = None, close_atoms: str = "refuse",
                  **kwargs):
         """``close_atoms``: refuse | warn | off for structures with atoms closer than 0.6 × the sum of their
-        covalent radii (:func:`n2amd_driver.core.structure.check_close_atoms`)."""
+        covalent radii (:func:`n2amd_driver.core.structure.check_close_atoms`). Structures outside the
+        model's training domain (:mod:`n2amd_driver.models.domain`) are warned about once, unless ``off``."""
         super().__init__(**kwargs)
         from ..core.structure import CLOSE_POLICIES
 
@@ -32,6 +34,7 @@ class N2AMDCalculator(Calculator):
         is_path = isinstance(model, (str, bytes)) or hasattr(model, "__fspath__")
         self.model = load_force_model(model, device, dtype) if is_path else model
         self.close_atoms = close_atoms
+        self.domain = DomainWatch(self.model, "N2AMDCalculator")
         self.extras: dict = {}
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
@@ -39,6 +42,8 @@ class N2AMDCalculator(Calculator):
 
         super().calculate(atoms, properties, system_changes)
         check_close_atoms(self.atoms, self.close_atoms)
+        if self.close_atoms != "off":
+            self.domain.check(self.atoms)
         want_stress = "stress" in properties and bool(np.all(self.atoms.pbc))
         if "stress" in properties and not want_stress:
             raise ValueError("stress needs a fully periodic cell")

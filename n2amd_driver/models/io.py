@@ -99,7 +99,7 @@ def hamiltonian_from_state(state: dict, device: str = "auto", dtype: str | None 
     model = build_model(lambda: HamiltonianModel(HamiltonianConfig(**state["config"])), state["state_dict"],
                         _dtype(state, dtype), device)
     model.info = {k: state.get(k) for k in ("reference", "validation", "epoch", "units", "package_version",
-                                            "valence_electrons")}
+                                            "valence_electrons", "domain")}
     return model
 
 
@@ -110,7 +110,8 @@ def forcefield_from_state(state: dict, device: str = "auto", dtype: str | None =
     config = {"scalar_last_layer": False, **state["config"]}  # files from before the option had full last layers
     model = build_model(lambda: ForceFieldModel(ForceFieldConfig(**config)), state["state_dict"],
                         _dtype(state, dtype), device)
-    model.info = {k: state.get(k) for k in ("reference", "validation", "epoch", "units", "package_version")}
+    model.info = {k: state.get(k) for k in ("reference", "validation", "epoch", "units", "package_version",
+                                            "domain")}
     return model
 
 

@@ -72,7 +72,8 @@ def _schema():
         remove_drift: bool = Field(True, description="remove the centre-of-mass motion (a rigid translation must "
                                                      "not couple states)")
         close_atoms: Literal["refuse", "warn", "off"] = Field(
-            "refuse", description="atoms closer than 0.6 × their covalent radii in any frame")
+            "refuse", description="atoms closer than 0.6 × their covalent radii in any frame; off also "
+            "silences the warning about frames outside the model's training domain")
         device: Literal["auto", "cpu", "cuda"] = Field("auto", description="where the model runs")
         output: str = Field("couplings.h5", description="the couplings HDF5 file to write")
         checkpoint: str | None = Field(None, description="folder for per-snapshot checkpoints; default <output>.ckpt")
@@ -233,6 +234,7 @@ def run_couplings(cfg: dict, progress: bool = True) -> dict | None:
             check_checkpoints(ckdir, job_settings(cfg), frame_hashes(frames))
         ranks.barrier()
         source = make_source(cfg["hamiltonian"], device=cfg["device"])
+        outside = domain_report(source, frames, cfg) if ranks.rank == 0 else []
         mine = chunk(N, ranks.rank, ranks.size)
         bar = _bar(progress and ranks.rank == 0, 2 * N, "couplings")
         timings = []
@@ -267,7 +269,8 @@ def run_couplings(cfg: dict, progress: bool = True) -> dict | None:
     ranks.barrier()
     if ranks.rank != 0:
         return None
-    return _assemble(cfg, source, frames, dt, ckdir, out, ranks.size, time.time() - t0, [t for ts in all_t for t in ts])
+    return _assemble(cfg, source, frames, dt, ckdir, out, ranks.size, time.time() - t0, [t for ts in all_t for t in ts],
+                     outside)
 
 
 def _bar(enabled: bool, total: int, desc: str):
@@ -278,7 +281,26 @@ def _bar(enabled: bool, total: int, desc: str):
     return tqdm(total=total, desc=desc, unit="task", file=sys.stderr)
 
 
-def _assemble(cfg, source, frames, dt, ckdir, out, nranks, elapsed, timings) -> dict:
+def domain_report(source, frames, cfg: dict) -> list[int]:
+    """Selected frames (0-based) outside the model's training domain (:mod:`n2amd_driver.models.domain`),
+    warned about in one line; none when ``close_atoms: off`` or the source is a reference engine."""
+    from ..models.domain import model_domain, out_of_domain
+
+    domain = model_domain(getattr(source, "model", None))
+    if cfg["close_atoms"] == "off" or not domain:
+        return []
+    texts = [out_of_domain(a, domain) for a in frames]
+    outside = [k for k, t in enumerate(texts) if t]
+    if outside:
+        import warnings
+
+        warnings.warn(f"{cfg['trajectory']}: {len(outside)} of {len(frames)} selected frames lie outside the "
+                      f"model's training domain (listed in the output's metadata); selected frame {outside[0]}: "
+                      f"{texts[outside[0]]}", stacklevel=2)
+    return outside
+
+
+def _assemble(cfg, source, frames, dt, ckdir, out, nranks, elapsed, timings, outside=()) -> dict:
     from .couplings import correct
     from .couplings_file import Couplings, write_couplings
     from .series import CouplingSeries
@@ -295,13 +317,13 @@ def _assemble(cfg, source, frames, dt, ckdir, out, nranks, elapsed, timings) -> 
     meta = {"hamiltonian": source.describe(), "trajectory": str(cfg["trajectory"]), "frames": cfg["frames"],
             "window": cfg["window"], "bands_1based": [int(lo + 1), int(hi + 1)], "n_electrons": nel,
             "vbm_band_1based": int(round(nel / 2)), "track_states": bool(cfg["track_states"]),
-            "reorderings": res.reorderings, "nranks": nranks}
+            "reorderings": res.reorderings, "nranks": nranks, "frames_outside_domain": [int(k) for k in outside]}
     series = CouplingSeries(res.energies, res.nac, dt, bands, meta)
     write_couplings(out, Couplings(series, overlaps=res.overlaps, phase_signs=res.signs, state_order=res.order,
                                    vbm_eV=vbm, cbm_eV=cbm))
     summary = {"output": str(out), "snapshots": N, "states": len(bands), "bands_1based": [int(lo + 1), int(hi + 1)],
                "dt_fs": dt, "average_gap_eV": float(np.mean(cbm - vbm)), "reorderings": res.reorderings,
-               "ranks": nranks, "wall_s": round(elapsed, 2),
+               "ranks": nranks, "wall_s": round(elapsed, 2), "frames_outside_domain": len(outside),
                "seconds_per_task": float(np.mean(timings)) if timings else None}
     if cfg["exports"].get("hefei"):
         from .hefei import write_hefei

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from ..models.io import default_dtype, save_model_file
-from .loop import descend, fit, per_element_values, prepare_run, read_pooled, save_split, split_frames
+from .loop import descend, fit, frames_domain, per_element_values, prepare_run, read_pooled, save_split, split_frames
 
 def _schema():
     from typing import Literal
@@ -157,6 +157,7 @@ def train_forcefield(cfg: dict, progress: bool = True) -> Path:
     with default_dtype(dtype):
         frames, engine = load_frames(cfg["data"])
         train, val, split = split_frames(frames, cfg["split"])
+        domain = frames_domain(train, cfg["data"])
         elements = sorted({el for fr in frames for el in fr["atoms"].get_chemical_symbols()})
         shifts = per_element_values([fr["atoms"] for fr in train], [fr["energy"] for fr in train])
         # one scale for every force component: the RMS over all of them, which no rotation changes
@@ -176,7 +177,7 @@ def train_forcefield(cfg: dict, progress: bool = True) -> Path:
             # validation score in the loss's own weighting, with MAEs in eV-based units
             score=lambda ev, epoch: float(t["energy_weight"]) * ev["E_mae_meV_atom"]
             + float(t["force_weight"]) * ev["F_mae_meV_A"],
-            save=lambda ev, epoch: save_model(model, out / "model.pt", cfg, engine, ev, epoch), desc="train FF",
+            save=lambda ev, epoch: save_model(model, out / "model.pt", cfg, engine, ev, epoch, domain), desc="train FF",
             postfix=lambda ev: {"E": f"{ev['E_mae_meV_atom']:.2f}meV/at", "F": f"{ev['F_mae_meV_A']:.1f}meV/Å"},
             progress=progress)
     save_split(out, split)
@@ -189,6 +190,7 @@ def _mean_neighbours(atoms, r_cut: float) -> float:
     return graph_from_atoms(atoms, r_cut).num_edges / max(len(atoms), 1)
 
 
-def save_model(model, path: Path, cfg: dict, engine: dict, metrics: dict, epoch: int) -> None:
+def save_model(model, path: Path, cfg: dict, engine: dict, metrics: dict, epoch: int,
+               domain: dict | None = None) -> None:
     save_model_file(path, "forcefield", model, units=UNITS, reference=engine, training=cfg, validation=metrics,
-                    epoch=epoch)
+                    epoch=epoch, domain=domain)

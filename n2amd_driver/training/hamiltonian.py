@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from ..models.io import build_model, default_dtype, read_model_file, save_model_file
-from .loop import descend, fit, per_element_values, prepare_run, read_pooled, save_split, split_frames
+from .loop import descend, fit, frames_domain, per_element_values, prepare_run, read_pooled, save_split, split_frames
 
 def _schema():
     from typing import Literal
@@ -155,6 +155,7 @@ def train_hamiltonian(cfg: dict, progress: bool = True) -> Path:
     with default_dtype(dtype):
         frames, basis_json, engine = load_frames(cfg["data"], dtype)
         train, val, split = split_frames(frames, cfg["split"])
+        domain = frames_domain(train, cfg["data"])
         elements = sorted({el for fr in frames for el in fr["atoms"].get_chemical_symbols()})
         if cfg.get("init"):
             model = initial_model(cfg["init"], elements, basis_json, dtype, device)
@@ -186,7 +187,7 @@ def train_hamiltonian(cfg: dict, progress: bool = True) -> Path:
         fit(model, train, val, t, out, device, step=step,
             evaluate=lambda frames_: evaluate(model, frames_, int(t["batch_size"]), device, window),
             score=lambda ev, epoch: ev["H_mae_meV"] + (ev["eig_mae_meV"] if in_band_stage(epoch) else 0.0),
-            save=lambda ev, epoch: save_model(model, out / "model.pt", cfg, engine, ev, epoch),
+            save=lambda ev, epoch: save_model(model, out / "model.pt", cfg, engine, ev, epoch, domain),
             stage=lambda epoch: 2 if in_band_stage(epoch) else 1, loss_column="train_loss_eV2", desc="train H",
             postfix=lambda ev: {"H": f"{ev['H_mae_meV']:.2f}meV", "eig": f"{ev['eig_mae_meV']:.1f}meV"},
             progress=progress)
@@ -208,6 +209,7 @@ def initial_model(path, elements: list[str], basis_json: str, dtype=torch.float6
     return build_model(lambda: HamiltonianModel(mcfg), state["state_dict"], dtype, device)
 
 
-def save_model(model, path: Path, cfg: dict, engine: dict, metrics: dict, epoch: int) -> None:
+def save_model(model, path: Path, cfg: dict, engine: dict, metrics: dict, epoch: int,
+               domain: dict | None = None) -> None:
     save_model_file(path, "hamiltonian", model, units=UNITS, reference=engine, training=cfg,
-                    valence_electrons=cfg.get("valence_electrons", {}), validation=metrics, epoch=epoch)
+                    valence_electrons=cfg.get("valence_electrons", {}), validation=metrics, epoch=epoch, domain=domain)

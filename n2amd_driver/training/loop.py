@@ -187,6 +187,15 @@ def split_frames(frames: list, split: dict):
     return [frames[i] for i in tr], [frames[i] for i in va] or [frames[i] for i in tr], (tr, va, te)
 
 
+def frames_domain(train: list, data) -> dict:
+    """The training domain (closest distance per element pair, :mod:`n2amd_driver.models.domain`) of the
+    training split, recorded in the model file."""
+    from ..models.domain import training_domain
+
+    return training_domain([fr["atoms"] for fr in train],
+                           source=f"{', '.join(dataset_paths(data))}: training split, {len(train)} frames")
+
+
 def save_split(out: Path, indices) -> None:
     tr, va, te = indices
     (Path(out) / "split.json").write_text(json.dumps({"train": tr.tolist(), "validation": va.tolist(),
