@@ -145,8 +145,10 @@ def test_config_file_errors_name_the_file(tmp_path):
     r = run(["namd", "hop", str(cfg)])
     assert r.returncode == 2 and f"{cfg}: carrier = 'holes'" in r.stderr and "Traceback" not in r.stderr
     r = run(["namd", "hop", "--help"])
-    assert r.returncode == 0 and "carrier (one of electron | hole; default 'electron')" in r.stdout
-    assert "temperature_K (float > 0; default 300.0): K" in r.stdout
+    # null: from a Hefei inp, else the package default, both named in the line
+    assert r.returncode == 0 and "carrier (one of electron | hole | null; default null)" in r.stdout
+    assert "null: a Hefei inp's LHOLE, else electron" in r.stdout
+    assert "temperature_K (float > 0 | null; default null): K" in r.stdout and "TEMP, else 300" in r.stdout
     r = run(["train", "hamiltonian", "--help"])
     assert "model.r_block (float > 0; default 8.0): Å" in r.stdout
 

@@ -226,23 +226,26 @@ def populations(folder):
 
 
 @pytest.mark.mpi
-@pytest.mark.parametrize("method", ["dish", "fssh"])
-def test_one_and_two_ranks_give_identical_populations(tmp_path, method):
-    cfg = _job(tmp_path, method=method)
+@pytest.mark.parametrize("method,times", [("dish", 5), ("fssh", 5), ("dish", 1), ("fssh", 1)])
+def test_one_and_two_ranks_give_identical_populations(tmp_path, method, times):
+    """Work is split over (initial time, block of 50 trajectories): 120 trajectories are 3 blocks, so even one
+    initial time is shared by 2 ranks, and the populations are the same as on one."""
+    cfg = _job(tmp_path, method=method, ntraj=120, initial={"times": times})
     r1 = _hop(cfg, "--set", f"output={tmp_path / 'one'}")
     r2 = _hop(cfg, "--set", f"output={tmp_path / 'two'}", ranks=2)
     assert r1.returncode == 0, r1.stderr
     assert r2.returncode == 0, r2.stderr
     p1, e1 = populations(tmp_path / "one")
     p2, e2 = populations(tmp_path / "two")
-    assert p1.shape == (5, 1500, 3)
+    assert p1.shape == (times, 1501, 3)  # t = 0 (the initial condition) and 1500 steps
+    np.testing.assert_array_equal(p1[:, 0, 2], 1.0)  # an electron starts in the top state
     np.testing.assert_array_equal(p1, p2)
     np.testing.assert_array_equal(e1, e2)
     assert "2 rank(s)" in r2.stdout
 
 
 def test_outputs_summary_and_plots(tmp_path):
-    r = _hop(_job(tmp_path))
+    r = _hop(_job(tmp_path, plots=True))
     assert r.returncode == 0, r.stderr
     out = tmp_path / "out"
     for name in ("populations.h5", "populations.csv", "summary.txt", "populations.png", "energy.png", "dephasing.png"):

@@ -11,6 +11,7 @@ import hashlib
 import json
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -46,18 +47,38 @@ def _schema():
     class Hop(Section):
         input: Input = Field(default_factory=Input)
         states: list[NonNegativeInt] | None = Field(None, description="indices of the states to keep (default: all)")
-        method: Literal["dish", "fssh"] = Field("dish", description="surface hopping: dish | fssh")
-        carrier: Literal["electron", "hole"] = Field(
-            "electron", description="electron | hole (hole: 'upward' means lower band energy)")
-        temperature_K: PositiveFloat = Field(300.0, description="K, of the detailed-balance factors")
-        nelm: PositiveInt = Field(10, description="electronic sub-steps per MD step")
-        ntraj: PositiveInt = Field(100, description="stochastic trajectories per initial time")
-        namdtime_fs: PositiveFloat = Field(
-            1000.0, description="fs, length of each run; the MD trajectory is reused head to tail if shorter")
+        method: Literal["dish", "fssh"] | None = Field(
+            None, description="surface hopping: dish | fssh; null: a Hefei inp's ALGO, else dish")
+        carrier: Literal["electron", "hole"] | None = Field(
+            None, description="electron | hole (hole: 'upward' means lower band energy); null: a Hefei inp's LHOLE, "
+                              "else electron")
+        temperature_K: PositiveFloat | None = Field(
+            None, description="K, of the detailed-balance factors; null: a Hefei inp's TEMP, else 300")
+        nelm: PositiveInt | None = Field(
+            None, description="electronic sub-steps per MD step; null: a Hefei inp's NELM, else 10")
+        ntraj: PositiveInt | None = Field(
+            None, description="stochastic trajectories per initial time; null: a Hefei inp's NTRAJ (1000 when a Hefei "
+                              "inp has none, as in Hefei-NAMD-DEV), else 100")
+        namdtime_fs: PositiveFloat | None = Field(
+            None, description="fs, length of each run (that many / dt steps); the MD trajectory is reused if shorter. "
+                              "null: (NAMDTIME − 1) × POTIM from a Hefei inp (DEV's NAMDTIME = N does N − 1 steps), "
+                              "else 1000")
         initial: Initial = Field(default_factory=Initial)
         dephasing: Literal["auto"] | str | list[list[float]] = Field(
-            "auto", description="auto (from the gap fluctuations), a DEPHTIME file, or an n×n list (fs)")
+            "auto", description="auto: the Hefei folder's DEPHTIME (inp DIINIT) if it has one, else from the gap "
+                                "fluctuations; or a DEPHTIME file, or an n×n list (fs)")
         detailed_balance: bool = Field(True, description="Boltzmann factor on upward hops")
+        trajectory_reuse: Literal["wrap", "dev"] = Field(
+            "wrap", description="how runs longer than the trajectory reuse it: wrap (every step in turn, the last "
+                                "snapshot coupled back to the first when the input has one coupling per snapshot) | "
+                                "dev (Hefei-NAMD-DEV's cycle over steps 2..NSW−1, period NSW − 2; initial steps ≥ 1)")
+        absorbing_ground: bool = Field(
+            False, description="freeze a trajectory once it reaches the lowest state in the carrier's sense, as "
+                               "Hefei-NAMD-DEV's DISH does for recombination (breaks detailed balance: nothing is "
+                               "re-excited)")
+        shprop: bool = Field(False, description="also write Hefei-NAMD SHPROP.<NAMDTINI> files (and POPRT.<NAMDTINI> "
+                                                "with the TDKS populations)")
+        plots: bool = Field(True, description="write PNG plots of populations, energy and dephasing")
         seed: int = Field(0, description="random seed (results do not depend on the number of ranks)")
         record_every: PositiveInt = Field(1, description="MD steps between recorded populations")
         checkpoint_every_fs: PositiveFloat = Field(20000.0, description="fs of dynamics between checkpoints")
@@ -70,6 +91,9 @@ SCHEMA = _schema()
 #: Documented defaults of a hop config (YAML): what :data:`SCHEMA` gives when a key is not set.
 DEFAULTS: dict = SCHEMA().model_dump()
 DEFAULT_INITIAL_TIMES = 20
+#: what a null setting becomes when the input (an n2amd couplings file) does not say
+PACKAGE_DEFAULTS = {"method": "dish", "carrier": "electron", "temperature_K": 300.0, "nelm": 10, "ntraj": 100,
+                    "namdtime_fs": 1000.0}
 
 
 def load_config(path=None, overrides: dict | None = None) -> dict:
@@ -79,49 +103,87 @@ def load_config(path=None, overrides: dict | None = None) -> dict:
     return load_validated(SCHEMA, path, overrides, relative_paths=("input.couplings", "input.hefei"))
 
 
-def load_series(cfg: dict) -> tuple[CouplingSeries, np.ndarray | None]:
-    """The coupling series and, for Hefei-NAMD input with INICON, its (step, state) initial conditions."""
-    from .couplings_file import read_series
-    from .hefei import read_hefei
+@dataclass
+class HopInput:
+    """A hop job's input, read and resolved: the series (states selected), INICON conditions, the settings
+    with every null filled in, the dephasing matrix when it comes from a file, and the log of who set what."""
 
-    inicon = None
+    series: CouplingSeries
+    inicon: np.ndarray | None
+    cfg: dict
+    tau_fs: np.ndarray | None = None
+    notes: list = field(default_factory=list)
+
+
+def prepare(cfg: dict) -> HopInput:
+    """Read the input and fill the null settings: the config wins over a Hefei folder's inp, which wins over
+    the defaults (Hefei-NAMD-DEV's for a Hefei folder); each choice is logged."""
+    from .couplings_file import read_series
+    from .hefei import hefei_settings, read_dephtime, read_hefei
+
+    cfg = json.loads(json.dumps(cfg))  # a copy
+    hs, notes = None, []
     if cfg["input"]["couplings"]:
         series = read_series(cfg["input"]["couplings"])
     elif cfg["input"]["hefei"]:
         folder = Path(cfg["input"]["hefei"])
         series, inp = read_hefei(folder)
-        if (folder / "INICON").exists():
-            inicon = inicon_conditions(folder / "INICON", series, int(inp.get("BMIN", 1)))
+        hs = hefei_settings(folder, inp, series)
+        notes += hs.notes
     else:
         raise ValueError("config needs input.couplings (HDF5) or input.hefei (folder)")
+    for key, default in PACKAGE_DEFAULTS.items():
+        from_inp = hs is not None and key in hs.given
+        if cfg[key] is not None:
+            if from_inp:
+                notes.append(f"{key} = {cfg[key]} (config; overrides inp {hs.given[key]} = {hs.values[key]})")
+            continue
+        if hs is not None and key in hs.values:
+            cfg[key] = hs.values[key]
+            notes.append(f"{key} = {cfg[key]} " + (f"(inp {hs.given[key]})" if from_inp else
+                                                    "(Hefei-NAMD-DEV's default; inp does not set it)"))
+        elif hs is not None and key == "namdtime_fs":
+            continue  # left null: run_hop refuses it (DEV's default NAMDTIME = 0 runs no step)
+        else:
+            cfg[key] = default
+    inicon = hs.inicon if hs is not None else None
+    if inicon is not None:
+        if cfg["initial"]["times"] is not None:
+            notes.append(f"initial.times = {cfg['initial']['times']} (config; the folder's INICON is not used)")
+            inicon = None
+        else:
+            notes.append(f"initial conditions: {len(inicon)} from {hs.given['initial']}")
+    tau = None
+    if cfg["dephasing"] == "auto" and hs is not None and hs.dephasing and cfg["method"] == "dish":
+        tau = read_dephtime(hs.dephasing)
+        notes.append(f"dephasing: {hs.dephasing} (the folder's DEPHTIME)")
+    elif isinstance(cfg["dephasing"], (str, list)) and cfg["dephasing"] != "auto":
+        tau = read_dephtime(cfg["dephasing"]) if isinstance(cfg["dephasing"], str) else np.asarray(cfg["dephasing"], float)
+    if tau is not None and tau.shape != (series.nstates, series.nstates):
+        raise ValueError(f"dephasing matrix of shape {tau.shape} for the {series.nstates} states of the input")
     if cfg["states"] is not None:
-        bad = [s for s in cfg["states"] if s >= series.nstates]
-        if bad:
-            raise ValueError(f"states: {bad} outside the {series.nstates} states of the input (0..{series.nstates - 1})")
-        if inicon is not None:  # INICON's bands are counted in the full window: map them into the selection
-            missing = sorted({int(s) for s in inicon[:, 1]} - set(cfg["states"]))
-            if missing:
-                raise ValueError(f"INICON starts in window state(s) {missing}, which 'states: {cfg['states']}' leaves "
-                                 "out")
-            inicon = np.column_stack([inicon[:, 0], [cfg["states"].index(int(s)) for s in inicon[:, 1]]])
-        series = series.select(cfg["states"])
-    return series, inicon
+        series, inicon, tau = _select(cfg["states"], series, inicon, tau)
+    return HopInput(series, inicon, cfg, tau, notes)
 
 
-def inicon_conditions(path: Path, series: CouplingSeries, bmin: int) -> np.ndarray:
-    """(MD step, window state) of each INICON line, 0-based; a NAMDTINI or INIBAND outside the run is
-    refused with the file, the line and Hefei-NAMD's own 1-based numbers."""
-    from .hefei import read_inicon
+def _select(states: list, series: CouplingSeries, inicon, tau):
+    bad = [s for s in states if s >= series.nstates]
+    if bad:
+        raise ValueError(f"states: {bad} outside the {series.nstates} states of the input (0..{series.nstates - 1})")
+    if inicon is not None:  # INICON's bands are counted in the full window: map them into the selection
+        missing = sorted({int(s) for s in inicon[:, 1]} - set(states))
+        if missing:
+            raise ValueError(f"INICON starts in window state(s) {missing}, which 'states: {states}' leaves out")
+        inicon = np.column_stack([inicon[:, 0], [states.index(int(s)) for s in inicon[:, 1]]])
+    if tau is not None:
+        tau = tau[np.ix_(states, states)]
+    return series.select(states), inicon, tau
 
-    raw = read_inicon(path)
-    M, n = series.nsteps, series.nstates
-    for k, (t, b) in enumerate(raw, start=1):
-        if not 1 <= t <= M:
-            raise ValueError(f"{path}: line {k}: NAMDTINI {t} is outside the {M} steps of EIGTXT/NATXT (1..{M})")
-        if not bmin <= b < bmin + n:
-            raise ValueError(f"{path}: line {k}: INIBAND {b} is outside the bands of EIGTXT (BMIN..BMAX = "
-                             f"{bmin}..{bmin + n - 1})")
-    return np.column_stack([raw[:, 0] - 1, raw[:, 1] - bmin])
+
+def load_series(cfg: dict) -> tuple[CouplingSeries, np.ndarray | None]:
+    """The coupling series and, for a Hefei-NAMD folder with INICON, its (step, state) initial conditions."""
+    h = prepare(cfg)
+    return h.series, h.inicon
 
 
 def initial_conditions(cfg: dict, series: CouplingSeries, inicon) -> tuple[np.ndarray, np.ndarray]:
@@ -130,8 +192,6 @@ def initial_conditions(cfg: dict, series: CouplingSeries, inicon) -> tuple[np.nd
     if inicon is not None and times is None:
         steps, states = inicon[:, 0], inicon[:, 1]
     else:
-        if inicon is not None:
-            print(f"[n2amd namd hop] initial.times is set ({times}): the folder's INICON is not used", flush=True)
         times = DEFAULT_INITIAL_TIMES if times is None else times
         steps = np.asarray(times, int) if isinstance(times, (list, tuple)) else \
             np.linspace(0, M - 1, int(times)).round().astype(int)
@@ -144,74 +204,110 @@ def initial_conditions(cfg: dict, series: CouplingSeries, inicon) -> tuple[np.nd
     return steps, states
 
 
-def dephasing_times(cfg: dict, series: CouplingSeries):
+def dephasing_times(cfg: dict, series: CouplingSeries, tau=None):
+    """(τ (n, n) fs, dephasing-function times, D(t)): ``tau`` when it came from a file, else from the gaps."""
     from .dephasing import dephasing_matrix
-    from .hefei import read_dephtime
 
-    d = cfg["dephasing"]
-    if d == "auto":
-        return dephasing_matrix(series.energies, series.dt_fs)
-    tau = read_dephtime(d) if isinstance(d, str) else np.asarray(d, float)
-    return tau, None, None
+    if tau is not None:
+        return tau, None, None
+    return dephasing_matrix(series.energies, series.dt_fs)
+
+
+#: trajectories per work unit: the job's work is (initial time, block of TRAJ_BLOCK trajectories) pairs,
+#: each with its own random generator, shared among MPI ranks; results do not depend on the rank count
+TRAJ_BLOCK = 50
+#: settings that change no result: left out of the checkpoint key
+OUTPUT_ONLY = ("output", "checkpoint_every_fs", "plots", "shprop")
 
 
 def _hash(cfg: dict, series: CouplingSeries) -> str:
-    h = hashlib.sha256(json.dumps({k: v for k, v in cfg.items() if k not in ("output", "checkpoint_every_fs")},
+    h = hashlib.sha256(json.dumps({k: v for k, v in cfg.items() if k not in OUTPUT_ONLY},
                                   sort_keys=True, default=str).encode())
     h.update(series.energies.tobytes())
     h.update(series.nac.tobytes())
     return h.hexdigest()[:16]
 
 
+def work_units(ninit: int, ntraj: int) -> np.ndarray:
+    """(unit, 3) int: initial-time index, block index, trajectories in the block."""
+    nb = -(-ntraj // TRAJ_BLOCK)
+    return np.array([(i, b, min(TRAJ_BLOCK, ntraj - b * TRAJ_BLOCK)) for i in range(ninit) for b in range(nb)])
+
+
 def run_hop(cfg: dict, progress: bool = True) -> dict | None:
     """Run (or resume) a hop job; rank 0 returns the summary dict, other ranks None."""
+    from ..core.parallel import chunk as my_chunk
+
     ranks = world()
     rank, size = ranks.rank, ranks.size
     out = Path(cfg["output"])
     ckdir = out / "checkpoint"
-    with ranks.stop_all_on_error("namd hop", f"checkpoints stay in {ckdir}"):
-        series, inicon = load_series(cfg)
-        steps0, states0 = initial_conditions(cfg, series, inicon)
-        tau, t_deph, D_deph = dephasing_times(cfg, series)
-        settings = HopSettings(method=cfg["method"], nelm=int(cfg["nelm"]), ntraj=int(cfg["ntraj"]),
+    def kept() -> str | None:  # said on failure only when something finished is on disk
+        return f"checkpoints stay in {ckdir}; re-run the same command to resume" if any(ckdir.glob("rank*.npz")) \
+            else None
+
+    with ranks.stop_all_on_error("namd hop", kept):
+        job = prepare(cfg)
+        cfg, series = job.cfg, job.series
+        if rank == 0:
+            for line in job.notes:
+                print(f"[n2amd namd hop] {line}", flush=True)
+        if cfg["namdtime_fs"] is None:
+            raise ValueError(f"{cfg['input']['hefei']}: inp has no NAMDTIME (Hefei-NAMD-DEV's default 0 runs no step) "
+                             "and the config no namdtime_fs: set one of them")
+        steps0, states0 = initial_conditions(cfg, series, job.inicon)
+        tau, t_deph, D_deph = dephasing_times(cfg, series, job.tau_fs)
+        settings = HopSettings(method=cfg["method"], nelm=int(cfg["nelm"]), ntraj=TRAJ_BLOCK,
                                temperature_K=float(cfg["temperature_K"]), hole=cfg["carrier"] == "hole",
-                               detailed_balance=bool(cfg["detailed_balance"]), dephasing_fs=tau)
+                               detailed_balance=bool(cfg["detailed_balance"]), dephasing_fs=tau,
+                               reuse=cfg["trajectory_reuse"], absorbing=bool(cfg["absorbing_ground"]))
         nsteps = int(round(float(cfg["namdtime_fs"]) / series.dt_fs))
         every = int(cfg["record_every"])
         key = _hash(cfg, series)
-        mine = np.arange(rank, len(steps0), size)
+        units = work_units(len(steps0), int(cfg["ntraj"]))
+        mine = np.asarray(my_chunk(len(units), rank, size), int)
         t0 = time.time()
         prop = Propagators(series, settings)
-        state, rec = _resume_or_start(ckdir, key, mine, steps0, states0, series.nstates, settings, cfg, nsteps, every)
+        state, rec, valid = _resume_or_start(ckdir, key, units, mine, steps0, states0, series, settings, cfg,
+                                             nsteps, every)
         chunk = max(1, int(round(float(cfg["checkpoint_every_fs"]) / series.dt_fs)))
         bar = _progress(nsteps, state.steps_done, rank, progress, cfg["method"])
+        N = series.energies.shape[0]
+        nv = valid.sum(axis=1).astype(float)
         while state.steps_done < nsteps:
             todo = min(chunk, nsteps - state.steps_done)
 
             def record(st, k):
                 if st.steps_done % every == 0:
-                    idx = st.steps_done // every - 1
-                    rec["sh"][:, idx] = _onehot_mean(st.active, series.nstates)
-                    pop_c = np.abs(st.c) ** 2
-                    rec["c2"][:, idx] = pop_c if pop_c.ndim == 2 else pop_c.mean(axis=1)
-                    rec["step"][:, idx] = (k + 1) % series.energies.shape[0]
+                    _record(rec, st.steps_done // every, st, valid, nv, (k + 1) % N)
 
-            advance(state, prop, settings, todo, record)
-            _save_checkpoint(ckdir, rank, key, mine, state, rec)
+            if len(mine):
+                advance(state, prop, settings, todo, record)
+            else:
+                state.steps_done += todo
+            _save_checkpoint(ckdir, rank, key, units[mine], state, rec)
             if bar is not None:
                 bar.update(todo)
         if bar is not None:
             bar.close()
         elapsed = time.time() - t0
-    gathered = ranks.gather((mine, rec))
+    gathered = ranks.gather((units[mine], rec))
     if rank != 0:
         return None
     return _write_results(cfg, series, settings, steps0, states0, gathered, nsteps, every, tau, t_deph, D_deph,
-                          elapsed, size)
+                          elapsed, size, job.notes)
 
 
-def _onehot_mean(active, n):
-    return np.stack([(active == s).mean(axis=1) for s in range(n)], axis=-1)
+def _record(rec: dict, idx: int, st: HopState, valid: np.ndarray, nv: np.ndarray, snapshot: np.ndarray) -> None:
+    """Row sums at record ``idx``: trajectories in each state, Σ|c|² and the group's snapshot."""
+    R, n = valid.shape[0], rec["sh"].shape[-1]
+    flat = (np.arange(R)[:, None] * n + st.active)[valid]
+    rec["sh"][:, idx] = np.bincount(flat, minlength=R * n).reshape(R, n)
+    if st.c.ndim == 2:  # FSSH: one c per group
+        rec["c2"][:, idx] = (np.abs(st.c) ** 2)[st.group] * nv[:, None]
+    else:
+        rec["c2"][:, idx] = ((st.c.real**2 + st.c.imag**2) * valid[..., None]).sum(axis=1)
+    rec["snap"][:, idx] = snapshot[st.group]
 
 
 def _progress(nsteps, done, rank, enabled, method):
@@ -222,79 +318,95 @@ def _progress(nsteps, done, rank, enabled, method):
     return tqdm(total=nsteps, initial=done, desc=f"{method.upper()} (rank 0)", unit="step", file=sys.stderr)
 
 
-def _resume_or_start(ckdir, key, mine, steps0, states0, n, settings, cfg, nsteps, every):
-    nrec = nsteps // every
-    if ckdir.exists():
-        found = {}
-        for f in sorted(ckdir.glob("rank*.npz")):
-            z = np.load(f, allow_pickle=False)
-            if str(z["key"]) != key:
-                raise ValueError(f"{f}: checkpoint of a different job (config or input changed); "
-                                 f"remove {ckdir} to start over")
-            for j, i in enumerate(z["inits"]):
-                found[int(i)] = (f, j)
-        if all(int(i) in found for i in mine) and len(mine):
-            return _load_states(found, mine, settings)
-    seeds = [np.random.SeedSequence([int(cfg["seed"]), int(i)]) for i in mine]
-    state = HopState.start(steps0[mine], states0[mine], n, settings, seeds)
-    rec = {"sh": np.zeros((len(mine), nrec, n)), "c2": np.zeros((len(mine), nrec, n)),
-           "step": np.zeros((len(mine), nrec), int)}
-    return state, rec
+def _start(units, mine, steps0, states0, series, settings, cfg, nsteps, every):
+    my = units[mine]
+    inits = np.unique(my[:, 0]) if len(my) else np.zeros(0, int)
+    group = np.searchsorted(inits, my[:, 0]) if len(my) else np.zeros(0, int)
+    seeds = [np.random.SeedSequence([int(cfg["seed"]), int(i), int(b)]) for i, b, _ in my]
+    state = HopState.start(steps0[inits], states0[inits], series.nstates, settings, seeds, group, TRAJ_BLOCK)
+    valid = np.arange(TRAJ_BLOCK)[None, :] < my[:, 2][:, None]
+    nrec, n = nsteps // every + 1, series.nstates
+    rec = {"sh": np.zeros((len(my), nrec, n)), "c2": np.zeros((len(my), nrec, n)),
+           "snap": np.zeros((len(my), nrec), int)}
+    _record(rec, 0, state, valid, valid.sum(axis=1).astype(float), steps0[inits] % series.energies.shape[0])
+    return state, rec, valid
 
 
-def _load_states(found, mine, settings):
-    files = {f: dict(np.load(f, allow_pickle=False)) for f, _ in (found[int(i)] for i in mine)}
-    rows = [(files[found[int(i)][0]], found[int(i)][1]) for i in mine]  # (arrays of a file, row in it)
-    steps_done = {int(z["steps_done"]) for z, _ in rows}
-    if len(steps_done) != 1:
-        raise ValueError("checkpoints of this job stopped at different steps; remove them to start over")
+def _resume_or_start(ckdir, key, units, mine, steps0, states0, series, settings, cfg, nsteps, every):
+    state, rec, valid = _start(units, mine, steps0, states0, series, settings, cfg, nsteps, every)
+    if not ckdir.exists():
+        return state, rec, valid
+    found = {}
+    for f in sorted(ckdir.glob("rank*.npz")):
+        z = np.load(f, allow_pickle=False)
+        if str(z["key"]) != key:
+            raise ValueError(f"{f}: checkpoint of a different job (config or input changed); "
+                             f"remove {ckdir} to start over")
+        for j, u in enumerate(z["units"]):
+            found[(int(u[0]), int(u[1]))] = (f, j)
+    my = units[mine]
+    if not len(my) or not all((int(i), int(b)) in found for i, b, _ in my):
+        return state, rec, valid
+    files = {f: dict(np.load(f, allow_pickle=False)) for f, _ in (found[(int(i), int(b))] for i, b, _ in my)}
+    rows = [(files[found[(int(i), int(b))][0]], found[(int(i), int(b))][1]) for i, b, _ in my]
+    done = {int(z["steps_done"]) for z, _ in rows}
+    if len(done) != 1:
+        raise ValueError(f"checkpoints in {ckdir} stopped at different steps; remove them to start over")
+    state.steps_done = done.pop()
+    state.active = np.stack([z["active"][j] for z, j in rows])
+    for r, (z, j) in enumerate(rows):
+        state.rngs[r].bit_generator.state = json.loads(str(z["rng"][j]))
+    if settings.method == "dish":
+        state.c = np.stack([z["c"][j] for z, j in rows])
+        state.clocks = np.stack([z["clocks"][j] for z, j in rows])
+    else:  # one c per group: any row of the group has it
+        state.c = np.stack([rows[int(np.flatnonzero(state.group == g)[0])][0]["c"][rows[int(np.flatnonzero(
+            state.group == g)[0])][1]] for g in range(len(state.step0))])
+    for name in rec:
+        rec[name] = np.stack([z[name][j] for z, j in rows])
+    return state, rec, valid
 
-    def take(name):
-        return np.stack([z[name][j] for z, j in rows])
 
-    rngs = []
-    for z, j in rows:
-        g = np.random.default_rng()
-        g.bit_generator.state = json.loads(str(z["rng"][j]))
-        rngs.append(g)
-    state = HopState(take("step0"), take("init_state"), take("c"), take("active"),
-                     take("clocks") if settings.method == "dish" else None, steps_done.pop(), rngs)
-    rec = {"sh": take("sh"), "c2": take("c2"), "step": take("step")}
-    return state, rec
-
-
-def _save_checkpoint(ckdir, rank, key, mine, state, rec):
-    arrays = dict(key=key, inits=mine, steps_done=state.steps_done, step0=state.step0, init_state=state.init_state,
-                  c=state.c, active=state.active, rng=np.array([json.dumps(g.bit_generator.state) for g in state.rngs]),
-                  **rec)
+def _save_checkpoint(ckdir, rank, key, my_units, state, rec):
+    c = state.c if state.c.ndim == 3 else state.c[state.group]  # FSSH: each row stores its group's c
+    arrays = dict(key=key, units=my_units, steps_done=state.steps_done, c=c, active=state.active,
+                  rng=np.array([json.dumps(g.bit_generator.state) for g in state.rngs]), **rec)
     if state.clocks is not None:
         arrays["clocks"] = state.clocks
     save_npz(ckdir / f"rank{rank}.npz", **arrays)
 
 
 def _write_results(cfg, series, settings, steps0, states0, gathered, nsteps, every, tau, t_deph, D_deph, elapsed,
-                   nranks):
+                   nranks, notes=()):
     import h5py
 
-    from .lifetime import fit_lifetime
+    from .lifetime import fit_lifetime, levels_off
 
     ninit, n = len(steps0), series.nstates
-    nrec = nsteps // every
+    nrec = nsteps // every + 1
+    ntraj = int(cfg["ntraj"])
     sh = np.zeros((ninit, nrec, n))
     c2 = np.zeros((ninit, nrec, n))
-    kstep = np.zeros((ninit, nrec), int)
-    for mine, rec in gathered:
-        sh[mine], c2[mine], kstep[mine] = rec["sh"], rec["c2"], rec["step"]
-    t = (np.arange(nrec) + 1) * every * series.dt_fs
-    energy = np.einsum("itn,itn->it", sh, series.energies[kstep])  # carrier energy along each run, eV
+    snap = np.zeros((ninit, nrec), int)
+    for units, rec in gathered:
+        for r, (i, b, _) in enumerate(units):
+            sh[i] += rec["sh"][r]
+            c2[i] += rec["c2"][r]
+            snap[i] = rec["snap"][r]
+    sh /= ntraj
+    c2 /= ntraj
+    t = np.arange(nrec) * every * series.dt_fs
+    energy = np.einsum("itn,itn->it", sh, series.energies[snap])  # carrier energy along each run, eV
     p_init = sh[np.arange(ninit), :, states0]
     fits = {kind: fit_lifetime(t, p_init, kind) for kind in ("exponential", "linear")}
+    plateau = levels_off(t, p_init, fits["exponential"])
     out = Path(cfg["output"])
     out.mkdir(parents=True, exist_ok=True)
     with h5py.File(out / "populations.h5", "w") as f:
         f.attrs["units"] = json.dumps({"time": "fs", "energy": "eV", "dephasing": "fs", "lifetime": "fs"})
         f.attrs["config"] = json.dumps(cfg, default=str)
-        f["time_fs"] = t
+        f.attrs["settings_log"] = json.dumps(list(notes))
+        f["time_fs"] = t  # t = 0 (the initial condition) first
         f["populations"] = sh  # (initial time, time, state): fraction of trajectories in each state
         f["populations_coefficients"] = c2  # mean |c|²
         f["carrier_energy_eV"] = energy
@@ -306,40 +418,66 @@ def _write_results(cfg, series, settings, steps0, states0, gathered, nsteps, eve
         for kind, fit in fits.items():
             g = f.create_group(f"lifetime/{kind}")
             g.attrs.update(tau_fs=fit.tau_fs, stderr_fs=fit.stderr_fs, window_fs=fit.window_fs)
+        if plateau is not None:
+            f["lifetime"].attrs["levels_off_at"] = plateau
     header = "time_fs,carrier_energy_eV," + ",".join(f"P_state{s}" for s in range(n))
     np.savetxt(out / "populations.csv", np.column_stack([t, energy.mean(0), sh.mean(0)]), delimiter=",",
                header=header, comments="", fmt="%.8g")
-    summary = _summary(series, tau, fits, cfg, settings, ninit, nsteps, elapsed, nranks)
+    if cfg["shprop"]:
+        _write_shprop(out, t, steps0, sh, c2, series, snap)
+    summary = _summary(series, tau, fits, plateau, cfg, settings, ninit, nsteps, elapsed, nranks)
     (out / "summary.txt").write_text(summary["text"] + "\n")
-    from .plots import plot_dephasing, plot_energy, plot_populations
+    if cfg["plots"]:
+        from .plots import plot_dephasing, plot_energy, plot_populations
 
-    plot_populations(out / "populations.png", t, sh.mean(0), series, fits["exponential"])
-    plot_energy(out / "energy.png", t, energy)
-    if t_deph is not None and D_deph is not None and D_deph.size:
-        plot_dephasing(out / "dephasing.png", t_deph, D_deph, tau)
+        plot_populations(out / "populations.png", t, sh.mean(0), series, fits["exponential"])
+        plot_energy(out / "energy.png", t, energy)
+        if t_deph is not None and D_deph is not None and D_deph.size:
+            plot_dephasing(out / "dephasing.png", t_deph, D_deph, tau)
     return summary
 
 
-def _summary(series, tau, fits, cfg, settings, ninit, nsteps, elapsed, nranks) -> dict:
+def _write_shprop(out: Path, t, steps0, sh, c2, series, snap) -> None:
+    """SHPROP.<NAMDTINI> (hopping populations) and POPRT.<NAMDTINI> (TDKS |c|²) per initial time; a NAMDTINI
+    that occurs twice gets a suffix .2, .3, ..."""
+    from .hefei import write_shprop
+
+    seen: dict[int, int] = {}
+    for i, s0 in enumerate(steps0):
+        tag = str(int(s0) + 1)
+        seen[tag] = seen.get(tag, 0) + 1
+        if seen[tag] > 1:
+            tag += f".{seen[tag]}"
+        E = series.energies[snap[i]]
+        write_shprop(out / f"SHPROP.{tag}", t, np.einsum("tn,tn->t", sh[i], E), sh[i])
+        write_shprop(out / f"POPRT.{tag}", t, np.einsum("tn,tn->t", c2[i], E), c2[i])
+
+
+def _summary(series, tau, fits, plateau, cfg, settings, ninit, nsteps, elapsed, nranks) -> dict:
     from ..core.units import HBAR_EV_FS
 
     n = series.nstates
+    ntraj = int(cfg["ntraj"])
     gap = float(np.mean(series.energies[:, -1] - series.energies[:, 0]))
     rms = series.rms_nac_meV()
     ij = (0, n - 1)
-    rate = ninit * settings.ntraj * nsteps / max(elapsed, 1e-9)
+    rate = ninit * ntraj * nsteps / max(elapsed, 1e-9)
+    life = fits["exponential"].text()
+    if plateau is not None:
+        life = (f"not resolved: the population levels off at {plateau:.3f} within the run (equilibrium among "
+                f"states, or a bottleneck), so no single-exponential lifetime describes it")
     text = "\n".join([
         f"{settings.method.upper()} {cfg['carrier']} dynamics, {n} states, T = {settings.temperature_K:g} K, "
-        f"{ninit} initial times × {settings.ntraj} trajectories × {nsteps * series.dt_fs / 1000:g} ps",
+        f"{ninit} initial times × {ntraj} trajectories × {nsteps * series.dt_fs / 1000:g} ps",
         f"  {'averaged gap (top − bottom state)':38s} {gap:.4f} eV",
         f"  {'pure-dephasing time (bottom–top)':38s} {tau[ij]:.2f} fs",
         f"  {'RMS NAC |ħd| (bottom–top)':38s} {rms[ij]:.4f} meV",
-        f"  {'lifetime of the initial state':38s} {fits['exponential'].text()}",
-        f"  {'':38s} {fits['linear'].text()}",
+        f"  {'lifetime of the initial state':38s} {life}",
+        f"  {'short-time linear estimate':38s} {fits['linear'].text()}",
         f"  {'cost':38s} {elapsed:.1f} s on {nranks} rank(s): {rate:.3g} trajectory-steps/s",
     ])
     print(text)
     return {"text": text, "gap_eV": gap, "dephasing_fs": float(tau[ij]), "rms_nac_meV": float(rms[ij]),
-            "lifetime_fs": fits["exponential"].tau_fs, "lifetime_stderr_fs": fits["exponential"].stderr_fs,
-            "lifetime_linear_fs": fits["linear"].tau_fs, "seconds": elapsed,
-            "hbar_eV_fs": HBAR_EV_FS}
+            "lifetime_fs": fits["exponential"].tau_fs if plateau is None else float("nan"),
+            "lifetime_stderr_fs": fits["exponential"].stderr_fs, "lifetime_linear_fs": fits["linear"].tau_fs,
+            "levels_off_at": plateau, "seconds": elapsed, "hbar_eV_fs": HBAR_EV_FS}

@@ -1,10 +1,14 @@
 """Lifetimes from population curves.
 
 Two estimates, both reported with their fit windows:
-- exponential: P(t) = exp(−t/τ) fitted to the decaying population (log-linear least squares through the
-  origin), meaningful when the decay is resolved;
-- short-time linear: P(t) ≈ 1 − t/τ from the initial slope, which is what is actually measured when τ is
-  far beyond the simulated time (the N2AMD paper's ns lifetimes from ps dynamics).
+- exponential (the headline): P(t) = exp(−t/τ) fitted to the decaying population over the whole run
+  (log-linear least squares through the origin);
+- short-time linear: P(t) ≈ 1 − t/τ from the initial slope, fitted only while the mean population is above
+  ``LINEAR_UNTIL`` (the first 10 % of the decay; the whole run when it decays less). That is what is
+  actually measured when τ is far beyond the simulated time (the N2AMD paper's ns lifetimes from ps
+  dynamics); fitted over a long decay it overestimates τ (1 − e^{−x} < x).
+:func:`levels_off` tells when the population settles at a plateau within the run (equilibrium among close
+states, a bottleneck): no single-exponential lifetime describes that, and the summary says so.
 The uncertainty is the standard error over initial times (each initial time fitted separately).
 """
 from __future__ import annotations
@@ -46,11 +50,27 @@ def _rate_linear(t, p):
     return np.sum(t * (1.0 - p)) / np.sum(t**2)  # fit 1 − p = t/τ through the origin
 
 
+#: the short-time linear fit stops where the mean population first falls below this
+LINEAR_UNTIL = 0.9
+
+
+def linear_window(t_fs: np.ndarray, populations: np.ndarray) -> tuple[float, float]:
+    """(0, t) with t the first time the mean population is below LINEAR_UNTIL (at least 5 points), or the run."""
+    mean = np.atleast_2d(populations).mean(axis=0)
+    below = np.flatnonzero(mean < LINEAR_UNTIL)
+    if not len(below):
+        return 0.0, float(t_fs[-1])
+    return 0.0, float(t_fs[min(max(below[0], 5), len(t_fs) - 1)])
+
+
 def fit_lifetime(t_fs: np.ndarray, populations: np.ndarray, kind: str = "exponential",
                  window_fs: tuple[float, float] | None = None) -> LifetimeFit:
-    """Fit the decay of ``populations`` (ninit, nt) of the initially occupied state."""
+    """Fit the decay of ``populations`` (ninit, nt) of the initially occupied state; default windows: the
+    run (exponential), :func:`linear_window` (linear)."""
     pops = np.atleast_2d(populations)
-    lo, hi = window_fs if window_fs is not None else (0.0, float(t_fs[-1]))
+    if window_fs is None:
+        window_fs = linear_window(t_fs, pops) if kind == "linear" else (0.0, float(t_fs[-1]))
+    lo, hi = window_fs
     sel = (t_fs >= lo) & (t_fs <= hi)
     rate = _rate_exponential if kind == "exponential" else _rate_linear
     rates = np.array([rate(t_fs[sel], p[sel]) for p in pops])  # 1/fs, one per initial time
@@ -60,3 +80,14 @@ def fit_lifetime(t_fs: np.ndarray, populations: np.ndarray, kind: str = "exponen
     if mean <= 0:
         return LifetimeFit(float("inf"), float("nan"), (lo, hi), kind)
     return LifetimeFit(1.0 / mean, err_rate / mean**2, (lo, hi), kind)
+
+
+def levels_off(t_fs: np.ndarray, populations: np.ndarray, fit: LifetimeFit) -> float | None:
+    """The plateau (mean population over the last 20 % of the run) when it lies well above the fitted
+    exponential there (by more than 0.05 and a factor 2), else None."""
+    mean = np.atleast_2d(populations).mean(axis=0)
+    tail = t_fs >= t_fs[0] + 0.8 * (t_fs[-1] - t_fs[0])
+    if not np.isfinite(fit.tau_fs) or tail.sum() < 2:
+        return None
+    p, pred = float(mean[tail].mean()), float(np.exp(-t_fs[tail] / fit.tau_fs).mean())
+    return p if p - pred > 0.05 and p > 2 * pred else None

@@ -20,11 +20,11 @@ from ..core.units import HBAR_EV_FS
 from .series import CouplingSeries
 
 
-def substep_hamiltonians(series: CouplingSeries, nelm: int) -> np.ndarray:
-    """H_eff (eV) at the middle of each sub-step: complex array (nsteps, nelm, n, n)."""
+def substep_hamiltonians(series: CouplingSeries, nelm: int, steps=None) -> np.ndarray:
+    """H_eff (eV) at the middle of each sub-step of ``steps`` (default: all): complex (len(steps), nelm, n, n)."""
     E, d = series.energies, series.nac
     M, N = series.nsteps, E.shape[0]
-    k = np.arange(M)
+    k = np.arange(M) if steps is None else np.asarray(steps, int)
     f = (np.arange(nelm) + 0.5) / nelm  # position of each sub-step midpoint inside the step
     E0, E1 = E[k], E[(k + 1) % N]  # the last step of a Hefei-style series wraps to snapshot 0
     Es = E0[:, None, :] + (E1 - E0)[:, None, :] * f[None, :, None]  # (M, nelm, n)
@@ -47,14 +47,14 @@ def expm_hermitian(H: np.ndarray, t_fs: float) -> np.ndarray:
     return (V * phase[..., None, :]) @ np.conj(np.swapaxes(V, -1, -2))
 
 
-def substep_propagators(series: CouplingSeries, nelm: int) -> np.ndarray:
-    """exp(−i h H_eff/ħ) for every sub-step: (nsteps, nelm, n, n) complex."""
-    return expm_hermitian(substep_hamiltonians(series, nelm), series.dt_fs / nelm)
+def substep_propagators(series: CouplingSeries, nelm: int, steps=None) -> np.ndarray:
+    """exp(−i h H_eff/ħ) for every sub-step of ``steps`` (default: all): (len(steps), nelm, n, n) complex."""
+    return expm_hermitian(substep_hamiltonians(series, nelm, steps), series.dt_fs / nelm)
 
 
-def step_propagators(series: CouplingSeries, nelm: int, substeps: np.ndarray | None = None) -> np.ndarray:
-    """U_k = Π_j exp(−i h H_j/ħ) (later sub-steps on the left): (nsteps, n, n) complex."""
-    X = substep_propagators(series, nelm) if substeps is None else substeps
+def step_propagators(series: CouplingSeries, nelm: int, substeps: np.ndarray | None = None, steps=None) -> np.ndarray:
+    """U_k = Π_j exp(−i h H_j/ħ) (later sub-steps on the left) for ``steps`` (default: all): (len, n, n) complex."""
+    X = substep_propagators(series, nelm, steps) if substeps is None else substeps
     U = X[:, 0]
     for j in range(1, X.shape[1]):
         U = X[:, j] @ U
