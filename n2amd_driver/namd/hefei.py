@@ -52,12 +52,35 @@ def parse_namelist(text: str, where: str = "inp") -> dict:
     groups = [g.upper() for g in nml.keys()]
     if "NAMDPARA" not in groups:
         raise ValueError(f"{where}: no &NAMDPARA group (found: {', '.join('&' + g for g in groups) or 'none'})")
+    _check_tokens(text, where)
     out = {}
     for key, value in nml["namdpara"].items():
+        if not re.fullmatch(r"[A-Za-z]\w*", key):
+            raise ValueError(f"{where}: '{key}' is not a key name (a doubled '='?)")
+        if value is None:
+            raise ValueError(f"{where}: {key.upper()} has no value")
         if isinstance(value, list):
             raise ValueError(f"{where}: {key.upper()} = {value}: a single value is expected")
         out[key.upper()] = value
     return out
+
+
+_VALUE = re.compile(r"""^(\d+\*)?([-+]?(\d+\.?\d*|\.\d+)([eEdD][-+]?\d+)?|\.?(T|F|TRUE|FALSE)\.?|\([^)]*\))$""",
+                    re.IGNORECASE)
+
+
+def _check_tokens(text: str, where: str) -> None:
+    """f90nml drops a word with no '=' (``BMIN 3``) without a word: refuse any token of the &NAMDPARA group
+    that is neither ``KEY =`` nor a value."""
+    body = re.sub(r"'[^']*'|\"[^\"]*\"", " 0 ", text)  # strings are values
+    body = re.sub(r"!.*", "", body)
+    m = re.search(r"&namdpara\b(.*?)(^|\s)(/|&end\b)", body, re.IGNORECASE | re.DOTALL | re.MULTILINE)
+    if not m:
+        return  # f90nml found the group; an unusual terminator is its business
+    rest = re.sub(r"[A-Za-z]\w*(\(\s*\d+\s*\))?\s*=", " ", m.group(1))
+    for tok in re.split(r"[\s,]+", rest.strip()):
+        if tok and not _VALUE.match(tok):
+            raise ValueError(f"{where}: '{tok}' in &NAMDPARA is neither 'KEY = value' nor a value (a missing '='?)")
 
 
 def write_namelist(path, values: dict, name: str = "NAMDPARA") -> None:

@@ -82,12 +82,20 @@ def fit_lifetime(t_fs: np.ndarray, populations: np.ndarray, kind: str = "exponen
     return LifetimeFit(1.0 / mean, err_rate / mean**2, (lo, hi), kind)
 
 
+#: a decay "levels off" when, over the last TAIL of the run, it is slower than PLATEAU_RATIO × the fitted rate
+TAIL, PLATEAU_RATIO = 0.3, 0.25
+
+
 def levels_off(t_fs: np.ndarray, populations: np.ndarray, fit: LifetimeFit) -> float | None:
-    """The plateau (mean population over the last 20 % of the run) when it lies well above the fitted
-    exponential there (by more than 0.05 and a factor 2), else None."""
+    """The plateau (mean population over the last 30 % of the run) when the population has decayed (below
+    0.9) but not away (above 0.05) and its decay over that tail is under a quarter of the fitted exponential
+    rate; else None. A single exponential keeps its rate to the end."""
     mean = np.atleast_2d(populations).mean(axis=0)
-    tail = t_fs >= t_fs[0] + 0.8 * (t_fs[-1] - t_fs[0])
-    if not np.isfinite(fit.tau_fs) or tail.sum() < 2:
+    tail = t_fs >= t_fs[0] + (1 - TAIL) * (t_fs[-1] - t_fs[0])
+    if not np.isfinite(fit.tau_fs) or fit.tau_fs <= 0 or tail.sum() < 3:
         return None
-    p, pred = float(mean[tail].mean()), float(np.exp(-t_fs[tail] / fit.tau_fs).mean())
-    return p if p - pred > 0.05 and p > 2 * pred else None
+    level = float(mean[tail].mean())
+    if not 0.05 < level < 0.9:
+        return None
+    slope = np.polyfit(t_fs[tail], np.log(np.clip(mean[tail], 1e-12, None)), 1)[0]  # d ln p/dt, 1/fs
+    return level if -slope < PLATEAU_RATIO / fit.tau_fs else None
