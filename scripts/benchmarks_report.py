@@ -266,6 +266,43 @@ def hop(res) -> list[str]:
     return s
 
 
+def hop_dev(res) -> list[str]:
+    s: list[str] = [_prov(res), "",
+                    f"Hefei-NAMD-DEV: serial build ({res['dev_build']}), one core. This code: `n2amd namd hop` on the same "
+                    "Hefei folder (inp, EIGTXT, NATXT, DEPHTIME, INICON), 1 and 2 MPI ranks, one thread each. Whole "
+                    "process, median of the interleaved runs; memory: peak resident set (largest rank). "
+                    "'propagation' is the time the job reports for the dynamics alone.", ""]
+    rows = []
+    for r in res["rows"]:
+        m, mem = r["median_s"], r["peak_rss_mib"]
+        dev = lambda k, f: f(r[k]) if r.get(k) is not None else "—"
+        rows.append([r["case"], r["states"], r["algo"], r["nsample"], r["ntraj"], f"{r['time_fs'] / 1000:g}",
+                     f"{m['dev']:.2f}" if "dev" in m else "—", f"{m['here_1']:.2f}", f"{m['here_2']:.2f}",
+                     dev("dev_over_here_1", lambda v: f"{v:.1f}×"), dev("dev_over_here_2", lambda v: f"{v:.1f}×"),
+                     f"{r['here_1_over_2']:.2f}×", f"{r['propagation_1_over_2']:.2f}×",
+                     f"{mem['dev']:.0f}" if "dev" in mem else "—", f"{mem['here_1']:.0f}", f"{mem['here_2']:.0f}"])
+    s.append(_table(["case", "states", "method", "initial times", "trajectories", "ps", "DEV (s)", "here 1 rank (s)",
+                     "here 2 ranks (s)", "DEV ÷ here, 1 rank", "DEV ÷ here, 2 ranks", "1 ÷ 2 ranks, whole",
+                     "1 ÷ 2 ranks, propagation", "DEV (MiB)", "here 1 rank (MiB)", "here 2 ranks (MiB)"], rows))
+    s += ["", "Same physics: the population of the initial state (first initial condition) at the end of the run, "
+          "and its largest difference between DEV and this code over the whole run (SHPROP rows), against the "
+          "binomial σ of one curve (at that population, and at most, P = 0.5). DEV's DISH picks a random state among "
+          "those past their decoherence time and freezes recombined trajectories; this code takes the state furthest "
+          "past it and keeps detailed balance (docs/namd.md), so with more than two states the curves may differ "
+          "by more than noise.", "",
+          _table(["case", "DEV", "here, 1 rank", "here, 2 ranks", "binomial σ", "max abs ΔP over the run",
+                  "σ at P = 0.5"],
+                 [[r["case"], (f"{r['final_population_initial_state']['dev']:.4f}"
+                               if "dev" in r["final_population_initial_state"] else "—"),
+                   f"{r['final_population_initial_state']['here_1']:.4f}",
+                   f"{r['final_population_initial_state']['here_2']:.4f}", f"{r['binomial_error']:.4f}",
+                   (f"{r['max_abs_difference_initial_state']:.4f}"
+                    if r.get("max_abs_difference_initial_state") is not None else "—"),
+                   f"{r['binomial_error_at_half']:.4f}"]
+                  for r in res["rows"]])]
+    return s
+
+
 SECTIONS = [  # (title, stage of scripts/benchmarks.sh, JSON file under --dir, renderer)
     ("The demo (`n2amd demo`)", "demo", "demo.json", demo),
     ("Hamiltonian model on held-out Si64 (`scripts/bench_hamiltonian.py`)", "hamiltonian", "hamiltonian.json",
@@ -286,6 +323,7 @@ SECTIONS = [  # (title, stage of scripts/benchmarks.sh, JSON file under --dir, r
     ("MD coupling: LAMMPS plugin and i-PI driver vs direct calls (`scripts/bench_md_coupling.py`)", "md",
      "md_coupling.json", md),
     ("Surface hopping (`scripts/bench_hop.py`)", "hop", "hop.json", hop),
+    ("Surface hopping against Hefei-NAMD-DEV (`scripts/bench_hop_dev.py`)", "hop_dev", "hop_dev.json", hop_dev),
 ]
 
 

@@ -380,3 +380,78 @@ def test_output_folder_and_early_errors_say_what_is_true(tmp_path, si8_dump, cap
     with pytest.raises(TrajectoryError):
         run_couplings(_cfg(tmp_path, tmp_path / "missing.dump"), progress=False)
     assert "finished snapshot" not in capsys.readouterr().err  # nothing was computed, so nothing is promised
+
+
+def test_scissor_shifts_the_conduction_states_only(tmp_path, si8_dump):
+    """A scissor moves the conduction states rigidly: to a given average gap (one shift), or to another
+    Hamiltonian's gap at each snapshot (here GFN2-xTB under GFN1-xTB); valence energies and the couplings stay,
+    and the output records the shift. Changing the scissor reuses the snapshots' checkpoints."""
+    import h5py
+
+    from n2amd_driver.namd.couplings_file import read_couplings
+    from n2amd_driver.namd.couplings_job import run_couplings
+
+    frames = {"stop": 4}
+    run_couplings(_cfg(tmp_path, si8_dump, frames=frames, output=str(tmp_path / "plain.h5"),
+                       checkpoint=str(tmp_path / "ck")), progress=False)
+    plain = read_couplings(tmp_path / "plain.h5")
+    cond = plain.series.bands > plain.series.meta["vbm_band_1based"]
+    assert cond.sum() == 3 and plain.scissor_shift_eV is None
+
+    s = run_couplings(_cfg(tmp_path, si8_dump, frames=frames, output=str(tmp_path / "gap.h5"),
+                           checkpoint=str(tmp_path / "ck"), scissor={"gap_eV": 1.17}), progress=False)
+    gap = read_couplings(tmp_path / "gap.h5")
+    shift = 1.17 - np.mean(plain.cbm_eV - plain.vbm_eV)
+    np.testing.assert_allclose(gap.scissor_shift_eV, shift, atol=1e-12)
+    np.testing.assert_allclose(gap.series.energies[:, cond], plain.series.energies[:, cond] + shift, atol=1e-12)
+    np.testing.assert_array_equal(gap.series.energies[:, ~cond], plain.series.energies[:, ~cond])
+    np.testing.assert_array_equal(gap.series.nac, plain.series.nac)
+    assert np.mean(gap.cbm_eV - gap.vbm_eV) == pytest.approx(1.17, abs=1e-12)
+    assert s["scissor"]["to_average_gap_eV"] == 1.17 and s["average_gap_eV"] == pytest.approx(1.17, abs=1e-12)
+
+    other = {"engine": "tblite", "method": "GFN2-xTB"}
+    run_couplings(_cfg(tmp_path, si8_dump, frames=frames, output=str(tmp_path / "gfn2.h5"),
+                       checkpoint=str(tmp_path / "ck"), scissor={"hamiltonian": other}), progress=False)
+    per = read_couplings(tmp_path / "gfn2.h5")
+    ref = run_couplings(_cfg(tmp_path, si8_dump, frames=frames, output=str(tmp_path / "ref2.h5"),
+                             checkpoint=str(tmp_path / "ck2"), hamiltonian=other), progress=False)
+    ref2 = read_couplings(tmp_path / "ref2.h5")
+    np.testing.assert_allclose(per.cbm_eV - per.vbm_eV, ref2.cbm_eV - ref2.vbm_eV, atol=1e-8)  # GFN2's gap
+    np.testing.assert_allclose(per.series.energies[:, cond] - plain.series.energies[:, cond],
+                               np.repeat(per.scissor_shift_eV[:, None], 3, axis=1), atol=1e-12)
+    assert np.ptp(per.scissor_shift_eV) > 0  # a shift per snapshot, not one for all
+    np.testing.assert_array_equal(per.series.nac, plain.series.nac)
+    with h5py.File(tmp_path / "gfn2.h5") as f:
+        assert "GFN2-xTB" in f.attrs["meta"]
+    assert ref["average_gap_eV"] == pytest.approx(float(np.mean(per.cbm_eV - per.vbm_eV)), abs=1e-8)
+
+    with pytest.raises(ValueError, match="scissor takes gap_eV or hamiltonian, not both"):
+        _cfg(tmp_path, si8_dump, scissor={"gap_eV": 1.0, "hamiltonian": other})
+
+
+@pytest.mark.slow
+def test_pyscf_engine_runs_through_the_couplings_job(tmp_path):
+    """A pyscf DFT Hamiltonian (PBE, GTH basis) goes through the same couplings code path as tblite: the window
+    energies are pyscf's own eigenvalues, S(t; t+dt) comes from the same basis functions and the NAC is
+    antisymmetric. (pyscf SCF is slow even for 2 atoms: two frames only.)"""
+    import ase.io
+
+    from n2amd_driver.engines import get_engine
+    from n2amd_driver.namd.couplings_file import read_couplings
+    from n2amd_driver.namd.couplings_job import run_couplings
+
+    a = bulk("Si", "diamond", a=5.43)
+    a.rattle(0.03, seed=1)
+    frames = [a.copy(), a.copy()]
+    frames[1].positions[0] += [0.01, -0.005, 0.0]
+    ase.io.write(tmp_path / "t.extxyz", frames, format="extxyz")
+    spec = {"engine": "pyscf", "method": "PBE", "basis": "gth-szv"}
+    run_couplings(_cfg(tmp_path, tmp_path / "t.extxyz", hamiltonian=spec, remove_drift=False,
+                       window={"valence": 2, "conduction": 2, "bands": None}), progress=False)
+    c = read_couplings(tmp_path / "c.h5")
+    assert c.series.meta["hamiltonian"]["engine"] == "pyscf"
+    lab = get_engine("pyscf", method="PBE", basis="gth-szv").label(frames[0])
+    nocc = int(round(np.sum(lab.occupations) / 2))
+    np.testing.assert_allclose(c.series.energies[0], np.sort(lab.orbital_energies)[nocc - 2:nocc + 2], atol=1e-6)
+    np.testing.assert_allclose(c.series.nac, -np.swapaxes(c.series.nac, 1, 2), atol=0)
+    assert c.series.nac.shape == (1, 4, 4) and np.abs(c.series.nac).max() > 1e-6

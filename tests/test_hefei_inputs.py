@@ -191,11 +191,11 @@ def test_absorbing_ground_freezes_recombined_trajectories_and_breaks_detailed_ba
         seen_bottom = np.zeros((1, 400), bool)
         back_up = []
 
-        def record(sta, k):
-            back_up.append(np.any(seen_bottom & (sta.active == 1)))
-            seen_bottom[:] |= sta.active == 0
-
-        advance(state, Propagators(s, st), st, 3000, record)
+        prop = Propagators(s, st)
+        for _ in range(3000):  # one step at a time, to follow each trajectory
+            advance(state, prop, st, 1)
+            back_up.append(np.any(seen_bottom & (state.active == 1)))
+            seen_bottom[:] |= state.active == 0
         final[absorbing] = float(np.mean(state.active == 1))
         assert any(back_up) is not absorbing
         if absorbing:  # the only ones still up never came down

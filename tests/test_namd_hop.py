@@ -14,7 +14,7 @@ from n2amd_driver.core.units import HBAR_EV_FS, KB_EV_K
 from n2amd_driver.namd.couplings_file import Couplings, write_couplings
 from n2amd_driver.namd.dephasing import dephasing_function, dephasing_matrix, gaussian_dephasing_time
 from n2amd_driver.namd.hefei import parse_namelist, read_hefei, write_hefei
-from n2amd_driver.namd.hopping import HopSettings, HopState, Propagators, advance
+from n2amd_driver.namd.hopping import HopSettings, HopState, Propagators, Record, advance
 from n2amd_driver.namd.lifetime import fit_lifetime
 from n2amd_driver.namd.series import CouplingSeries
 from n2amd_driver.namd.tdks import propagate, step_propagators
@@ -77,13 +77,36 @@ def test_substep_hamiltonians_are_hermitian_and_propagators_unitary():
     np.testing.assert_allclose(U @ np.conj(np.swapaxes(U, -1, -2)), np.broadcast_to(np.eye(4), U.shape), atol=1e-12)
 
 
+@pytest.mark.parametrize("n,energy", [(4, 0.0), (12, -7.3)])
+def test_fssh_coefficients_equal_the_exact_substep_exponentials(n, energy):
+    """FSSH propagates c vector-wise (Taylor series in the compiled kernel); it must equal the product of the
+    exact sub-step exponentials (eigendecomposition) to ~machine precision, over several chunks, also for
+    band energies far from zero (the series is shifted by its mean diagonal)."""
+    from n2amd_driver.namd.tdks import substep_propagators
+
+    s = random_series(N=601, n=n, seed=3, nac_scale=0.02)
+    s = CouplingSeries(s.energies + energy, s.nac, s.dt_fs)
+    st = HopSettings(method="fssh", ntraj=3, nelm=7)
+    state = HopState.start([5], [n - 1], n, st, [0])
+    rec = advance(state, Propagators(s, st), st, 590, Record.start(state, s, 590))
+    X = substep_propagators(s, 7)
+    c = np.zeros(n, complex)
+    c[n - 1] = 1.0
+    exact = []
+    for k in range(5, 595):
+        for j in range(7):
+            c = X[k, j] @ c
+        exact.append(np.abs(c) ** 2)
+    np.testing.assert_allclose(rec.c2[0, 1:] / 3, np.array(exact), atol=1e-12)
+    np.testing.assert_allclose(np.abs(state.c[0]), np.abs(c), atol=1e-12)
+
+
 def _dish(series, tau, ntraj, nsteps, init_state, seed, T=300.0):
     st = HopSettings(method="dish", ntraj=ntraj, temperature_K=T,
                      dephasing_fs=np.array([[0, tau], [tau, 0]]))
     state = HopState.start([0], [init_state], 2, st, [seed])
-    upper = []
-    advance(state, Propagators(series, st), st, nsteps, lambda S, k: upper.append((S.active == 1).mean()))
-    return np.array(upper)
+    rec = advance(state, Propagators(series, st), st, nsteps, Record.start(state, series, nsteps))
+    return rec.sh[0, 1:, 1] / ntraj  # fraction in the upper state after each step
 
 
 def test_dish_two_level_lifetime_matches_analytic():
@@ -108,10 +131,8 @@ def test_fssh_populations_follow_coefficients_without_boltzmann_restriction():
     s = two_level(0.05, 0.01, N=2001)
     st = HopSettings(method="fssh", ntraj=20000, detailed_balance=False)
     state = HopState.start([0], [0], 2, st, [3])
-    sh, c2 = [], []
-    advance(state, Propagators(s, st), st, 2000,
-            lambda S, k: (sh.append((S.active == 1).mean()), c2.append(np.abs(S.c[0, 1]) ** 2)))
-    sh, c2 = np.array(sh), np.array(c2)
+    rec = advance(state, Propagators(s, st), st, 2000, Record.start(state, s, 2000))
+    sh, c2 = rec.sh[0, 1:, 1] / 20000, rec.c2[0, 1:, 1] / 20000
     np.testing.assert_allclose(c2, rabi(0.05, 0.01, np.arange(1, 2001.0)), atol=1e-6)
     assert c2.max() > 0.05  # the population really oscillates
     assert np.abs(sh - c2).max() < 0.012  # ~3σ of 20 000 trajectories
@@ -126,7 +147,7 @@ def test_fssh_detailed_balance_scales_upward_hops_by_boltzmann_factor():
     for db in (False, True):
         st = HopSettings(method="fssh", ntraj=20000, detailed_balance=db)
         state = HopState.start([0], [0], 2, st, [4])
-        advance(state, Propagators(s, st), st, t_end, lambda S, k: None)
+        advance(state, Propagators(s, st), st, t_end)
         fractions.append((state.active == 1).mean())
     c2 = rabi(dE, 0.01, float(t_end))
     assert fractions[0] == pytest.approx(c2, rel=0.05)
@@ -137,7 +158,7 @@ def test_hole_dynamics_relaxes_upwards_in_band_energy():
     s = two_level(0.3, 0.01)
     st = HopSettings(method="dish", ntraj=500, hole=True, dephasing_fs=np.array([[0, 9.5], [9.5, 0]]))
     state = HopState.start([0], [0], 2, st, [5])  # hole in the lower band: its relaxation is upward
-    advance(state, Propagators(s, st), st, 20000, lambda S, k: None)
+    advance(state, Propagators(s, st), st, 20000)
     assert (state.active == 1).mean() > 0.8
 
 
@@ -228,9 +249,11 @@ def populations(folder):
 @pytest.mark.mpi
 @pytest.mark.parametrize("method,times", [("dish", 5), ("fssh", 5), ("dish", 1), ("fssh", 1)])
 def test_one_and_two_ranks_give_identical_populations(tmp_path, method, times):
-    """Work is split over (initial time, block of 50 trajectories): 120 trajectories are 3 blocks, so even one
-    initial time is shared by 2 ranks, and the populations are the same as on one."""
-    cfg = _job(tmp_path, method=method, ntraj=120, initial={"times": times})
+    """Work is split over (initial time, block of trajectories: 50 for DISH, 500 for FSSH): 2.4 blocks are 3
+    units, so even one initial time is shared by 2 ranks, and the populations are the same as on one."""
+    from n2amd_driver.namd.hop_job import TRAJ_BLOCK
+
+    cfg = _job(tmp_path, method=method, ntraj=int(2.4 * TRAJ_BLOCK[method]), initial={"times": times})
     r1 = _hop(cfg, "--set", f"output={tmp_path / 'one'}")
     r2 = _hop(cfg, "--set", f"output={tmp_path / 'two'}", ranks=2)
     assert r1.returncode == 0, r1.stderr
@@ -242,6 +265,32 @@ def test_one_and_two_ranks_give_identical_populations(tmp_path, method, times):
     np.testing.assert_array_equal(p1, p2)
     np.testing.assert_array_equal(e1, e2)
     assert "2 rank(s)" in r2.stdout
+
+
+@pytest.mark.mpi
+def test_checkpoints_of_two_ranks_resume_on_one(tmp_path):
+    """Each rank's checkpoint holds its units and its share of the records: a finished 2-rank job re-run on 1
+    rank takes all of them over and writes the same populations; with one rank's file gone it refuses."""
+    cfg = _job(tmp_path, ntraj=120, initial={"times": 3})
+    r2 = _hop(cfg, "-q", ranks=2)
+    assert r2.returncode == 0, r2.stderr
+    first = populations(tmp_path / "out")
+    assert sorted(p.name for p in (tmp_path / "out" / "checkpoint").glob("*.npz")) == ["rank0.npz", "rank1.npz"]
+    r1 = _hop(cfg, "-q")
+    assert r1.returncode == 0, r1.stderr
+    np.testing.assert_array_equal(populations(tmp_path / "out")[0], first[0])
+    (tmp_path / "out" / "checkpoint" / "rank1.npz").unlink()
+    r = _hop(cfg, "-q")
+    assert r.returncode == 2 and "checkpoints" in r.stderr and "incomplete" in r.stderr
+
+
+def test_missing_compiler_for_the_kernels_is_named(tmp_path):
+    import os
+
+    env = dict(os.environ, CC=str(tmp_path / "no-such-cc"), N2AMD_NATIVE_CACHE=str(tmp_path / "cache"))
+    r = _hop(_job(tmp_path), "-q", env=env)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "no compiler" in r.stderr and "no-such-cc" in r.stderr and "hopping_kernels.c" in r.stderr
 
 
 def test_outputs_summary_and_plots(tmp_path):

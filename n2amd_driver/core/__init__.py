@@ -1,5 +1,5 @@
-"""The bottom layer: units, structures, neighbour graphs, configs, atomic file writes, MPI ranks and how
-commands end on an error.
+"""The bottom layer: units, structures, neighbour graphs, configs, atomic file writes, MPI ranks, how
+commands end on an error, and compiled parts built on the user's machine.
 Nothing here knows about orbitals, models or dynamics."""
 from .lazy import exports
 
@@ -11,4 +11,5 @@ __all__, __getattr__, __dir__ = exports(__name__, {
     "checkpoint": ["atomic_write", "save_npz", "save_torch"],
     "parallel": ["Ranks", "world", "chunk"],
     "errors": ["one_line", "run_command"],
+    "native": ["NativeBuildError", "build_shared", "cache_root"],
 })

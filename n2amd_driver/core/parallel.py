@@ -25,6 +25,10 @@ class Ranks:
             return [obj]
         return self.comm.gather(obj, root=0)
 
+    def allgather(self, obj) -> list:
+        """Every rank's ``obj`` on every rank (in rank order)."""
+        return [obj] if self.size == 1 else self.comm.allgather(obj)
+
     def bcast(self, obj):
         return obj if self.size == 1 else self.comm.bcast(obj, root=0)
 

@@ -11,7 +11,7 @@ __all__, __getattr__, __dir__ = exports(__name__, {
                   "window_bands"],
     "couplings_job": ["run_couplings"],
     "sources": ["EngineSource", "ModelSource", "make_source"],
-    "hopping": ["HopSettings", "HopState", "Propagators", "advance"],
+    "hopping": ["HopSettings", "HopState", "Propagators", "Record", "advance", "kernels_path"],
     "hop_job": ["run_hop"],
     "hefei": ["read_dephtime", "read_hefei", "read_inicon", "write_hefei"],
     "exports": ["write_pyxaid"],

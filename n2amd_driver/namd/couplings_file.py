@@ -9,7 +9,8 @@ Layout (format "n2amd-couplings", version 1)::
     overlaps        (M, n, n)   <ψ_i(t)|ψ_j(t+dt)>, phase-corrected, in state-label order
     phase_signs     (N, n)      sign applied to each state's eigenvector
     state_order     (N, n)      eigen-index (within the window) of each state label
-    vbm_eV, cbm_eV  (N,)        band edges at each snapshot, eV
+    vbm_eV, cbm_eV  (N,)        band edges at each snapshot, eV (cbm after any scissor shift)
+    scissor_shift_eV (N,)       rigid shift applied to the conduction states at each snapshot, eV (with a scissor)
     time_fs         (N,)        time of each snapshot, fs
 
 Only ``energies``, ``nac`` and the attributes are required (files of other tools written through
@@ -30,7 +31,7 @@ from .series import CouplingSeries
 
 FORMAT = "n2amd-couplings"
 VERSION = 1
-_OPTIONAL = ("overlaps", "phase_signs", "state_order", "vbm_eV", "cbm_eV")
+_OPTIONAL = ("overlaps", "phase_signs", "state_order", "vbm_eV", "cbm_eV", "scissor_shift_eV")
 
 
 @dataclass
@@ -43,6 +44,7 @@ class Couplings:
     state_order: np.ndarray | None = None
     vbm_eV: np.ndarray | None = None
     cbm_eV: np.ndarray | None = None
+    scissor_shift_eV: np.ndarray | None = None
 
     @property
     def time_fs(self) -> np.ndarray:
@@ -59,7 +61,7 @@ def write_couplings(path, c: Couplings) -> Path:
             f.attrs["version"] = VERSION
             f.attrs["dt_fs"] = s.dt_fs
             f.attrs["units"] = json.dumps({"energies": "eV", "nac": "1/fs", "dt": "fs", "vbm_eV": "eV",
-                                           "cbm_eV": "eV", "time_fs": "fs"})
+                                           "cbm_eV": "eV", "scissor_shift_eV": "eV", "time_fs": "fs"})
             f.attrs["meta"] = json.dumps(s.meta, default=str)
             f["energies"] = s.energies
             f["nac"] = s.nac

@@ -45,14 +45,25 @@ def _schema():
         model: str | None = Field(None, description="a Hamiltonian model file, or a bundled name")
         dtype: Literal["float32", "float64"] | None = Field(None, description="evaluate the model in this precision "
                                                                               "(null: as trained)")
-        engine: Literal["tblite"] | None = Field(None, description="or the reference engine itself")
-        method: str | None = Field(None, description="the engine's method (GFN1-xTB, GFN2-xTB)")
+        engine: Literal["tblite", "pyscf"] | None = Field(None, description="or the reference engine itself")
+        method: str | None = Field(None, description="the engine's method (tblite: GFN1-xTB, GFN2-xTB; pyscf: PBE, "
+                                                     "HSE06, ...)")
+        basis: str | None = Field(None, description="pyscf only: the GTH basis (e.g. gth-dzvp; default gth-szv)")
+        pseudo: str | None = Field(None, description="pyscf only: the pseudopotential (default gth-pbe)")
 
     class Window(Section):
         valence: NonNegativeInt = Field(4, description="states up to the VBM")
         conduction: NonNegativeInt = Field(4, description="states from the CBM")
         bands: list[PositiveInt] | None = Field(None, min_length=2, max_length=2,
                                                 description="or [first, last] band (1-based, as BMIN/BMAX)")
+
+    class Scissor(Section):
+        gap_eV: PositiveFloat | None = Field(
+            None, description="eV: shift the conduction states rigidly so that the gap averaged over the snapshots "
+                              "is this (its fluctuations are kept)")
+        hamiltonian: Hamiltonian | None = Field(
+            None, description="or: shift them at each snapshot to the gap of this Hamiltonian (model: FILE, or "
+                              "engine/method) there, e.g. an HSE06 model under a PBE one")
 
     class Exports(Section):
         hefei: str | None = Field(None, description="folder to write Hefei-NAMD EIGTXT/NATXT/inp into")
@@ -68,6 +79,7 @@ def _schema():
         dt_fs: PositiveFloat | None = Field(None, description="fs between the stored frames, before 'step' (required)")
         hamiltonian: Hamiltonian = Field(default_factory=Hamiltonian)
         window: Window = Field(default_factory=Window)
+        scissor: Scissor = Field(default_factory=Scissor)
         track_states: bool = Field(False, description="follow orbital character through crossings (maximum overlap)")
         remove_drift: bool = Field(True, description="remove the centre-of-mass motion (a rigid translation must "
                                                      "not couple states)")
@@ -94,13 +106,17 @@ def load_config(path=None, overrides: dict | None = None) -> dict:
     """The couplings settings from a YAML file and overrides, checked against :data:`SCHEMA` before any work."""
     from ..core.config import load_validated
 
-    cfg = load_validated(SCHEMA, path, overrides, relative_paths=("trajectory", "hamiltonian.model"))
+    cfg = load_validated(SCHEMA, path, overrides,
+                         relative_paths=("trajectory", "hamiltonian.model", "scissor.hamiltonian.model"))
     if not cfg["trajectory"]:
         raise ValueError("couplings: 'trajectory' is required")
     if not cfg["dt_fs"] or float(cfg["dt_fs"]) <= 0:
         raise ValueError("couplings: 'dt_fs' (time between stored frames, fs) is required and must be positive")
     if Path(cfg["output"]).is_dir():
         raise ValueError(f"couplings: output {cfg['output']} is a folder; give the HDF5 file to write")
+    sc = cfg["scissor"]
+    if sc["gap_eV"] is not None and sc["hamiltonian"] is not None:
+        raise ValueError("couplings: scissor takes gap_eV or hamiltonian, not both")
     return cfg
 
 
@@ -250,6 +266,7 @@ def run_couplings(cfg: dict, progress: bool = True) -> dict | None:
                 timings.append(time.perf_counter() - ts)
             if bar is not None:
                 bar.update(ranks.size)
+        scissor_edges(cfg, frames, mine, ckdir, bar is not None)
         ranks.barrier()
         for k in mine:  # overlaps of my steps k → k+1 (the last one reads the next rank's snapshot)
             if k == N - 1:
@@ -271,6 +288,64 @@ def run_couplings(cfg: dict, progress: bool = True) -> dict | None:
         return None
     return _assemble(cfg, source, frames, dt, ckdir, out, ranks.size, time.time() - t0, [t for ts in all_t for t in ts],
                      outside)
+
+
+def _scissor_dir(cfg: dict, ckdir: Path) -> Path:
+    """Checkpoints of the scissor Hamiltonian's band edges, in a folder named after that Hamiltonian."""
+    spec = json.dumps(cfg["scissor"]["hamiltonian"], sort_keys=True)
+    model = cfg["scissor"]["hamiltonian"].get("model")
+    if model:
+        from ..models.io import resolve_model_path
+
+        spec += hashlib.sha256(resolve_model_path(model).read_bytes()).hexdigest()
+    return ckdir / f"scissor_{hashlib.sha256(spec.encode()).hexdigest()[:12]}"
+
+
+def scissor_edges(cfg: dict, frames, mine, ckdir: Path, progress: bool) -> None:
+    """VBM and CBM of the scissor Hamiltonian at my snapshots (when the scissor follows one), checkpointed."""
+    spec = cfg["scissor"]["hamiltonian"]
+    if spec is None:
+        return
+    from .sources import make_source
+
+    folder = _scissor_dir(cfg, ckdir)
+    todo = [k for k in mine if not (folder / f"edges_{k:06d}.npz").exists()]
+    if not todo:
+        return
+    source = make_source(spec, device=cfg["device"])
+    bar = _bar(progress, len(todo), "scissor band edges")
+    for k in todo:
+        try:
+            *_, nel, vbm, cbm = snapshot(source, frames[k], {"valence": 1, "conduction": 1})
+        except Exception as exc:
+            raise RuntimeError(f"snapshot {k}, scissor Hamiltonian: {type(exc).__name__}: {exc}") from exc
+        save_npz(folder / f"edges_{k:06d}.npz", vbm=vbm, cbm=cbm, nel=nel)
+        if bar is not None:
+            bar.update(1)
+    if bar is not None:
+        bar.close()
+
+
+def scissor_shifts(cfg: dict, ckdir: Path, vbm: np.ndarray, cbm: np.ndarray, nel: float) -> tuple[np.ndarray, dict]:
+    """Rigid shift (eV) of the conduction states at each snapshot, and its record for the output's metadata:
+    to a given average gap (one shift), or to another Hamiltonian's gap snapshot by snapshot."""
+    sc = cfg["scissor"]
+    gap = cbm - vbm
+    if sc["gap_eV"] is not None:
+        shift = np.full(len(gap), float(sc["gap_eV"]) - float(np.mean(gap)))
+        return shift, {"to_average_gap_eV": float(sc["gap_eV"]), "shift_eV": float(shift[0])}
+    if sc["hamiltonian"] is not None:
+        folder = _scissor_dir(cfg, ckdir)
+        edges = [np.load(folder / f"edges_{k:06d}.npz") for k in range(len(gap))]
+        other_nel = {int(round(float(e["nel"]))) for e in edges}  # occupations summed: not exact integers
+        if other_nel != {int(round(nel))}:
+            raise ValueError(f"scissor Hamiltonian counts {sorted(other_nel)} electrons, the couplings Hamiltonian "
+                             f"{int(round(nel))}")
+        other = np.array([float(e["cbm"]) - float(e["vbm"]) for e in edges])
+        shift = other - gap
+        return shift, {"to_gap_of": sc["hamiltonian"], "mean_shift_eV": float(shift.mean()),
+                       "average_gap_eV": float(other.mean())}
+    return np.zeros(len(gap)), {}
 
 
 def _bar(enabled: bool, total: int, desc: str):
@@ -314,17 +389,23 @@ def _assemble(cfg, source, frames, dt, ckdir, out, nranks, elapsed, timings, out
     vbm = np.array([float(s["vbm"]) for s in snaps])
     cbm = np.array([float(s["cbm"]) for s in snaps])
     bands = np.arange(lo, hi + 1) + 1  # 1-based engine numbering
+    shift, scissor = scissor_shifts(cfg, ckdir, vbm, cbm, nel)
+    if scissor:  # conduction states only: valence energies, wavefunctions and couplings stay
+        conduction = bands > int(round(nel / 2))
+        res.energies[:, conduction] += shift[:, None]
+        cbm = cbm + shift
     meta = {"hamiltonian": source.describe(), "trajectory": str(cfg["trajectory"]), "frames": cfg["frames"],
             "window": cfg["window"], "bands_1based": [int(lo + 1), int(hi + 1)], "n_electrons": nel,
             "vbm_band_1based": int(round(nel / 2)), "track_states": bool(cfg["track_states"]),
-            "reorderings": res.reorderings, "nranks": nranks, "frames_outside_domain": [int(k) for k in outside]}
+            "reorderings": res.reorderings, "nranks": nranks, "frames_outside_domain": [int(k) for k in outside],
+            "scissor": scissor or None}
     series = CouplingSeries(res.energies, res.nac, dt, bands, meta)
     write_couplings(out, Couplings(series, overlaps=res.overlaps, phase_signs=res.signs, state_order=res.order,
-                                   vbm_eV=vbm, cbm_eV=cbm))
+                                   vbm_eV=vbm, cbm_eV=cbm, scissor_shift_eV=shift if scissor else None))
     summary = {"output": str(out), "snapshots": N, "states": len(bands), "bands_1based": [int(lo + 1), int(hi + 1)],
                "dt_fs": dt, "average_gap_eV": float(np.mean(cbm - vbm)), "reorderings": res.reorderings,
                "ranks": nranks, "wall_s": round(elapsed, 2), "frames_outside_domain": len(outside),
-               "seconds_per_task": float(np.mean(timings)) if timings else None}
+               "seconds_per_task": float(np.mean(timings)) if timings else None, "scissor": scissor or None}
     if cfg["exports"].get("hefei"):
         from .hefei import write_hefei
 
@@ -344,8 +425,11 @@ def _assemble(cfg, source, frames, dt, ckdir, out, nranks, elapsed, timings, out
               "more frames computes only the new ones; remove the folder (or set keep_checkpoint: false) when done",
               flush=True)
     else:
-        for f in list(ckdir.glob("*.npz")) + [ckdir / "settings.json", ckdir / "frames.json"]:
+        for f in list(ckdir.glob("*.npz")) + list(ckdir.glob("scissor_*/*.npz")) + [ckdir / "settings.json",
+                                                                                  ckdir / "frames.json"]:
             f.unlink(missing_ok=True)
+        for d in ckdir.glob("scissor_*"):
+            d.rmdir()
         try:
             ckdir.rmdir()
         except OSError:

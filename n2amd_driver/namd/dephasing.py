@@ -11,8 +11,6 @@ exp(−(t/τ)²), which gives a τ larger by √2; Libra also offers τ = sqrt(1
 from __future__ import annotations
 
 import numpy as np
-from scipy.integrate import cumulative_trapezoid
-from scipy.optimize import curve_fit
 
 from ..core.units import HBAR_EV_FS
 
@@ -30,6 +28,9 @@ def dephasing_function(gap_eV: np.ndarray, dt_fs: float) -> tuple[np.ndarray, np
     """(t in fs, D(t)) from the gap time series by the second-order cumulant."""
     C = autocorrelation(gap_eV)
     t = np.arange(len(C)) * dt_fs
+    from scipy.integrate import cumulative_trapezoid  # imported here: scipy is slow to import, and hop jobs
+    # with a DEPHTIME file or FSSH never need it
+
     g = cumulative_trapezoid(cumulative_trapezoid(C, t, initial=0.0), t, initial=0.0) / HBAR_EV_FS**2
     return t, np.exp(-g)
 
@@ -40,6 +41,8 @@ def gaussian_dephasing_time(t: np.ndarray, D: np.ndarray, threshold: float = 0.0
     end = below[0] if len(below) else len(D)
     end = max(end, 3)
     guess = t[np.argmin(np.abs(D[:end] - np.exp(-0.5)))] or t[1]
+    from scipy.optimize import curve_fit
+
     (tau,), _ = curve_fit(lambda x, s: np.exp(-x**2 / (2 * s**2)), t[:end], D[:end], p0=[guess])
     return float(abs(tau))
 

@@ -18,7 +18,7 @@ import numpy as np
 
 from ..core.checkpoint import save_npz
 from ..core.parallel import world
-from .hopping import HopSettings, HopState, Propagators, advance
+from .hopping import HopSettings, HopState, Propagators, Record, advance, step_indices
 from .series import CouplingSeries
 
 def _schema():
@@ -78,7 +78,7 @@ def _schema():
                                "re-excited)")
         shprop: bool = Field(False, description="also write Hefei-NAMD SHPROP.<NAMDTINI> files (and POPRT.<NAMDTINI> "
                                                 "with the TDKS populations)")
-        plots: bool = Field(True, description="write PNG plots of populations, energy and dephasing")
+        plots: bool = Field(False, description="also write PNG plots of populations, energy and dephasing")
         seed: int = Field(0, description="random seed (results do not depend on the number of ranks)")
         record_every: PositiveInt = Field(1, description="MD steps between recorded populations")
         checkpoint_every_fs: PositiveFloat = Field(20000.0, description="fs of dynamics between checkpoints")
@@ -205,17 +205,18 @@ def initial_conditions(cfg: dict, series: CouplingSeries, inicon) -> tuple[np.nd
 
 
 def dephasing_times(cfg: dict, series: CouplingSeries, tau=None):
-    """(τ (n, n) fs, dephasing-function times, D(t)): ``tau`` when it came from a file, else from the gaps."""
+    """(τ (n, n) fs, dephasing-function times, D(t)): ``tau`` when it came from a file, else from the gaps;
+    FSSH does not use them, so without a file it gets (None, None, None)."""
+    if tau is not None or cfg["method"] == "fssh":
+        return tau, None, None
     from .dephasing import dephasing_matrix
 
-    if tau is not None:
-        return tau, None, None
     return dephasing_matrix(series.energies, series.dt_fs)
 
 
-#: trajectories per work unit: the job's work is (initial time, block of TRAJ_BLOCK trajectories) pairs,
+#: trajectories per work unit, by method: the job's work is (initial time, block of trajectories) pairs,
 #: each with its own random generator, shared among MPI ranks; results do not depend on the rank count
-TRAJ_BLOCK = 50
+TRAJ_BLOCK = {"dish": 50, "fssh": 500}  # FSSH trajectories are cheap: larger blocks keep the records small
 #: settings that change no result: left out of the checkpoint key
 OUTPUT_ONLY = ("output", "checkpoint_every_fs", "plots", "shprop")
 
@@ -228,10 +229,10 @@ def _hash(cfg: dict, series: CouplingSeries) -> str:
     return h.hexdigest()[:16]
 
 
-def work_units(ninit: int, ntraj: int) -> np.ndarray:
+def work_units(ninit: int, ntraj: int, block: int) -> np.ndarray:
     """(unit, 3) int: initial-time index, block index, trajectories in the block."""
-    nb = -(-ntraj // TRAJ_BLOCK)
-    return np.array([(i, b, min(TRAJ_BLOCK, ntraj - b * TRAJ_BLOCK)) for i in range(ninit) for b in range(nb)])
+    nb = -(-ntraj // block)
+    return np.array([(i, b, min(block, ntraj - b * block)) for i in range(ninit) for b in range(nb)])
 
 
 def run_hop(cfg: dict, progress: bool = True) -> dict | None:
@@ -257,57 +258,42 @@ def run_hop(cfg: dict, progress: bool = True) -> dict | None:
                              "and the config no namdtime_fs: set one of them")
         steps0, states0 = initial_conditions(cfg, series, job.inicon)
         tau, t_deph, D_deph = dephasing_times(cfg, series, job.tau_fs)
-        settings = HopSettings(method=cfg["method"], nelm=int(cfg["nelm"]), ntraj=TRAJ_BLOCK,
+        block = TRAJ_BLOCK[cfg["method"]]
+        settings = HopSettings(method=cfg["method"], nelm=int(cfg["nelm"]), ntraj=block,
                                temperature_K=float(cfg["temperature_K"]), hole=cfg["carrier"] == "hole",
                                detailed_balance=bool(cfg["detailed_balance"]), dephasing_fs=tau,
                                reuse=cfg["trajectory_reuse"], absorbing=bool(cfg["absorbing_ground"]))
         nsteps = int(round(float(cfg["namdtime_fs"]) / series.dt_fs))
         every = int(cfg["record_every"])
         key = _hash(cfg, series)
-        units = work_units(len(steps0), int(cfg["ntraj"]))
+        units = work_units(len(steps0), int(cfg["ntraj"]), block)
         mine = np.asarray(my_chunk(len(units), rank, size), int)
         t0 = time.time()
         prop = Propagators(series, settings)
-        state, rec, valid = _resume_or_start(ckdir, key, units, mine, steps0, states0, series, settings, cfg,
-                                             nsteps, every)
+        prop.prebuild(_visited_steps(steps0, nsteps, series, settings), ranks)
+        state, rec, generation = _resume_or_start(ckdir, key, units, mine, steps0, states0, series, settings, cfg,
+                                                  nsteps, every, ranks)
+        ranks.barrier()  # every rank has read the checkpoints before any writes new ones
         chunk = max(1, int(round(float(cfg["checkpoint_every_fs"]) / series.dt_fs)))
         bar = _progress(nsteps, state.steps_done, rank, progress, cfg["method"])
-        N = series.energies.shape[0]
-        nv = valid.sum(axis=1).astype(float)
         while state.steps_done < nsteps:
             todo = min(chunk, nsteps - state.steps_done)
-
-            def record(st, k):
-                if st.steps_done % every == 0:
-                    _record(rec, st.steps_done // every, st, valid, nv, (k + 1) % N)
-
             if len(mine):
-                advance(state, prop, settings, todo, record)
+                advance(state, prop, settings, todo, rec)
             else:
                 state.steps_done += todo
-            _save_checkpoint(ckdir, rank, key, units[mine], state, rec)
+            _save_checkpoint(ckdir, ranks, generation, key, units[mine], state, rec)
+            generation += 1
             if bar is not None:
                 bar.update(todo)
         if bar is not None:
             bar.close()
         elapsed = time.time() - t0
-    gathered = ranks.gather((units[mine], rec))
+    gathered = ranks.gather((rec.sh, rec.c2))
     if rank != 0:
         return None
     return _write_results(cfg, series, settings, steps0, states0, gathered, nsteps, every, tau, t_deph, D_deph,
                           elapsed, size, job.notes)
-
-
-def _record(rec: dict, idx: int, st: HopState, valid: np.ndarray, nv: np.ndarray, snapshot: np.ndarray) -> None:
-    """Row sums at record ``idx``: trajectories in each state, Σ|c|² and the group's snapshot."""
-    R, n = valid.shape[0], rec["sh"].shape[-1]
-    flat = (np.arange(R)[:, None] * n + st.active)[valid]
-    rec["sh"][:, idx] = np.bincount(flat, minlength=R * n).reshape(R, n)
-    if st.c.ndim == 2:  # FSSH: one c per group
-        rec["c2"][:, idx] = (np.abs(st.c) ** 2)[st.group] * nv[:, None]
-    else:
-        rec["c2"][:, idx] = ((st.c.real**2 + st.c.imag**2) * valid[..., None]).sum(axis=1)
-    rec["snap"][:, idx] = snapshot[st.group]
 
 
 def _progress(nsteps, done, rank, enabled, method):
@@ -318,62 +304,83 @@ def _progress(nsteps, done, rank, enabled, method):
     return tqdm(total=nsteps, initial=done, desc=f"{method.upper()} (rank 0)", unit="step", file=sys.stderr)
 
 
-def _start(units, mine, steps0, states0, series, settings, cfg, nsteps, every):
+def _visited_steps(steps0: np.ndarray, nsteps: int, series: CouplingSeries, settings: HopSettings) -> np.ndarray:
+    """The series steps that runs of ``nsteps`` from the initial steps ``steps0`` go through."""
+    seen = np.zeros(series.nsteps, bool)
+    for s0 in np.unique(steps0):
+        t = s0 + np.arange(min(nsteps, 2 * series.nsteps + 1))  # the cycle repeats within 2 passes
+        seen[step_indices(t, series, settings.reuse)] = True
+    return np.flatnonzero(seen)
+
+
+def _start(units, mine, steps0, states0, series, settings, cfg, nsteps, every) -> tuple[HopState, Record]:
     my = units[mine]
     inits = np.unique(my[:, 0]) if len(my) else np.zeros(0, int)
     group = np.searchsorted(inits, my[:, 0]) if len(my) else np.zeros(0, int)
     seeds = [np.random.SeedSequence([int(cfg["seed"]), int(i), int(b)]) for i, b, _ in my]
-    state = HopState.start(steps0[inits], states0[inits], series.nstates, settings, seeds, group, TRAJ_BLOCK)
-    valid = np.arange(TRAJ_BLOCK)[None, :] < my[:, 2][:, None]
-    nrec, n = nsteps // every + 1, series.nstates
-    rec = {"sh": np.zeros((len(my), nrec, n)), "c2": np.zeros((len(my), nrec, n)),
-           "snap": np.zeros((len(my), nrec), int)}
-    _record(rec, 0, state, valid, valid.sum(axis=1).astype(float), steps0[inits] % series.energies.shape[0])
-    return state, rec, valid
+    state = HopState.start(steps0[inits], states0[inits], series.nstates, settings, seeds, group, settings.ntraj,
+                           nvalid=my[:, 2] if len(my) else np.zeros(0, int))
+    return state, Record.start(state, series, nsteps, every, index=inits, rows=len(steps0))
 
 
-def _resume_or_start(ckdir, key, units, mine, steps0, states0, series, settings, cfg, nsteps, every):
-    state, rec, valid = _start(units, mine, steps0, states0, series, settings, cfg, nsteps, every)
-    if not ckdir.exists():
-        return state, rec, valid
-    found = {}
-    for f in sorted(ckdir.glob("rank*.npz")):
-        z = np.load(f, allow_pickle=False)
+def _resume_or_start(ckdir, key, units, mine, steps0, states0, series, settings, cfg, nsteps, every, ranks):
+    """The state of my units and my records, from the checkpoints when they hold all my units, and the
+    checkpoint generation to write next. Every rank's file holds its units' states and its records, which
+    add up over the files of one generation; on a resume rank 0 takes over the records of all of them,
+    so the number of ranks may change."""
+    state, rec = _start(units, mine, steps0, states0, series, settings, cfg, nsteps, every)
+    files = sorted(ckdir.glob("rank*.npz")) if ckdir.exists() else []
+    if not files:
+        return state, rec, 1
+    loaded = {}
+    for f in files:
+        z = dict(np.load(f, allow_pickle=False))
         if str(z["key"]) != key:
             raise ValueError(f"{f}: checkpoint of a different job (config or input changed); "
                              f"remove {ckdir} to start over")
-        for j, u in enumerate(z["units"]):
-            found[(int(u[0]), int(u[1]))] = (f, j)
+        loaded[f] = z
+    generation = max(int(z["generation"]) for z in loaded.values())
+    latest = [z for z in loaded.values() if int(z["generation"]) == generation]
+    size = int(latest[0]["size"])
+    if len(latest) != size or len({int(z["steps_done"]) for z in latest}) != 1:
+        raise ValueError(f"checkpoints in {ckdir} are incomplete (a run stopped while writing them); "
+                         "remove them to start over")
+    found = {(int(u[0]), int(u[1])): (z, j) for z in latest for j, u in enumerate(z["units"])}
     my = units[mine]
-    if not len(my) or not all((int(i), int(b)) in found for i, b, _ in my):
-        return state, rec, valid
-    files = {f: dict(np.load(f, allow_pickle=False)) for f, _ in (found[(int(i), int(b))] for i, b, _ in my)}
-    rows = [(files[found[(int(i), int(b))][0]], found[(int(i), int(b))][1]) for i, b, _ in my]
-    done = {int(z["steps_done"]) for z, _ in rows}
-    if len(done) != 1:
-        raise ValueError(f"checkpoints in {ckdir} stopped at different steps; remove them to start over")
-    state.steps_done = done.pop()
-    state.active = np.stack([z["active"][j] for z, j in rows])
-    for r, (z, j) in enumerate(rows):
-        state.rngs[r].bit_generator.state = json.loads(str(z["rng"][j]))
-    if settings.method == "dish":
-        state.c = np.stack([z["c"][j] for z, j in rows])
-        state.clocks = np.stack([z["clocks"][j] for z, j in rows])
-    else:  # one c per group: any row of the group has it
-        state.c = np.stack([rows[int(np.flatnonzero(state.group == g)[0])][0]["c"][rows[int(np.flatnonzero(
-            state.group == g)[0])][1]] for g in range(len(state.step0))])
-    for name in rec:
-        rec[name] = np.stack([z[name][j] for z, j in rows])
-    return state, rec, valid
+    if not all((int(i), int(b)) in found for i, b, _ in units):
+        raise ValueError(f"checkpoints in {ckdir} do not hold every (initial time, trajectory block) of this job; "
+                         "remove them to start over")
+    rows = [found[(int(i), int(b))] for i, b, _ in my]
+    state.steps_done = int(latest[0]["steps_done"])
+    if len(my):
+        state.active = np.stack([z["active"][j] for z, j in rows])
+        for r, (z, j) in enumerate(rows):
+            state.rngs[r].bit_generator.state = json.loads(str(z["rng"][j]))
+        if settings.method == "dish":
+            state.c = np.stack([z["c"][j] for z, j in rows])
+            state.clocks = np.stack([z["clocks"][j] for z, j in rows])
+        else:  # one c per group: the first row of each group has it
+            first = [int(np.flatnonzero(state.group == g)[0]) for g in range(len(state.step0))]
+            state.c = np.stack([rows[r][0]["c"][rows[r][1]] for r in first])
+    if ranks.rank == 0:  # the records of every file, once
+        rec.sh = np.sum([z["sh"] for z in latest], axis=0)
+        rec.c2 = np.sum([z["c2"] for z in latest], axis=0)
+    return state, rec, generation + 1
 
 
-def _save_checkpoint(ckdir, rank, key, my_units, state, rec):
+def _save_checkpoint(ckdir, ranks, generation, key, my_units, state, rec):
     c = state.c if state.c.ndim == 3 else state.c[state.group]  # FSSH: each row stores its group's c
-    arrays = dict(key=key, units=my_units, steps_done=state.steps_done, c=c, active=state.active,
-                  rng=np.array([json.dumps(g.bit_generator.state) for g in state.rngs]), **rec)
+    arrays = dict(key=key, generation=generation, size=ranks.size, units=my_units, steps_done=state.steps_done,
+                  c=c, active=state.active, rng=np.array([json.dumps(g.bit_generator.state) for g in state.rngs]),
+                  sh=rec.sh, c2=rec.c2)
     if state.clocks is not None:
         arrays["clocks"] = state.clocks
-    save_npz(ckdir / f"rank{rank}.npz", **arrays)
+    save_npz(ckdir / f"rank{ranks.rank}.npz", **arrays)
+    ranks.barrier()
+    if ranks.rank == 0:  # files of a run on more ranks than this one are of an older generation now
+        for f in ckdir.glob("rank*.npz"):
+            if int(f.stem[4:]) >= ranks.size:
+                f.unlink()
 
 
 def _write_results(cfg, series, settings, steps0, states0, gathered, nsteps, every, tau, t_deph, D_deph, elapsed,
@@ -385,16 +392,16 @@ def _write_results(cfg, series, settings, steps0, states0, gathered, nsteps, eve
     ninit, n = len(steps0), series.nstates
     nrec = nsteps // every + 1
     ntraj = int(cfg["ntraj"])
-    sh = np.zeros((ninit, nrec, n))
-    c2 = np.zeros((ninit, nrec, n))
-    snap = np.zeros((ninit, nrec), int)
-    for units, rec in gathered:
-        for r, (i, b, _) in enumerate(units):
-            sh[i] += rec["sh"][r]
-            c2[i] += rec["c2"][r]
-            snap[i] = rec["snap"][r]
+    sh = np.sum([part[0] for part in gathered], axis=0)
+    c2 = np.sum([part[1] for part in gathered], axis=0)
+    sh[np.arange(ninit), 0, states0] = c2[np.arange(ninit), 0, states0] = ntraj  # t = 0: the initial condition
     sh /= ntraj
     c2 /= ntraj
+    # the snapshot each run has reached at each record: steps0 at t = 0, then the one after the step just made
+    done = np.arange(nrec) * every
+    snap = np.where(done[None, :] == 0, steps0[:, None] % series.energies.shape[0],
+                    (step_indices(steps0[:, None] + np.maximum(done[None, :] - 1, 0), series, settings.reuse) + 1)
+                    % series.energies.shape[0])
     t = np.arange(nrec) * every * series.dt_fs
     energy = np.einsum("itn,itn->it", sh, series.energies[snap])  # carrier energy along each run, eV
     p_init = sh[np.arange(ninit), :, states0]
@@ -411,7 +418,8 @@ def _write_results(cfg, series, settings, steps0, states0, gathered, nsteps, eve
         f["populations_coefficients"] = c2  # mean |c|²
         f["carrier_energy_eV"] = energy
         f["initial_steps"], f["initial_states"] = steps0, states0
-        f["dephasing_fs"] = tau
+        if tau is not None:
+            f["dephasing_fs"] = tau
         if t_deph is not None and D_deph is not None:
             f["dephasing_function/time_fs"] = t_deph
             f["dephasing_function/D"] = D_deph  # (state, state, time): D_ij(t) = exp(−g_ij(t))
@@ -470,14 +478,16 @@ def _summary(series, tau, fits, plateau, cfg, settings, ninit, nsteps, elapsed, 
         f"{settings.method.upper()} {cfg['carrier']} dynamics, {n} states, T = {settings.temperature_K:g} K, "
         f"{ninit} initial times × {ntraj} trajectories × {nsteps * series.dt_fs / 1000:g} ps",
         f"  {'averaged gap (top − bottom state)':38s} {gap:.4f} eV",
-        f"  {'pure-dephasing time (bottom–top)':38s} {tau[ij]:.2f} fs",
+        f"  {'pure-dephasing time (bottom–top)':38s} "
+        + (f"{tau[ij]:.2f} fs" if tau is not None else "not used by FSSH (`n2amd namd analyse` gives it)"),
         f"  {'RMS NAC |ħd| (bottom–top)':38s} {rms[ij]:.4f} meV",
         f"  {'lifetime of the initial state':38s} {life}",
         f"  {'short-time linear estimate':38s} {fits['linear'].text()}",
-        f"  {'cost':38s} {elapsed:.1f} s on {nranks} rank(s): {rate:.3g} trajectory-steps/s",
+        f"  {'cost':38s} {elapsed:.2f} s on {nranks} rank(s): {rate:.3g} trajectory-steps/s",
     ])
     print(text)
-    return {"text": text, "gap_eV": gap, "dephasing_fs": float(tau[ij]), "rms_nac_meV": float(rms[ij]),
+    return {"text": text, "gap_eV": gap, "dephasing_fs": float(tau[ij]) if tau is not None else float("nan"),
+            "rms_nac_meV": float(rms[ij]),
             "lifetime_fs": fits["exponential"].tau_fs if plateau is None else float("nan"),
             "lifetime_stderr_fs": fits["exponential"].stderr_fs, "lifetime_linear_fs": fits["linear"].tau_fs,
             "levels_off_at": plateau, "seconds": elapsed, "hbar_eV_fs": HBAR_EV_FS}

@@ -1,5 +1,5 @@
-"""Surface hopping in the classical path approximation: FSSH and DISH, vectorised over initial times
-(axis 0) and stochastic trajectories (axis 1).
+"""Surface hopping in the classical path approximation: FSSH and DISH over initial times and stochastic
+trajectories.
 
 **FSSH** (Tully, CPA as in Hefei-NAMD/PYXAID). The coefficients do not feel the active state, so one
 vector c per initial time serves all its trajectories. Hop probability from the active state k to m
@@ -24,22 +24,37 @@ belongs to the row, so results do not depend on how rows are shared among MPI ra
 
 Trajectories are held in rows (a row: one random generator, ``width`` trajectories, one initial time);
 the job makes one row per (initial time, block of trajectories) and shares rows among MPI ranks. FSSH keeps
-one c per initial time (``group``), shared by its rows. Propagators are built for the steps a chunk of
-the run uses only, so memory does not grow with the trajectory length.
+one c per initial time (``group``), shared by its rows, and propagates it sub-step by sub-step (exact
+exponential applied to the vector); DISH applies one step propagator per trajectory and step (the product
+of the sub-step exponentials, computed once per MD step and shared). Both are exact to machine precision.
+The per-trajectory loops are compiled kernels (C, ``hopping_kernels.c``), run over chunks of
+:data:`CHUNK_STEPS` steps; what a chunk needs is built for its steps only (FSSH: one initial time at a time),
+and its random numbers are drawn for a bounded number of rows at a time, so memory does not grow with the
+trajectory length or the number of trajectories.
 """
 from __future__ import annotations
 
+import ctypes
+import functools
+import os
+import platform
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
-from ..core.units import KB_EV_K
+from ..core.native import build_shared, cache_root
+from ..core.units import HBAR_EV_FS, KB_EV_K
 from .series import CouplingSeries
 from .tdks import expm_hermitian, substep_hamiltonians
 
 
-#: MD steps whose propagators are built together (bounds memory: chunk × nelm × n² complex per group)
+#: MD steps done per kernel call; their propagators (DISH) or sub-step Hamiltonians (FSSH) are built together
 CHUNK_STEPS = 256
+#: DISH step propagators of the whole trajectory are kept when they fit in this many bytes
+CACHE_BYTES = 64 * 2**20
+#: the random numbers of a chunk are drawn for as many rows at a time as fit in this many bytes
+RANDOM_BYTES = 32 * 2**20
 
 
 @dataclass
@@ -82,42 +97,70 @@ def step_indices(t: np.ndarray, series: CouplingSeries, reuse: str = "wrap") -> 
 
 
 class Propagators:
-    """Builds what hopping needs along the nuclear path for the steps asked for (:meth:`take`)."""
+    """What hopping needs along the nuclear path for the steps asked for (:meth:`take`). DISH step
+    propagators are kept once built while all of them fit in :data:`CACHE_BYTES` (runs longer than the
+    trajectory reuse them); otherwise they are rebuilt per chunk, so memory does not grow with NSW."""
 
     def __init__(self, series: CouplingSeries, settings: HopSettings):
         self.series = series
         self.settings = settings
         self.dt = series.dt_fs
         self.nelm = settings.nelm
+        n = series.nstates
         if settings.method == "dish":
             tau = np.asarray(settings.dephasing_fs, dtype=float)
-            if tau.shape != (series.nstates, series.nstates):
-                raise ValueError(f"dephasing matrix of shape {tau.shape} for {series.nstates} states")
+            if tau.shape != (n, n):
+                raise ValueError(f"dephasing matrix of shape {tau.shape} for {n} states")
             # 1/τ_ij with τ_ii (and zero or infinite entries) meaning "never"
             self.inv_tau = np.divide(1.0, tau, out=np.zeros_like(tau), where=np.isfinite(tau) & (tau > 0))
             np.fill_diagonal(self.inv_tau, 0.0)
+        cache = settings.method == "dish" and series.nsteps * n * n * 16 <= CACHE_BYTES
+        self._U = np.empty((series.nsteps, n, n), complex) if cache else None
+        self._built = np.zeros(series.nsteps, bool)
+
+    def prebuild(self, steps: np.ndarray, ranks=None) -> None:
+        """Build the DISH step propagators of ``steps`` now, the work shared among ``ranks`` (a
+        :class:`~n2amd_driver.core.parallel.Ranks`; every rank then holds all of them). Only when the whole
+        trajectory's propagators fit the cache; otherwise :meth:`take` builds each chunk's."""
+        if self._U is None:
+            return
+        from ..core.parallel import chunk
+
+        todo = np.asarray(steps, int)
+        todo = todo[~self._built[todo]]
+        rank, size = (0, 1) if ranks is None else (ranks.rank, ranks.size)
+        mine = todo[np.asarray(chunk(len(todo), rank, size), int)]
+        built = np.empty((len(mine),) + self._U.shape[1:], complex)
+        for k in range(0, len(mine), CHUNK_STEPS):  # in chunks: the sub-step arrays are nelm times larger
+            built[k:k + CHUNK_STEPS] = self._build(mine[k:k + CHUNK_STEPS])
+        parts = [built] if ranks is None else ranks.allgather(built)
+        if len(todo):
+            self._U[todo] = np.concatenate(parts)
+            self._built[todo] = True
 
     def take(self, steps: np.ndarray) -> dict:
-        """For the series steps ``steps``: DISH the step propagators U (len, n, n); FSSH the sub-step ones X
-        and the couplings d at the sub-steps (len, nelm, n, n); both the midpoint energies E_mid (len, n) eV."""
-        from ..core.units import HBAR_EV_FS
-
-        s, E = self.series, self.series.energies
+        """For the series steps ``steps``: DISH the step propagators U (len, n, n); FSSH the sub-step
+        Hamiltonians H (len, nelm, n, n) eV; both the Boltzmann factors F (len, n, n) of a move k → m at the
+        step midpoint."""
+        E = self.series.energies
         steps = np.asarray(steps, int)
-        H = substep_hamiltonians(s, self.nelm, steps)
-        X = expm_hermitian(H, self.dt / self.nelm)
-        out = {"E_mid": 0.5 * (E[steps] + E[(steps + 1) % E.shape[0]]), "dt_sub": self.dt / self.nelm}
+        E_mid = 0.5 * (E[steps] + E[(steps + 1) % E.shape[0]])
+        out = {"F": boltzmann_factors(E_mid, self.settings)}
         if self.settings.method == "fssh":
-            d = -H.imag / HBAR_EV_FS  # ħ d at sub-steps, eV → d in 1/fs; off-diagonal only
-            n = s.nstates
-            d[..., np.arange(n), np.arange(n)] = 0.0
-            out.update(X=X, d=d)
+            out["H"] = substep_hamiltonians(self.series, self.nelm, steps)
+        elif self._U is None:
+            out["U"] = self._build(steps)
         else:
-            U = X[:, 0]
-            for j in range(1, X.shape[1]):
-                U = X[:, j] @ U
-            out["U"] = U
+            self.prebuild(steps)
+            out["U"] = self._U[steps]
         return out
+
+    def _build(self, steps: np.ndarray) -> np.ndarray:
+        X = expm_hermitian(substep_hamiltonians(self.series, self.nelm, steps), self.dt / self.nelm)
+        U = X[:, 0]
+        for j in range(1, X.shape[1]):
+            U = X[:, j] @ U
+        return U
 
 
 def boltzmann_factors(E_mid: np.ndarray, settings: HopSettings) -> np.ndarray:
@@ -132,7 +175,7 @@ def boltzmann_factors(E_mid: np.ndarray, settings: HopSettings) -> np.ndarray:
 @dataclass
 class HopState:
     """The state of a set of rows of trajectories (what a checkpoint stores). Rows belong to groups (initial
-    times): ``group[r]`` is row r's group."""
+    times): ``group[r]`` is row r's group; row r uses its first ``nvalid[r]`` trajectories."""
 
     step0: np.ndarray  # (G,) series step at which each group's run starts
     init_state: np.ndarray  # (G,) state index of the carrier at t0
@@ -142,12 +185,13 @@ class HopState:
     clocks: np.ndarray | None  # DISH (R, W, n) fs since each state's last decoherence event
     steps_done: int
     rngs: list  # one numpy Generator per row
+    nvalid: np.ndarray  # (R,) trajectories in use in each row
 
     @classmethod
     def start(cls, step0, init_state, nstates: int, settings: HopSettings, seeds, group=None,
-              width: int | None = None) -> "HopState":
+              width: int | None = None, nvalid=None) -> "HopState":
         """Rows seeded by ``seeds`` (one per row), in groups ``group`` (default: one row per group) of
-        ``width`` trajectories (default ``settings.ntraj``)."""
+        ``width`` trajectories (default ``settings.ntraj``), of which ``nvalid`` (default all) are used."""
         step0, init_state = np.asarray(step0, int), np.asarray(init_state, int)
         G = len(step0)
         group = np.arange(G) if group is None else np.asarray(group, int)
@@ -168,94 +212,144 @@ class HopState:
         rngs = [np.random.default_rng(s) for s in seeds]
         if len(rngs) != R:
             raise ValueError(f"{len(rngs)} seeds for {R} rows")
-        return cls(step0, init_state, group, c, active, clocks, 0, rngs)
+        nvalid = np.full(R, W, np.int64) if nvalid is None else np.ascontiguousarray(nvalid, np.int64)
+        return cls(step0, init_state, group, c, active, clocks, 0, rngs, nvalid)
 
 
-def advance(state: HopState, prop: Propagators, settings: HopSettings, nsteps: int, record):
-    """Run ``nsteps`` MD steps; after each step call ``record(state, k)`` with ``k`` (G,) the series step
-    each group has just made."""
-    W = state.active.shape[1]
-    bottom = settings.ground_state(prop.series.nstates)
+@dataclass
+class Record:
+    """Sums over trajectories every ``every`` steps, per initial time: trajectories in each state ``sh`` and
+    Σ|c|² ``c2``; record i is after i·every steps (i ≥ 1; record 0, the initial condition, is left to the
+    caller). ``index`` maps the state's groups to rows of the record, so ranks holding parts of the same
+    initial times fill records that add up."""
+
+    every: int
+    sh: np.ndarray  # (rows, nrec, n)
+    c2: np.ndarray  # (rows, nrec, n)
+    index: np.ndarray  # (G,) record row of each group of the state
+
+    @classmethod
+    def start(cls, state: HopState, series: CouplingSeries, nsteps: int, every: int = 1, index=None,
+              rows: int | None = None) -> "Record":
+        G, n = len(state.step0), series.nstates
+        index = np.arange(G) if index is None else index
+        shape = (G if rows is None else rows, nsteps // every + 1, n)
+        return cls(every, np.zeros(shape), np.zeros(shape), np.ascontiguousarray(index, np.int64))
+
+
+def advance(state: HopState, prop: Propagators, settings: HopSettings, nsteps: int, record: Record | None = None):
+    """Run ``nsteps`` MD steps of every trajectory of ``state``, filling ``record`` as they go. The work is
+    done in chunks of :data:`CHUNK_STEPS` steps by the compiled kernels."""
+    R, W = state.active.shape
+    n = prop.series.nstates
+    if record is None:  # nothing to record
+        record = Record.start(state, prop.series, 0, every=2**62)
+    bottom = settings.ground_state(n)
     done = 0
     while done < nsteps:
         block = min(CHUNK_STEPS, nsteps - done)
         t = state.step0[:, None] + state.steps_done + np.arange(block)[None, :]  # (G, block)
         ks = step_indices(t, prop.series, settings.reuse)
-        uniq, where = np.unique(ks, return_inverse=True)
-        where = where.reshape(ks.shape)
-        P = prop.take(uniq)
-        # one random number per trajectory and step, from each row's own generator
-        rand = np.stack([rng.random((block, W)) for rng in state.rngs], axis=1)  # (block, R, W)
-        for b in range(block):
-            w = where[:, b]
-            before = state.active
+        if settings.method == "fssh":  # each initial time's coefficients through the chunk, one at a time
+            G = len(state.step0)
+            g, out, pops = np.empty((G, block, n, n)), np.empty((G, block, n)), np.empty((G, block, n))
+            for k in range(G):  # (the sub-step Hamiltonians of all of them at once would be nelm·n² per step)
+                uniq, where = np.unique(ks[k], return_inverse=True)
+                P = prop.take(uniq)
+                g[k], out[k], pops[k] = _fssh_probabilities(P["H"], P["F"], where[None, :], state.c[k:k + 1],
+                                                             prop.dt / prop.nelm / HBAR_EV_FS)
+        else:
+            uniq, where = np.unique(ks, return_inverse=True)
+            where = where.reshape(ks.shape)
+            P = prop.take(uniq)
+        per_batch = max(1, RANDOM_BYTES // (8 * block * W))  # rows whose random numbers are drawn together
+        for r0 in range(0, R, per_batch):
+            rows = slice(r0, min(R, r0 + per_batch))
+            # one random number per trajectory and step, from each row's own generator
+            rand = np.empty((rows.stop - r0, block, W))
+            for rng, row in zip(state.rngs[rows], rand):
+                rng.random(out=row)
             if settings.method == "fssh":
-                _fssh_step(state, P, w, settings, rand[b])
+                _fssh_hops(g, out, state, rows, rand, settings, bottom, record)
             else:
-                _dish_step(state, prop, P, w, settings, rand[b])
-            if settings.absorbing:
-                state.active = np.where(before == bottom, bottom, state.active)
-            state.steps_done += 1
-            record(state, ks[:, b])
+                _dish_steps(P, where, state, rows, prop, rand, settings, bottom, record)
+        if settings.method == "fssh":
+            idx = np.arange(state.steps_done + 1, state.steps_done + block + 1)
+            on = np.flatnonzero(idx % record.every == 0)
+            if len(on):  # every trajectory of a group has its |c|²
+                rec_rows = record.index[state.group]
+                np.add.at(record.c2, (rec_rows[:, None], idx[on][None, :] // record.every),
+                          pops[state.group][:, on] * state.nvalid[:, None, None])
+        state.steps_done += block
         done += block
+    return record
 
 
-def _fssh_step(state, P, w, settings, r):
-    c = state.c  # (G, n)
-    G, n = c.shape
-    X, d = P["X"][w], P["d"][w]  # (G, nelm, n, n)
-    nelm = X.shape[1]
-    g = np.zeros((G, n, n))
-    for j in range(nelm):
-        c = np.einsum("gab,gb->ga", X[:, j], c)
-        pop = np.abs(c) ** 2
-        flow = 2.0 * np.real(np.conj(c)[:, :, None] * c[:, None, :]) * d[:, j]  # (G, k, m)
-        g += flow / np.maximum(pop, 1e-300)[:, :, None]
-    state.c = c
-    g *= P["dt_sub"]
-    g = np.clip(g, 0.0, None) * boltzmann_factors(P["E_mid"][w], settings)
-    g[:, np.arange(n), np.arange(n)] = 0.0
-    gr = g[state.group]  # (R, n, n)
-    rows = np.arange(len(state.group))[:, None]
-    out = gr.sum(axis=-1)[rows, state.active]  # (R, W): total probability of leaving
-    hop = r < out
-    if hop.any():
-        ri, ti = np.nonzero(hop)
-        cum = np.cumsum(gr[ri, state.active[ri, ti]], axis=-1)  # (nhop, n)
-        target = np.argmax(r[ri, ti][:, None] < cum, axis=-1)
-        state.active[ri, ti] = target
+# ---- compiled kernels ---------------------------------------------------------------------------
+# The per-trajectory loops are C (hopping_kernels.c, built on first use into a per-user cache and called
+# through ctypes) rather than a JIT, whose start-up alone is a large part of a short run (docs/namd.md).
+
+def kernels_path() -> Path:
+    """The compiled kernels (built now if missing: C compiler ``$CC`` or ``cc``; cache ``$N2AMD_NATIVE_CACHE``
+    or ``<venv>/var/n2amd_native``)."""
+    cc = os.environ.get("CC", "cc")
+    return build_shared(Path(__file__).with_name("hopping_kernels.c"), "hopping_kernels.so",
+                        [cc, "-O3", "-fPIC", "-shared"], cache_root("N2AMD_NATIVE_CACHE", "n2amd_native"),
+                        link=("-lm",), depends=(platform.machine(),))
 
 
-def _dish_step(state, prop, P, w, settings, r):
-    U = P["U"][w][state.group]  # (R, n, n)
-    c = np.matmul(state.c, np.swapaxes(U, -1, -2))  # c_r,t ← U_r c_r,t
-    n = c.shape[-1]
-    state.clocks += prop.dt
-    pop = c.real**2 + c.imag**2
-    rates = pop @ prop.inv_tau.T  # (R, W, n): 1/τ_i = Σ_j |c_j|²/τ_ij
-    ratio = state.clocks * rates
-    i_star = np.argmax(ratio, axis=-1)  # (R, W)
-    event = np.take_along_axis(ratio, i_star[..., None], -1)[..., 0] >= 1.0
-    if event.any():
-        f = boltzmann_factors(P["E_mid"][w][state.group], settings)  # (R, n, n)
-        rows = np.arange(len(state.group))[:, None]
-        f_move = f[rows, state.active, i_star]  # active → i*
-        p_i = np.take_along_axis(pop, i_star[..., None], -1)[..., 0]
-        collapse = event & (r < p_i * f_move)
-        project = event & ~collapse
-        if collapse.any():
-            ci = np.take_along_axis(c, i_star[..., None], -1)[..., 0]
-            phase = np.where(np.abs(ci) > 0, ci / np.maximum(np.abs(ci), 1e-300), 1.0)
-            onehot = (np.arange(n) == i_star[..., None])
-            c = np.where(collapse[..., None], onehot * phase[..., None], c)
-            state.active = np.where(collapse, i_star, state.active)
-            state.clocks[collapse] = 0.0
-        if project.any():
-            keep = ~((np.arange(n) == i_star[..., None]) & project[..., None])
-            cp = c * keep
-            norm = np.linalg.norm(cp, axis=-1, keepdims=True)
-            ok = project[..., None] & (norm > 1e-150)
-            c = np.where(ok, cp / np.where(norm > 0, norm, 1.0), c)
-            reset = (np.arange(n) == i_star[..., None]) & project[..., None]
-            state.clocks[reset] = 0.0
-    state.c = c
+@functools.cache
+def _kernels() -> ctypes.CDLL:
+    lib = ctypes.CDLL(str(kernels_path()))
+    i64, f64, cint = ctypes.c_int64, ctypes.c_double, ctypes.c_int
+
+    def arr(dtype):
+        return np.ctypeslib.ndpointer(dtype=dtype, flags="C_CONTIGUOUS")
+
+    F, C, I = arr(np.float64), arr(np.complex128), arr(np.int64)
+    lib.fssh_probabilities.argtypes = [i64, i64, i64, i64, C, F, I, C, f64, F, F, F]
+    lib.fssh_hops.argtypes = [i64, i64, i64, i64, i64, F, F, I, I, I, I, F, cint, i64, i64, i64, i64, F]
+    lib.dish_steps.argtypes = [i64, i64, i64, i64, i64, F, F, F, I, I, I, C, I, F, I, F, F, f64, cint, i64, i64,
+                               i64, i64, F, F]
+    for f in (lib.fssh_probabilities, lib.fssh_hops, lib.dish_steps):
+        f.restype = None
+    return lib
+
+
+def _fssh_probabilities(H, F, where, c, tau):
+    """Propagate each group's c (G, n) through the chunk's sub-step Hamiltonians H (u, nelm, n, n) eV
+    (``where`` (G, block) picks each group's step; τ = h/ħ); returns the hop probabilities g (G, block, n, n)
+    accumulated over the sub-steps, clipped at 0, times the Boltzmann factors F, their sums over the target
+    state (G, block, n), and |c|² after each step (G, block, n)."""
+    G, block = where.shape
+    nelm, n = H.shape[1], H.shape[-1]
+    g, out, pops = np.empty((G, block, n, n)), np.empty((G, block, n)), np.empty((G, block, n))
+    if not c.flags.c_contiguous:
+        raise ValueError("FSSH coefficients must be C-contiguous (they are propagated in place)")
+    _kernels().fssh_probabilities(G, block, nelm, n, np.ascontiguousarray(H), np.ascontiguousarray(F),
+                                  np.ascontiguousarray(where, np.int64), c, tau, g, out, pops)
+    return g, out, pops
+
+
+def _fssh_hops(g, out, state: HopState, rows: slice, rand, settings: HopSettings, bottom: int,
+               record: Record) -> None:
+    """The hops of the trajectories of ``rows`` (a contiguous range of rows) over the chunk."""
+    W = state.active.shape[1]
+    G, block, n = out.shape
+    group = state.group[rows]
+    _kernels().fssh_hops(len(group), W, G, block, n, g, out, group, record.index[group], state.active[rows],
+                         state.nvalid[rows], rand, int(settings.absorbing), bottom, state.steps_done, record.every,
+                         record.sh.shape[1], record.sh)
+
+
+def _dish_steps(P, where, state: HopState, rows: slice, prop: Propagators, rand, settings: HopSettings, bottom: int,
+                record: Record) -> None:
+    """DISH over the chunk for the trajectories of ``rows`` (a contiguous range of rows)."""
+    W, n = state.c.shape[1:]
+    group = state.group[rows]
+    _kernels().dish_steps(len(group), W, where.shape[0], where.shape[1], n, np.ascontiguousarray(P["U"].real),
+                          np.ascontiguousarray(P["U"].imag), np.ascontiguousarray(P["F"]),
+                          np.ascontiguousarray(where, np.int64), group, record.index[group], state.c[rows],
+                          state.active[rows], state.clocks[rows], state.nvalid[rows], rand, prop.inv_tau, prop.dt,
+                          int(settings.absorbing), bottom, state.steps_done, record.every, record.sh.shape[1],
+                          record.sh, record.c2)

@@ -30,7 +30,9 @@ class LifetimeFit:
             return (f"no decay resolved ({self.kind} fit, window {self.window_fs[0]:.0f}–{self.window_fs[1]:.0f} fs: "
                     "run longer or with more trajectories)")
         unit, scale = _unit(self.tau_fs)
-        return (f"{self.tau_fs / scale:.3g} ± {self.stderr_fs / scale:.2g} {unit} ({self.kind} fit, "
+        error = (f"± {self.stderr_fs / scale:.2g} {unit}" if np.isfinite(self.stderr_fs) else
+                 f"{unit}, no error bar (one initial time)")
+        return (f"{self.tau_fs / scale:.3g} {error} ({self.kind} fit, "
                 f"window {self.window_fs[0]:.0f}–{self.window_fs[1]:.0f} fs)")
 
 

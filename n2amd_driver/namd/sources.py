@@ -12,7 +12,8 @@ from ..orbitals.functions import BasisFunctions, basis_functions
 
 
 class ModelSource:
-    """H from a trained Hamiltonian model; S from the basis functions of the model's reference engine."""
+    """H from a trained Hamiltonian model; S from the basis functions of the model's basis (tblite's STO-nG
+    or any pyscf Gaussian basis)."""
 
     def __init__(self, path, device: str = "auto", dtype: str | None = None):
         from ..models.io import load_hamiltonian_model
@@ -21,9 +22,10 @@ class ModelSource:
         self.dtype = dtype
         self.model = load_hamiltonian_model(path, device=device, dtype=dtype)
         self.reference = self.model.info["reference"]
-        if self.reference.get("engine") != "tblite":
-            raise ValueError(f"{path}: couplings need analytic basis functions; supported for tblite references, "
-                             f"this model was trained on {self.reference.get('engine')}")
+        kind = self.model.basis.name.split(":", 1)[0]
+        if kind not in ("tblite", "pyscf"):
+            raise ValueError(f"{path}: couplings need basis functions the package can evaluate (tblite:METHOD or "
+                             f"pyscf:BASIS); this model's basis is '{self.model.basis.name}'")
 
     def basis_functions(self, atoms: Atoms) -> BasisFunctions:
         return self.model.basis_functions(atoms)
@@ -43,17 +45,20 @@ class ModelSource:
 
 
 class EngineSource:
-    """H and S from a reference engine's converged calculation (tblite); cross overlaps from its basis."""
+    """H and S from a reference engine's converged Γ-point calculation (tblite, or pyscf DFT with a GTH basis);
+    cross overlaps from the same basis, so a model and its reference run through the same code path."""
 
     def __init__(self, engine: str = "tblite", **options):
         from ..engines import get_engine
 
-        if engine != "tblite":
-            raise ValueError(f"reference couplings are supported with the tblite engine, not '{engine}'")
+        if engine not in ("tblite", "pyscf"):
+            raise ValueError(f"reference couplings need the tblite or pyscf engine, not '{engine}'")
         self.engine = get_engine(engine, **options)
 
     def basis_functions(self, atoms: Atoms) -> BasisFunctions:
-        return basis_functions(f"tblite:{self.engine.method}", atoms.get_chemical_symbols())
+        elements = atoms.get_chemical_symbols()
+        periodic = bool(np.all(atoms.pbc))
+        return basis_functions(self.engine.basis(set(elements)).name, elements, periodic=periodic)
 
     def electronic(self, atoms: Atoms) -> tuple[np.ndarray, np.ndarray, float]:
         lab = self.engine.label(atoms)
@@ -64,11 +69,17 @@ class EngineSource:
 
 
 def make_source(spec: dict, device: str = "auto"):
-    """``{model: file.pt[, dtype: float32]}`` or ``{engine: tblite, method: GFN1-xTB, ...engine options}``."""
+    """``{model: file.pt[, dtype: float32]}`` or ``{engine: tblite, method: GFN1-xTB, ...engine options}`` or
+    ``{engine: pyscf, method: PBE, basis: gth-dzvp, ...}``."""
     spec = dict(spec)
     if spec.get("model"):
         return ModelSource(spec["model"], device=device, dtype=spec.get("dtype"))
     if spec.get("engine"):
-        return EngineSource(spec.pop("engine"), **{k: v for k, v in spec.items()
-                                                   if k not in ("model", "dtype") and v is not None})
-    raise ValueError("hamiltonian: give either 'model: FILE.pt' or 'engine: tblite' (with method: GFN1-xTB/GFN2-xTB)")
+        engine = spec.pop("engine")
+        options = {k: v for k, v in spec.items() if k not in ("model", "dtype") and v is not None}
+        extra = sorted(set(options) - {"method"}) if engine == "tblite" else []
+        if extra:
+            raise ValueError(f"hamiltonian: {', '.join(extra)} apply to the pyscf engine only, not tblite")
+        return EngineSource(engine, **options)
+    raise ValueError("hamiltonian: give either 'model: FILE.pt' or 'engine: tblite' (method: GFN1-xTB/GFN2-xTB) or "
+                     "'engine: pyscf' (method: PBE/HSE06, basis: gth-...)")

@@ -9,18 +9,18 @@ exports ``N2AMD_PYTHON`` so the embedded interpreter is this virtual environment
 """
 from __future__ import annotations
 
-import hashlib
 import os
-import subprocess
 import sys
 import sysconfig
 from pathlib import Path
+
+from ...core.native import NativeBuildError, build_shared, cache_root
 
 SOURCE = Path(__file__).with_name("n2amd_plugin.cpp")
 NAME = "n2amdplugin.so"  # LAMMPS auto-loads files ending in 'plugin.so'
 
 
-class PluginBuildError(RuntimeError):
+class PluginBuildError(NativeBuildError):
     pass
 
 
@@ -39,44 +39,22 @@ def _lammps_version() -> str:
     return metadata.version("lammps")
 
 
-def build_key() -> str:
-    lmp_dir = _lammps_dir()
-    h = hashlib.sha256()
-    h.update(SOURCE.read_bytes())
-    h.update(_lammps_version().encode())
-    h.update(sys.version.encode())
-    h.update(str(lmp_dir).encode())
-    return h.hexdigest()[:16]
-
-
-def cache_root() -> Path:
-    base = os.environ.get("N2AMD_PLUGIN_CACHE") or os.path.join(sys.prefix, "var", "n2amd_plugin")
-    return Path(base)
-
-
 def build(force: bool = False, verbose: bool = False) -> Path:
     """Compile the plugin if needed; returns the folder that holds ``n2amdplugin.so``."""
-    out_dir = cache_root() / build_key()
-    so = out_dir / NAME
-    if so.exists() and not force:
-        return out_dir
     lmp_dir = _lammps_dir()
     inc = [f"-I{lmp_dir / 'include' / 'lammps'}", f"-I{Path(sys.prefix) / 'include'}",
            f"-I{sysconfig.get_paths()['include']}"]
     libdir = sysconfig.get_config_var("LIBDIR")
     ver = sysconfig.get_config_var("LDVERSION") or f"{sys.version_info.major}.{sys.version_info.minor}"
     cxx = os.environ.get("CXX", "c++")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    tmp = out_dir / (NAME + ".tmp")
-    cmd = [cxx, "-std=c++17", "-O2", "-fPIC", "-shared", "-DLAMMPS_SMALLBIG", *inc, str(SOURCE), "-o", str(tmp),
-           f"-L{libdir}", f"-lpython{ver}", f"-Wl,-rpath,{libdir}"]
-    if verbose:
-        print("[n2amd] building LAMMPS plugin:", " ".join(cmd), file=sys.stderr)
-    r = subprocess.run(cmd, capture_output=True, text=True)
-    if r.returncode != 0:
-        raise PluginBuildError(f"compiling the LAMMPS plugin failed ({cxx}):\n{r.stderr[-4000:]}")
-    os.replace(tmp, so)
-    return out_dir
+    cmd = [cxx, "-std=c++17", "-O2", "-fPIC", "-shared", "-DLAMMPS_SMALLBIG", *inc]
+    link = (f"-L{libdir}", f"-lpython{ver}", f"-Wl,-rpath,{libdir}")
+    try:
+        so = build_shared(SOURCE, NAME, cmd, cache_root("N2AMD_PLUGIN_CACHE", "n2amd_plugin"), link=link,
+                          depends=(_lammps_version(), str(lmp_dir)), force=force, verbose=verbose)
+    except NativeBuildError as exc:
+        raise PluginBuildError(f"the LAMMPS plugin: {exc}") from None
+    return so.parent
 
 
 def plugin_dir() -> str:
