@@ -427,6 +427,10 @@ def test_scissor_shifts_the_conduction_states_only(tmp_path, si8_dump):
 
     with pytest.raises(ValueError, match="scissor takes gap_eV or hamiltonian, not both"):
         _cfg(tmp_path, si8_dump, scissor={"gap_eV": 1.0, "hamiltonian": other})
+    from n2amd_driver.namd.sources import make_source
+
+    with pytest.raises(ValueError, match="basis, pseudo apply to the pyscf engine only, not tblite"):
+        make_source({"engine": "tblite", "method": "GFN1-xTB", "basis": "gth-dzvp", "pseudo": "gth-pbe"})
 
 
 @pytest.mark.slow

@@ -165,10 +165,14 @@ def job_settings(cfg: dict) -> dict:
     out["trajectory"] = str(Path(cfg["trajectory"]).resolve())
     model = cfg["hamiltonian"].get("model")
     if model:
-        from ..models.io import resolve_model_path
-
-        out["model_sha256"] = hashlib.sha256(resolve_model_path(model).read_bytes()).hexdigest()
+        out["model_sha256"] = _model_sha256(model)
     return json.loads(json.dumps(out, default=str))
+
+
+def _model_sha256(model: str) -> str:
+    from ..models.io import resolve_model_path
+
+    return hashlib.sha256(resolve_model_path(model).read_bytes()).hexdigest()
 
 
 def frame_hashes(frames) -> list[str]:
@@ -295,9 +299,7 @@ def _scissor_dir(cfg: dict, ckdir: Path) -> Path:
     spec = json.dumps(cfg["scissor"]["hamiltonian"], sort_keys=True)
     model = cfg["scissor"]["hamiltonian"].get("model")
     if model:
-        from ..models.io import resolve_model_path
-
-        spec += hashlib.sha256(resolve_model_path(model).read_bytes()).hexdigest()
+        spec += _model_sha256(model)
     return ckdir / f"scissor_{hashlib.sha256(spec.encode()).hexdigest()[:12]}"
 
 

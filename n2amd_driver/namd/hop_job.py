@@ -1,9 +1,10 @@
 """``python -m n2amd_driver.namd hop config.yaml``: populations and lifetimes from a couplings file.
 
-Runs on one process or under ``mpirun -n N``: initial times are dealt to ranks (i mod N); each initial
-time has its own random generator seeded from (seed, initial-time index), so populations do not depend
-on N. Every rank checkpoints its initial times every ``checkpoint_every_fs``; re-running the same command
-resumes from the checkpoints (also with another number of ranks). Rank 0 writes the results.
+Runs on one process or under ``mpirun -n N``: the work is (initial time, block of trajectories) units,
+dealt to the ranks in contiguous shares; each unit has its own random generator seeded from (seed,
+initial-time index, block index), so populations do not depend on N. Every rank checkpoints its units and
+its share of the records every ``checkpoint_every_fs``; re-running the same command resumes from the
+checkpoints (also with another number of ranks). Rank 0 writes the results.
 """
 from __future__ import annotations
 

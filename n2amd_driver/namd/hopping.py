@@ -46,7 +46,7 @@ import numpy as np
 from ..core.native import build_shared, cache_root
 from ..core.units import HBAR_EV_FS, KB_EV_K
 from .series import CouplingSeries
-from .tdks import expm_hermitian, substep_hamiltonians
+from .tdks import step_propagators, substep_hamiltonians
 
 
 #: MD steps done per kernel call; their propagators (DISH) or sub-step Hamiltonians (FSSH) are built together
@@ -132,7 +132,7 @@ class Propagators:
         mine = todo[np.asarray(chunk(len(todo), rank, size), int)]
         built = np.empty((len(mine),) + self._U.shape[1:], complex)
         for k in range(0, len(mine), CHUNK_STEPS):  # in chunks: the sub-step arrays are nelm times larger
-            built[k:k + CHUNK_STEPS] = self._build(mine[k:k + CHUNK_STEPS])
+            built[k:k + CHUNK_STEPS] = step_propagators(self.series, self.nelm, steps=mine[k:k + CHUNK_STEPS])
         parts = [built] if ranks is None else ranks.allgather(built)
         if len(todo):
             self._U[todo] = np.concatenate(parts)
@@ -149,18 +149,12 @@ class Propagators:
         if self.settings.method == "fssh":
             out["H"] = substep_hamiltonians(self.series, self.nelm, steps)
         elif self._U is None:
-            out["U"] = self._build(steps)
+            out["U"] = step_propagators(self.series, self.nelm, steps=steps)
         else:
             self.prebuild(steps)
             out["U"] = self._U[steps]
         return out
 
-    def _build(self, steps: np.ndarray) -> np.ndarray:
-        X = expm_hermitian(substep_hamiltonians(self.series, self.nelm, steps), self.dt / self.nelm)
-        U = X[:, 0]
-        for j in range(1, X.shape[1]):
-            U = X[:, j] @ U
-        return U
 
 
 def boltzmann_factors(E_mid: np.ndarray, settings: HopSettings) -> np.ndarray:
@@ -258,10 +252,11 @@ def advance(state: HopState, prop: Propagators, settings: HopSettings, nsteps: i
                 P = prop.take(uniq)
                 g[k], out[k], pops[k] = _fssh_probabilities(P["H"], P["F"], where[None, :], state.c[k:k + 1],
                                                              prop.dt / prop.nelm / HBAR_EV_FS)
-        else:
+        else:  # the chunk's step propagators, as the kernel reads them
             uniq, where = np.unique(ks, return_inverse=True)
-            where = where.reshape(ks.shape)
             P = prop.take(uniq)
+            P = {"Ur": np.ascontiguousarray(P["U"].real), "Ui": np.ascontiguousarray(P["U"].imag), "F": P["F"],
+                 "where": np.ascontiguousarray(where.reshape(ks.shape), np.int64)}
         per_batch = max(1, RANDOM_BYTES // (8 * block * W))  # rows whose random numbers are drawn together
         for r0 in range(0, R, per_batch):
             rows = slice(r0, min(R, r0 + per_batch))
@@ -272,7 +267,7 @@ def advance(state: HopState, prop: Propagators, settings: HopSettings, nsteps: i
             if settings.method == "fssh":
                 _fssh_hops(g, out, state, rows, rand, settings, bottom, record)
             else:
-                _dish_steps(P, where, state, rows, prop, rand, settings, bottom, record)
+                _dish_steps(P, state, rows, prop, rand, settings, bottom, record)
         if settings.method == "fssh":
             idx = np.arange(state.steps_done + 1, state.steps_done + block + 1)
             on = np.flatnonzero(idx % record.every == 0)
@@ -308,9 +303,9 @@ def _kernels() -> ctypes.CDLL:
 
     F, C, I = arr(np.float64), arr(np.complex128), arr(np.int64)
     lib.fssh_probabilities.argtypes = [i64, i64, i64, i64, C, F, I, C, f64, F, F, F]
-    lib.fssh_hops.argtypes = [i64, i64, i64, i64, i64, F, F, I, I, I, I, F, cint, i64, i64, i64, i64, F]
-    lib.dish_steps.argtypes = [i64, i64, i64, i64, i64, F, F, F, I, I, I, C, I, F, I, F, F, f64, cint, i64, i64,
-                               i64, i64, F, F]
+    lib.fssh_hops.argtypes = [i64, i64, i64, i64, F, F, I, I, I, I, F, cint, i64, i64, i64, i64, F]
+    lib.dish_steps.argtypes = [i64, i64, i64, i64, F, F, F, I, I, I, C, I, F, I, F, F, f64, cint, i64, i64, i64, i64,
+                               F, F]
     for f in (lib.fssh_probabilities, lib.fssh_hops, lib.dish_steps):
         f.restype = None
     return lib
@@ -335,21 +330,21 @@ def _fssh_hops(g, out, state: HopState, rows: slice, rand, settings: HopSettings
                record: Record) -> None:
     """The hops of the trajectories of ``rows`` (a contiguous range of rows) over the chunk."""
     W = state.active.shape[1]
-    G, block, n = out.shape
+    block, n = out.shape[1:]
     group = state.group[rows]
-    _kernels().fssh_hops(len(group), W, G, block, n, g, out, group, record.index[group], state.active[rows],
+    _kernels().fssh_hops(len(group), W, block, n, g, out, group, record.index[group], state.active[rows],
                          state.nvalid[rows], rand, int(settings.absorbing), bottom, state.steps_done, record.every,
                          record.sh.shape[1], record.sh)
 
 
-def _dish_steps(P, where, state: HopState, rows: slice, prop: Propagators, rand, settings: HopSettings, bottom: int,
+def _dish_steps(P: dict, state: HopState, rows: slice, prop: Propagators, rand, settings: HopSettings, bottom: int,
                 record: Record) -> None:
-    """DISH over the chunk for the trajectories of ``rows`` (a contiguous range of rows)."""
+    """DISH over the chunk for the trajectories of ``rows`` (a contiguous range of rows); ``P``: the chunk's
+    step propagators (real and imaginary parts), Boltzmann factors and each group's step."""
     W, n = state.c.shape[1:]
     group = state.group[rows]
-    _kernels().dish_steps(len(group), W, where.shape[0], where.shape[1], n, np.ascontiguousarray(P["U"].real),
-                          np.ascontiguousarray(P["U"].imag), np.ascontiguousarray(P["F"]),
-                          np.ascontiguousarray(where, np.int64), group, record.index[group], state.c[rows],
-                          state.active[rows], state.clocks[rows], state.nvalid[rows], rand, prop.inv_tau, prop.dt,
-                          int(settings.absorbing), bottom, state.steps_done, record.every, record.sh.shape[1],
-                          record.sh, record.c2)
+    block = P["where"].shape[1]
+    _kernels().dish_steps(len(group), W, block, n, P["Ur"], P["Ui"], P["F"], P["where"], group, record.index[group],
+                          state.c[rows], state.active[rows], state.clocks[rows], state.nvalid[rows], rand,
+                          prop.inv_tau, prop.dt, int(settings.absorbing), bottom, state.steps_done, record.every,
+                          record.sh.shape[1], record.sh, record.c2)

@@ -114,11 +114,10 @@ void fssh_probabilities(i64 G, i64 block, i64 nelm, i64 n, const double *H, cons
 
 /* FSSH: each trajectory's hops over the chunk, one uniform number rand (R, block, W) per step against the
  * cumulative probabilities out of its active state (searched only when below their sum out). */
-void fssh_hops(i64 R, i64 W, i64 G, i64 block, i64 n, const double *g, const double *out, const i64 *group,
+void fssh_hops(i64 R, i64 W, i64 block, i64 n, const double *g, const double *out, const i64 *group,
                const i64 *rec_row, i64 *active, const i64 *nvalid, const double *rand, int absorbing, i64 bottom,
                i64 steps_done, i64 every, i64 nrec, double *rec_sh)
 {
-    (void)G;
     for (i64 r = 0; r < R; r++) {
         i64 gr = group[r];
         for (i64 w = 0; w < nvalid[r]; w++) {
@@ -148,13 +147,12 @@ void fssh_hops(i64 R, i64 W, i64 G, i64 block, i64 n, const double *g, const dou
  * innermost loop, which the compiler vectorises (an AVX2 clone is picked at run time where the processor
  * has it); the events are then decided trajectory by trajectory. */
 __attribute__((target_clones("avx2", "default")))
-void dish_steps(i64 R, i64 W, i64 G, i64 block, i64 n, const double *Ur, const double *Ui, const double *F,
+void dish_steps(i64 R, i64 W, i64 block, i64 n, const double *Ur, const double *Ui, const double *F,
                 const i64 *where, const i64 *group, const i64 *rec_row, double *c, i64 *active, double *clocks,
                 const i64 *nvalid,
                 const double *rand, const double *inv_tau, double dt, int absorbing, i64 bottom, i64 steps_done,
                 i64 every, i64 nrec, double *rec_sh, double *rec_c2)
 {
-    (void)G;
     const i64 nW = n * W;
     double *xr = malloc(sizeof(double) * nW), *xi = malloc(sizeof(double) * nW);
     double *yr = malloc(sizeof(double) * nW), *yi = malloc(sizeof(double) * nW);
