@@ -45,9 +45,11 @@ def _schema():
                                                         "prototype)")
 
     class Sampling(Section):
-        method: Literal["md", "ase-md", "rattle"] = Field(
-            "md", description="md (LAMMPS), ase-md (ASE Langevin with an n2amd model) or rattle (random "
-                              "displacements)")
+        method: Literal["md", "ase-md", "rattle", "dataset"] = Field(
+            "md", description="md (LAMMPS), ase-md (ASE Langevin with an n2amd model), rattle (random "
+                              "displacements) or dataset (the frames of sampling.dataset)")
+        dataset: str | None = Field(None, description="method dataset: an n2amd dataset whose structures are "
+                                                      "labelled (e.g. the PBE frames, for HSE06)")
         potential: Literal["auto"] | dict = Field(
             "auto", description="md: auto (the bundled potential of the elements) or {pair_style, pair_coeff}; "
                                 "ase-md: {model: FILE}")
@@ -143,8 +145,13 @@ def _prepare(cfg: dict, output: Path, engine, progress: bool, overwrite: bool, w
             return f
     else:
         from .data.structures import build_system
+        from .md.sampling import dataset_samples
 
-        elements = sorted(set(build_system(cfg["system"]).get_chemical_symbols()))
+        if cfg["sampling"]["method"] == "dataset":
+            elements = sorted({el for s in dataset_samples(cfg["sampling"]["dataset"])
+                               for el in s.atoms.get_chemical_symbols()})
+        else:
+            elements = sorted(set(build_system(cfg["system"]).get_chemical_symbols()))
         basis = engine.basis(elements)
         f = h5format.create_dataset(output, engine=desc, basis_json=basis.to_json(), overwrite=overwrite)
         f.attrs["config"] = json.dumps(cfg, sort_keys=True, default=str)

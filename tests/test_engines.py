@@ -185,6 +185,57 @@ def test_pyscf_periodic_hse06_labels(periodic_pbe):
     assert gamma_gap(lab) > gamma_gap(pbe_lab) + 0.3
 
 
+def test_basis_with_raised_exponents_matches_pyscf(triclinic_si):
+    """``NAME@AMIN``: every exponent below AMIN raised to it; the package's S equals pyscf's for that basis."""
+    from n2amd_driver.orbitals import basis_functions, load_pyscf_basis, overlap_matrix
+
+    raw = load_pyscf_basis("gth-dzvp@0.12", "Si")
+    exps = [row[0] for shell in raw for row in shell[1:]]
+    assert min(exps) == 0.12 and 0.057561689 not in exps
+    engine = get_engine("pyscf", method="PBE", basis="gth-dzvp@0.12")
+    cell, _ = engine._build(triclinic_si)
+    S_pyscf = engine.basis(["Si"]).to_internal(np.asarray(cell.pbc_intor("int1e_ovlp", hermi=1)),
+                                              triclinic_si.numbers)
+    S = overlap_matrix(basis_functions("pyscf:gth-dzvp@0.12", ["Si"]), triclinic_si)
+    np.testing.assert_allclose(S, S_pyscf, atol=1e-8, rtol=0)
+    with pytest.raises(ValueError, match="NAME@EXPONENT"):
+        load_pyscf_basis("gth-dzvp@small", "Si")
+
+
+@pytest.fixture(scope="module")
+def kmesh_pbe():
+    from ase.build import bulk
+
+    atoms = bulk("Si", "diamond", a=5.43)
+    atoms.rattle(0.05, seed=4)
+    engine = get_engine("pyscf", method="PBE", basis="gth-szv", ke_cutoff=40, kmesh=(2, 2, 1))
+    return engine, atoms, engine.label(atoms)
+
+
+@pytest.mark.slow
+def test_pyscf_kmesh_labels_are_the_supercell_blocks(kmesh_pbe):
+    """k-mesh labels: S(R) equals the package's analytic S(R) (≤ 1e-8), the supercell assembled from the
+    blocks reproduces the orbital energies of all k-points, and the forces are −dE/dR."""
+    from n2amd_driver.orbitals import basis_functions, bvk_overlaps, bvk_to_supercell
+
+    engine, atoms, lab = kmesh_pbe
+    m = (2, 2, 1)
+    assert lab.fold == "bvk" and lab.kmesh == m and lab.hamiltonian.shape == (4, 8, 8)
+    S_R = bvk_overlaps(basis_functions("pyscf:gth-szv", ["Si"]), atoms, m)
+    np.testing.assert_allclose(S_R, lab.overlap, atol=1e-8, rtol=0)
+    eps = sl.eigh(bvk_to_supercell(lab.hamiltonian, m), bvk_to_supercell(S_R, m), eigvals_only=True)
+    np.testing.assert_allclose(eps, lab.orbital_energies, atol=1e-6, rtol=0)
+    assert lab.occupations.sum() == pytest.approx(8 * 4)  # 8 valence electrons per cell, 4 k-points
+    np.testing.assert_allclose(lab.forces.sum(axis=0), 0.0, atol=1e-4)
+    energy_only = get_engine("pyscf", method="PBE", basis="gth-szv", ke_cutoff=40, kmesh=m, forces=False)
+    assert minus_energy_derivative(energy_only, atoms, 1, 2, 2e-3) == pytest.approx(lab.forces[1, 2], abs=2e-3)
+
+
+def test_nearly_dependent_basis_is_refused(triclinic_si):
+    with pytest.raises(EngineError, match="linearly dependent"):
+        get_engine("pyscf", method="PBE", basis="gth-szv", lindep=0.5).label(triclinic_si)
+
+
 # ---- bad inputs --------------------------------------------------------------------------------
 def test_unknown_element_is_named(gfn2):
     with pytest.raises(StructureError, match="U .*not parametrised"):

@@ -148,3 +148,25 @@ def test_ase_md_sampling_with_a_whole_system_model():
     assert displacement(one[1].atoms, one[0].atoms) > 1e-4
     with pytest.raises(ValueError, match="potential: {model: FILE}"):
         sample_configurations(system, {**sampling, "potential": "auto"}, progress=False)
+
+
+def test_dataset_sampling_labels_the_same_frames_at_another_level(tmp_path):
+    """sampling.method 'dataset': the structures of another dataset, in frame order, labelled again."""
+    import numpy as np
+
+    first = tmp_path / "gfn2.h5"
+    r = run(["data", "generate", "-o", str(first), *RATTLE, "--set", "sampling.frames_per_condition=3"])
+    assert r.returncode == 0, r.stderr
+    second = tmp_path / "gfn1.h5"
+    r = run(["data", "generate", "-o", str(second), "--set", "sampling.method=dataset",
+             "--set", f"sampling.dataset={first}", "--set", "label.method=GFN1-xTB"])
+    assert r.returncode == 0, r.stderr
+    with h5format.open_dataset(first) as f, h5format.open_dataset(second) as g:
+        assert h5format.frame_ids(g) == [0, 1, 2]
+        for i in range(3):
+            a, b = (h5format.read_atoms(x["frames"][h5format.frame_key(i)]) for x in (f, g))
+            np.testing.assert_array_equal(a.positions, b.positions)
+            assert g["frames"][h5format.frame_key(i)].attrs["source"] == f"gfn2.h5 frame {i}"
+    assert energies(first) != energies(second)
+    r = run(["data", "generate", "-o", str(tmp_path / "x.h5"), "--set", "sampling.method=dataset"])
+    assert r.returncode != 0 and "sampling.dataset" in r.stderr

@@ -96,3 +96,52 @@ def test_bad_model_file_is_named(tmp_path):
     torch.save({"kind": "forcefield"}, bad)
     with pytest.raises(ValueError, match="model.pt: a 'forcefield' model file, expected hamiltonian"):
         load_hamiltonian_model(bad)
+
+
+@pytest.mark.slow
+def test_train_on_kmesh_labels(tmp_path):
+    """pyscf k-mesh labels (per-image blocks, compact in the file) train a model whose H(R) folded onto
+    the Born–von Kármán supercell is exactly its Γ-point H of that supercell; the band-energy metric of a
+    k-mesh frame equals the supercell's eigenvalue error."""
+    import h5py
+    import scipy.linalg as sl
+
+    from n2amd_driver.orbitals import basis_functions, bvk_overlaps, bvk_to_supercell, overlap_matrix
+    from n2amd_driver.training.hamiltonian import DEFAULTS, evaluate, load_frames, train_hamiltonian
+
+    m = (2, 2, 1)
+    data = tmp_path / "si_k.h5"
+    cfg = load_config(None, {"system": {"cubic": False},
+                             "sampling": {"method": "rattle", "temperatures": [300], "strains": [0.0],
+                                          "frames_per_condition": 3, "rattle_std": 0.05},
+                             "label": {"engine": "pyscf", "method": "PBE",
+                                       "options": {"basis": "gth-szv", "ke_cutoff": 40, "kmesh": list(m),
+                                                   "forces": False}}})
+    assert generate(cfg, data, workers=1, progress=False).done == 3
+    with h5py.File(data) as f:
+        g = f["frames/00000000"]
+        assert g["hamiltonian"].dtype == np.float32 and g["hamiltonian"].shape == (4, 8, 8)
+        assert "overlap" not in g and tuple(g["kmesh"][()]) == m and g.attrs["fold"] == "bvk"
+    out = tmp_path / "run"
+    train_cfg = {**DEFAULTS, "data": str(data), "output": str(out),
+                 "split": {"fractions": [0.67, 0.33, 0.0], "seed": 0},
+                 "model": {**DEFAULTS["model"], "r_block": 5.0},
+                 "train": {**DEFAULTS["train"], "epochs": 2, "band_stage_epoch": 1, "batch_size": 2}}
+    model = load_hamiltonian_model(train_hamiltonian(train_cfg, progress=False))
+    assert model.info["valence_electrons"] == {"Si": 4.0}  # per atom, not per atom and k-point
+    frames, _, _ = load_frames(str(data), torch.float64)
+    fr = frames[0]
+    bf = basis_functions("pyscf:gth-szv", ["Si"])
+    np.testing.assert_allclose(fr["S"].numpy(), bvk_overlaps(bf, fr["atoms"], m), atol=1e-12)
+    d = model.prepare([fr["atoms"]], overlaps=[fr["S"]], kmeshes=[m])
+    with torch.no_grad():
+        H_R = model.matrices(model(d), d)[0].numpy()
+    supercell = fr["atoms"].repeat(m)
+    S_sc = overlap_matrix(bf, supercell)
+    H_sc = model.hamiltonian(supercell, overlap=S_sc)
+    np.testing.assert_allclose(bvk_to_supercell(H_R, m), H_sc, atol=1e-10, rtol=0)
+    eps = sl.eigh(H_sc, S_sc, eigvals_only=True)
+    nocc = int(round(fr["occ"].sum() / 2))
+    ev = evaluate(model, [fr], 1, "cpu", window=1e3)
+    assert ev["vbm_mae_meV"] == pytest.approx(1000 * abs(eps[nocc - 1] - fr["eps"][nocc - 1].item()), rel=1e-6)
+    assert ev["eig_mae_meV"] == pytest.approx(1000 * np.abs(eps - fr["eps"].numpy()).mean(), rel=1e-6)

@@ -16,8 +16,17 @@ Layout (format version 1)::
         overlap (n, n)              dimensionless
         orbital_energies (n,)       eV
         occupations (n,)            electrons per orbital
+        kmesh (3,) int32            k-mesh of the labels (fold "bvk" only)
         attrs: status ("pending" | "done" | "failed"), source (how it was sampled),
-               fold ("gamma": Γ-folded sums over periodic images; "none": isolated), error (if failed)
+               fold ("gamma": Γ-folded sums over periodic images; "none": isolated; "bvk": per-image blocks
+               from a k-mesh), error (if failed)
+
+Frames labelled on a k-mesh (fold "bvk") hold ``hamiltonian`` as (Nk, n, n) blocks between the cell and
+the images R of its Born–von Kármán supercell (R in ``np.ndindex(kmesh)`` order), stored in float32 (it
+moves band energies by < 1e-4 meV; docs/reference-data.md), and no ``overlap``: S(R) is the analytic
+overlap of the basis named in the file, which readers recompute in float64
+(:func:`n2amd_driver.orbitals.bvk_overlaps`); their orbital energies and occupations cover all k-points,
+sorted by energy.
 
 Frames are written one at a time and flushed, so an interrupted job loses at most the structure in
 flight; ``status`` tells a resumed job what is left.
@@ -37,7 +46,7 @@ VERSION = 1
 UNITS = {"energy": "eV", "length": "Å", "forces": "eV/Å", "stress": "eV/Å^3", "hamiltonian": "eV",
          "orbital_energies": "eV", "time": "fs", "temperature": "K"}
 STRUCTURE_KEYS = ("numbers", "positions", "cell", "pbc")
-LABEL_KEYS = ("energy", "forces", "stress", "hamiltonian", "overlap", "orbital_energies", "occupations")
+LABEL_KEYS = ("energy", "forces", "stress", "hamiltonian", "overlap", "orbital_energies", "occupations", "kmesh")
 _MATRIX_KEYS = ("hamiltonian", "overlap")
 
 
@@ -112,6 +121,9 @@ def write_structure(f: h5py.File, i: int, atoms: Atoms, source: str = "") -> h5p
 def write_labels(f: h5py.File, i: int, labels: dict[str, np.ndarray], fold: str) -> None:
     """Store the labels of frame ``i`` and mark it done (flushed to disk at once)."""
     g = f["frames"][frame_key(i)]
+    if fold == "bvk":  # compact form, see the module docstring
+        labels = {k: (np.asarray(v, np.float32) if k == "hamiltonian" else v) for k, v in labels.items()
+                  if k != "overlap"}
     for k, v in labels.items():
         if k in g:
             del g[k]

@@ -21,7 +21,10 @@ class Labels:
 
     Matrices are in e3nn orbital order (see :mod:`n2amd_driver.orbitals.conventions`). For periodic structures
     ``hamiltonian`` and ``overlap`` are Γ-point matrices, i.e. sums of the real-space blocks over all
-    periodic images (``fold == "gamma"``); for isolated ones ``fold == "none"``.
+    periodic images (``fold == "gamma"``); for isolated ones ``fold == "none"``. From a k-mesh
+    (``fold == "bvk"``) they are (Nk, n, n): the blocks between the cell and each image R of the
+    Born–von Kármán supercell ``atoms.repeat(kmesh)`` (R in ``np.ndindex(kmesh)`` order), and the orbital
+    energies and occupations are those of all k-points, sorted by energy.
     """
 
     energy: float  # eV
@@ -31,7 +34,8 @@ class Labels:
     overlap: np.ndarray | None = None  # (norb, norb)
     orbital_energies: np.ndarray | None = None  # (norb,) eV
     occupations: np.ndarray | None = None  # (norb,) electrons per orbital (0..2)
-    fold: str = "none"  # "gamma" for Γ-folded periodic matrices
+    fold: str = "none"  # "gamma" for Γ-folded periodic matrices, "bvk" for blocks per image of a k-mesh
+    kmesh: tuple[int, int, int] | None = None  # with fold "bvk"
     meta: dict = field(default_factory=dict)
 
     def band_edges(self) -> tuple[float, float]:
@@ -45,6 +49,8 @@ class Labels:
             v = getattr(self, k)
             if v is not None:
                 out[k] = np.asarray(v)
+        if self.kmesh is not None:
+            out["kmesh"] = np.asarray(self.kmesh, dtype=np.int32)
         return out
 
 

@@ -16,6 +16,7 @@ from ase import Atoms
 from ..core.structure import StructureError, check_structure, describe
 from ..core.units import BOHR_ANG, HARTREE_EV
 from ..orbitals.conventions import Basis
+from ..orbitals.functions import load_pyscf_basis
 from .base import EngineError, Labels, ReferenceEngine
 
 def _shell_ls(formatted) -> list[int]:
@@ -44,14 +45,27 @@ class PySCFEngine(ReferenceEngine):
     ke_cutoff: plane-wave kinetic-energy cutoff for the periodic density grid, in hartree.
     conv_tol: SCF energy convergence (hartree); max_cycle: SCF iterations allowed.
     forces: compute analytic forces where pyscf can (default True).
+    kmesh: Monkhorst–Pack mesh (Γ-centred, 3 ints) for cells; labels are then the real-space blocks H(R),
+        S(R) between the cell and its images R on the Born–von Kármán supercell (``fold == "bvk"``), see
+        :meth:`label`. None: Γ only.
+
+    Settings that change the labels and must stay fixed between training and use, recorded by
+    :meth:`describe`: exchange through Gaussian density fitting (GDF, pyscf's default auxiliary basis) for
+    hybrids, pyscf's default ``exxdiv='ewald'`` (the G = 0 exchange term, which shifts hybrid band energies
+    and depends on the k-mesh), multigrid XC for semilocal functionals, no linear-dependency pruning (a
+    label whose S has an eigenvalue below ``lindep`` is refused).
     """
 
     name = "pyscf"
 
     def __init__(self, method: str = "PBE", basis: str | None = None, pseudo: str = "gth-pbe",
                  ke_cutoff: float | None = None, conv_tol: float = 1e-10, max_cycle: int = 100,
-                 forces: bool = True, charge: int = 0):
+                 forces: bool = True, charge: int = 0, kmesh=None, lindep: float = 1e-6):
         self.method = method
+        self.kmesh = None if kmesh is None else tuple(int(k) for k in kmesh)
+        if self.kmesh is not None and (len(self.kmesh) != 3 or min(self.kmesh) < 1):
+            raise ValueError(f"kmesh must be 3 positive integers, got {kmesh}")
+        self.lindep = float(lindep)
         self.basis_name = basis
         self.pseudo = pseudo
         self.ke_cutoff = ke_cutoff
@@ -65,8 +79,15 @@ class PySCFEngine(ReferenceEngine):
         return self.method.lower().replace("-", "") in _HYBRIDS
 
     def describe(self) -> dict:
-        return {"engine": self.name, "method": self.method, "basis": self.basis_name, "pseudo": self.pseudo,
-                "ke_cutoff_hartree": self.ke_cutoff, "conv_tol_hartree": self.conv_tol}
+        out = {"engine": self.name, "method": self.method, "basis": self.basis_name, "pseudo": self.pseudo,
+               "ke_cutoff_hartree": self.ke_cutoff, "conv_tol_hartree": self.conv_tol,
+               "exchange": "gdf" if self.hybrid or self.hartree_fock else None,
+               "exxdiv": "ewald" if self.hybrid or self.hartree_fock else None,
+               "xc_integration": None if self.hartree_fock else ("becke grids" if self.hybrid else "multigrid"),
+               "lindep_refused_below": self.lindep}
+        if self.kmesh is not None:
+            out["kmesh"] = list(self.kmesh)
+        return out
 
     def _basis_for(self, periodic: bool) -> str:
         return self.basis_name or ("gth-szv" if periodic else "def2-svp")
@@ -75,18 +96,14 @@ class PySCFEngine(ReferenceEngine):
     def basis(self, elements, periodic: bool = True) -> Basis:
         """Shells per element as pyscf orders them (each contraction of a shell is its own shell)."""
         from pyscf import gto
-        from pyscf.pbc import gto as pbcgto
 
         name = self._basis_for(periodic)
-        loader = pbcgto.basis.load if periodic else gto.basis.load
         shells = {}
         for el in sorted(set(elements)):
             try:
-                raw = loader(name, el)
-            except Exception as exc:  # pyscf raises various types for a missing element
-                raise StructureError(f"element {el} is not available in pyscf basis '{name}': {exc}") from None
-            if not raw:
-                raise StructureError(f"element {el} is not available in pyscf basis '{name}'")
+                raw = load_pyscf_basis(name, el, periodic)
+            except KeyError as exc:
+                raise StructureError(exc.args[0]) from None
             # pyscf lays out an atom's shells sorted by l (stably), whatever the order in the basis file
             shells[el] = tuple(sorted(_shell_ls(gto.format_basis({el: raw})[el])))
         return Basis(shells=shells, name=f"pyscf:{name}", engine_order="pyscf")
@@ -109,7 +126,8 @@ class PySCFEngine(ReferenceEngine):
             mol = gto.Mole()
         mol.atom = geom
         mol.unit = "A"
-        mol.basis = self._basis_for(periodic)
+        name = self._basis_for(periodic)
+        mol.basis = {el: load_pyscf_basis(name, el, periodic) for el in set(atoms.get_chemical_symbols())}
         mol.charge = self.charge
         mol.cart = False
         mol.verbose = 0
@@ -125,7 +143,7 @@ class PySCFEngine(ReferenceEngine):
             if periodic:
                 from pyscf.pbc import scf
 
-                mf = scf.RHF(mol).density_fit()
+                mf = (scf.KRHF(mol, kpts=mol.make_kpts(self.kmesh)) if self.kmesh else scf.RHF(mol)).density_fit()
             else:
                 from pyscf import scf
 
@@ -137,7 +155,10 @@ class PySCFEngine(ReferenceEngine):
         if periodic:
             from pyscf.pbc import dft
 
-            mf = dft.RKS(mol)
+            if self.kmesh is not None:
+                mf = dft.KRKS(mol, kpts=mol.make_kpts(self.kmesh))
+            else:
+                mf = dft.RKS(mol)
             if self.hybrid:
                 mf = mf.density_fit()  # exchange through Gaussian density fitting
             else:
@@ -167,9 +188,12 @@ class PySCFEngine(ReferenceEngine):
             raise EngineError(f"{label}: pyscf built {mol.nao} orbitals, the basis description has "
                               f"{basis.orbital_offsets(atoms.numbers)[-1]}")
         mf = self._scf(mol, periodic)
+        self._check_lindep(np.asarray(mf.get_ovlp()), label)
         energy = mf.kernel()
         if not mf.converged:
             raise EngineError(f"{label}: pyscf {self.method} SCF did not converge in {self.max_cycle} cycles")
+        if periodic and self.kmesh is not None:
+            return self._bvk_labels(mf, atoms, basis, float(energy), label)
         forces = None
         if self.forces and not (periodic and (self.hybrid or self.hartree_fock)):
             forces = -mf.nuc_grad_method().kernel() * (HARTREE_EV / BOHR_ANG)
@@ -193,4 +217,59 @@ class PySCFEngine(ReferenceEngine):
             fold="gamma" if periodic else "none",
             meta={"basis": basis.to_json(), "forces_available": forces is not None,
                   "scf_residual_eV": scf_residual},
+        )
+
+    def _check_lindep(self, S: np.ndarray, label: str) -> None:
+        w = float(np.linalg.eigvalsh(S).min())  # (n, n) or, over a k-mesh, (nk, n, n)
+        if w < self.lindep:
+            raise EngineError(f"{label}: the basis is nearly linearly dependent here (smallest S eigenvalue {w:.1e} "
+                              f"< lindep {self.lindep:g}); use a basis without diffuse functions (e.g. NAME@0.12)")
+
+    def _bvk_labels(self, mf, atoms: Atoms, basis: Basis, energy: float, label: str) -> Labels:
+        """Real-space blocks from the k-mesh: X(R) = (1/Nk) Σ_k e^(−ik·R) X(k) for the images R of the mesh
+        (C order over ``np.ndindex(kmesh)``), where X(k) = Σ_T e^(ik·T) <φ_a(0)|X|φ_b(T)> — the convention of
+        :func:`~n2amd_driver.orbitals.eigen.bloch_hamiltonian`. Each X(R) sums the blocks of all T ≡ R
+        modulo the mesh, i.e. X(R) is the first block-row of the Γ matrix of the Born–von Kármán supercell
+        ``atoms.repeat(kmesh)``; the blocks are unaliased for pairs closer than half the supercell width."""
+        cell = mf.cell
+        frac = cell.get_scaled_kpts(mf.kpts)
+        images = np.array(list(np.ndindex(*self.kmesh)), float)
+        phase = np.exp(-2j * np.pi * images @ frac.T) / len(frac)  # (nR, nk)
+        S_k = np.asarray(mf.get_ovlp())
+        H_k = []
+        for S, C, eps in zip(S_k, mf.mo_coeff, mf.mo_energy):
+            C, eps = np.asarray(C), np.asarray(eps)
+            if C.shape[1] != C.shape[0]:
+                raise EngineError(f"{label}: pyscf pruned linearly dependent orbitals; no k-mesh labels")
+            SC = S @ C
+            H_k.append((SC * eps) @ SC.conj().T)
+        to_r = lambda X: np.einsum("rk,kab->rab", phase, np.asarray(X))
+        H_R, S_R = to_r(H_k), to_r(S_k)
+        imag = max(np.abs(H_R.imag).max() * HARTREE_EV, np.abs(S_R.imag).max())
+        if imag > 1e-6:
+            raise EngineError(f"{label}: real-space blocks from the k-mesh are not real (|Im| {imag:.1e}); "
+                              "the mesh must be Γ-centred and time-reversal symmetric")
+        H_R, S_R = H_R.real, S_R.real
+        T = basis.engine_transform(atoms.numbers)
+        eps = np.concatenate([np.asarray(e) for e in mf.mo_energy]) * HARTREE_EV
+        occ = np.concatenate([np.asarray(o) for o in mf.mo_occ])
+        order = np.argsort(eps, kind="stable")
+        forces = None
+        if self.forces and not (self.hybrid or self.hartree_fock):
+            from pyscf.pbc.dft.numint import KNumInt
+
+            # pyscf's k-point gradients integrate XC on the regular grid, not with multigrid: the converged
+            # density is the same, the XC integral differs by the grid quadrature (~1e-6 Ha here)
+            mf._numint = KNumInt()
+            forces = -mf.nuc_grad_method().kernel() * (HARTREE_EV / BOHR_ANG)
+        return Labels(
+            energy=energy * HARTREE_EV,
+            forces=forces,
+            hamiltonian=np.einsum("ai,rab,bj->rij", T, H_R, T) * HARTREE_EV,
+            overlap=np.einsum("ai,rab,bj->rij", T, S_R, T),
+            orbital_energies=eps[order],
+            occupations=occ[order],
+            fold="bvk",
+            kmesh=self.kmesh,
+            meta={"basis": basis.to_json(), "forces_available": forces is not None, "kmesh": list(self.kmesh)},
         )

@@ -1,7 +1,8 @@
 """Sampling configurations the way the field does: snapshots of finite-temperature MD of strained
 cells, driven by a cheap classical potential shipped with LAMMPS (Tersoff for Si, BOP for GaAs) or by
 one of the package's models (LAMMPS for MLFFs, ASE for whole-system models such as NNH forces: active
-learning), or plain random displacements where no potential fits.
+learning), plain random displacements where no potential fits, or the frames of another dataset (to
+label the same structures at another level of theory).
 
 All settings live in the ``system`` and ``sampling`` sections of a generation config
 (:data:`n2amd_driver.reference_data.DEFAULTS` documents them). Sampling is deterministic for a
@@ -120,11 +121,13 @@ def sample_configurations(system: dict, sampling: dict, progress: bool = True, w
     torch thread each; NNH steps take ~1 s) gives the same configurations as one."""
     from tqdm.auto import tqdm
 
-    base = build_system(system)
     method = sampling.get("method", "md")
+    if method == "dataset":
+        return dataset_samples(sampling.get("dataset"))
+    base = build_system(system)
     sampler = {"md": md_samples, "ase-md": ase_md_samples, "rattle": rattle_samples}.get(method)
     if sampler is None:
-        raise ValueError(f"sampling.method must be 'md', 'ase-md' or 'rattle', got '{method}'")
+        raise ValueError(f"sampling.method must be 'md', 'ase-md', 'rattle' or 'dataset', got '{method}'")
     conditions = [(float(T), float(s)) for T in sampling["temperatures"] for s in sampling["strains"]]
     seed0 = int(sampling.get("seed", 0))
     jobs = [(sampler, base, T, s, int(sampling["frames_per_condition"]), sampling, seed0 * 1000 + c)
@@ -140,6 +143,21 @@ def sample_configurations(system: dict, sampling: dict, progress: bool = True, w
                                  initializer=_one_thread) as pool:
             per_condition = list(tqdm(pool.map(_run_sampler, jobs), **bar))  # map keeps the order
     return [sample for samples in per_condition for sample in samples]
+
+
+def dataset_samples(path) -> list[Sample]:
+    """The structures of every frame of an n2amd dataset, in frame order (labelled or not): the same
+    frames labelled at another level of theory."""
+    from ..data import h5format
+
+    if not path:
+        raise ValueError("sampling.method 'dataset' needs sampling.dataset: the n2amd dataset to take frames from")
+    with h5format.open_dataset(path) as f:
+        ids = h5format.frame_ids(f, None)
+        if not ids:
+            raise ValueError(f"{path}: the dataset has no frames to take")
+        return [Sample(h5format.read_atoms(f["frames"][h5format.frame_key(i)]), f"{Path(path).name} frame {i}")
+                for i in ids]
 
 
 def _run_sampler(job) -> list[Sample]:

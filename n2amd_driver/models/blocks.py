@@ -95,9 +95,11 @@ class BlockLayout(torch.nn.Module):
 
 def fold_to_gamma(tiles: torch.Tensor, row_atom: torch.Tensor, col_atom: torch.Tensor, norb_of_atom: torch.Tensor,
                   orb_offset: torch.Tensor, mat_offset: torch.Tensor, mat_size: torch.Tensor, batch_of_atom: torch.Tensor,
-                  total: int) -> torch.Tensor:
+                  total: int, image: torch.Tensor | None = None) -> torch.Tensor:
     """Sum padded tiles into flattened Γ-point matrices: returns a vector holding every structure's
-    (norb × norb) matrix row-major at ``mat_offset[structure]``."""
+    (norb × norb) matrix row-major at ``mat_offset[structure]``. ``image``: per tile, the index of its
+    image on a k-mesh's Born–von Kármán supercell: the tile then goes into that image's (norb × norb)
+    matrix, stored after the previous images' (None: all into image 0, Γ)."""
     E, n, _ = tiles.shape
     m = torch.arange(n, device=tiles.device)
     valid_r = m[None, :] < norb_of_atom[row_atom][:, None]  # (E, n)
@@ -106,7 +108,8 @@ def fold_to_gamma(tiles: torch.Tensor, row_atom: torch.Tensor, col_atom: torch.T
     size = mat_size[b]
     r = orb_offset[row_atom][:, None] + m[None, :]
     c = orb_offset[col_atom][:, None] + m[None, :]
-    idx = mat_offset[b][:, None, None] + r[:, :, None] * size[:, None, None] + c[:, None, :]
+    base = mat_offset[b] if image is None else mat_offset[b] + image * size * size
+    idx = base[:, None, None] + r[:, :, None] * size[:, None, None] + c[:, None, :]
     valid = valid_r[:, :, None] & valid_c[:, None, :]
     out = torch.zeros(total, dtype=tiles.dtype, device=tiles.device)
     return out.index_add(0, idx[valid], tiles[valid])

@@ -122,11 +122,13 @@ class HamiltonianModel(torch.nn.Module):
         return cell_radial_descriptor(self.rbf_mp(vec.norm(dim=1)), ctr, nbr, d[SPECIES], d[BATCH],
                                       len(self.elements))
 
-    def fit_descriptor_stats(self, structures: list[Atoms], overlaps: list) -> dict:
-        """Standardise the mean-field input on the training structures (their S matrices: the labels);
-        the statistics go into the config, so they are saved with the model."""
+    def fit_descriptor_stats(self, structures: list[Atoms], overlaps: list, kmeshes=None) -> dict:
+        """Standardise the mean-field input on the training structures (their S matrices: the labels;
+        ``kmeshes`` as in :meth:`prepare`); the statistics go into the config, so they are saved with the model."""
+        kmeshes = [None] * len(structures) if kmeshes is None else kmeshes
         with torch.no_grad():
-            G = torch.cat([self.cell_descriptor(self.prepare([a], overlaps=[S])) for a, S in zip(structures, overlaps)])
+            G = torch.cat([self.cell_descriptor(self.prepare([a], overlaps=[S], kmeshes=[k]))
+                           for a, S, k in zip(structures, overlaps, kmeshes)])
         stats = descriptor_statistics(G)
         self.config.descriptor_stats = stats
         self.potential.descriptor_mean.copy_(torch.as_tensor(stats["mean"]))
@@ -159,34 +161,44 @@ class HamiltonianModel(torch.nn.Module):
                              "explicitly")
         return float(round(sum(counts[el] for el in atoms.get_chemical_symbols())))
 
-    def prepare(self, structures: list[Atoms], device=None, overlaps=None) -> dict:
+    def prepare(self, structures: list[Atoms], device=None, overlaps=None, kmeshes=None) -> dict:
         """Batch of structures → tensors and both graphs: message passing (:mod:`.batch` keys, within ``r_mp``)
         and block pairs (``blk_*``, within ``r_block``), with the orbital layout of the Γ-point matrices.
 
         ``overlaps``: the structures' S matrices (Γ-folded, e3nn order), used by the shell-potential
-        term; computed from the basis functions when not given (ignored by models without that term)."""
+        term; computed from the basis functions when not given (ignored by models without that term).
+        ``kmeshes``: per structure None (Γ) or a k-mesh: that structure's H is then folded onto the images
+        R of the mesh's Born–von Kármán supercell, (Nk, n, n) as in "bvk" labels, and its overlap must be
+        S(R) of the same shape (:func:`~n2amd_driver.orbitals.overlap.bvk_overlaps`)."""
         dtype = next(self.parameters()).dtype
         device = next(self.parameters()).device if device is None else device
         d = graph_batch(structures, self.config.r_mp, self.species, dtype, device)
-        blk, blk_shift, norb_atom, orb_off, mat_off, mat_size = [[], []], [], [], [], [], []
+        kmeshes = [None] * len(structures) if kmeshes is None else list(kmeshes)
+        blk, blk_shift, blk_image, norb_atom, orb_off = [[], []], [], [], [], []
+        mat_off, mat_size, mat_images = [], [], []
         n0, moff = 0, 0
-        for atoms in structures:
+        for atoms, kmesh in zip(structures, kmeshes):
             cell = atoms.cell.array if np.all(atoms.pbc) else np.zeros((3, 3))
             g = neighbour_graph(atoms.positions, cell, atoms.pbc, self.config.r_block)
             norb = np.array([self.layout.norb[s] for s in self.species(atoms.numbers)])
             blk[0].append(g.edge_index[0] + n0), blk[1].append(g.edge_index[1] + n0), blk_shift.append(g.shifts)
+            m = (1, 1, 1) if kmesh is None else tuple(int(k) for k in kmesh)
+            blk_image.append(np.ravel_multi_index((np.asarray(g.shifts, np.int64) % np.array(m)).T, m))
             norb_atom.append(norb), orb_off.append(np.concatenate([[0], np.cumsum(norb)])[:-1])
-            mat_off.append(moff), mat_size.append(int(norb.sum()))
-            moff += int(norb.sum()) ** 2
+            mat_off.append(moff), mat_size.append(int(norb.sum())), mat_images.append(int(np.prod(m)))
+            moff += int(np.prod(m)) * int(norb.sum()) ** 2
             n0 += len(atoms)
         cat = lambda xs: np.concatenate(xs)
         t = lambda x, dt=torch.long: torch.as_tensor(x, dtype=dt, device=device)
         blk_index = np.stack([cat(blk[0]), cat(blk[1])])
-        d.update({"blk_index": t(blk_index), "blk_shift": t(cat(blk_shift), dtype),
+        d.update({"blk_index": t(blk_index), "blk_shift": t(cat(blk_shift), dtype), "blk_image": t(cat(blk_image)),
                   "blk_reverse": t(_reverse(blk_index, cat(blk_shift))), "norb_atom": t(cat(norb_atom)),
-                  "orb_offset": t(cat(orb_off)), "mat_offset": t(mat_off), "mat_size": t(mat_size), "total": moff})
+                  "orb_offset": t(cat(orb_off)), "mat_offset": t(mat_off), "mat_size": t(mat_size),
+                  "mat_images": t(mat_images), "total": moff, "kmeshes": kmeshes})
         if self.needs_overlap:
             if overlaps is None:
+                if any(k is not None for k in kmeshes):
+                    raise ValueError("structures on a k-mesh need their S(R) passed as overlaps")
                 overlaps = [self.overlap(atoms) for atoms in structures]
             d["overlap_flat"] = torch.cat([torch.as_tensor(S).to(device=device, dtype=dtype).reshape(-1)
                                            for S in overlaps])
@@ -225,7 +237,7 @@ class HamiltonianModel(torch.nn.Module):
         off = 0.5 * (off + off[d["blk_reverse"]].transpose(1, 2))
         args = (d["norb_atom"], d["orb_offset"], d["mat_offset"], d["mat_size"], d[BATCH], d["total"])
         n_atoms = torch.arange(len(d[SPECIES]), device=h.device)
-        H = fold_to_gamma(on, n_atoms, n_atoms, *args) + fold_to_gamma(off, i, j, *args)
+        H = fold_to_gamma(on, n_atoms, n_atoms, *args) + fold_to_gamma(off, i, j, *args, image=d.get("blk_image"))
         out = {"H_flat": H, "onsite": on, "offsite": off}
         if self.potential is not None:
             G = None
@@ -239,8 +251,8 @@ class HamiltonianModel(torch.nn.Module):
                 if mean_field:
                     v = v + out["potential_mean_field"]
             start, terms = 0, []
-            for moff, n in zip(d["mat_offset"].tolist(), d["mat_size"].tolist()):
-                overlap = d["overlap_flat"][moff : moff + n * n].reshape(n, n)
+            for moff, n, nk in zip(d["mat_offset"].tolist(), d["mat_size"].tolist(), d["mat_images"].tolist()):
+                overlap = d["overlap_flat"][moff : moff + nk * n * n].reshape(nk, n, n)
                 terms.append(overlap_coupled(v[start : start + n], overlap).reshape(-1))
                 start += n
             out["H_flat"] = H + torch.cat(terms)
@@ -250,10 +262,13 @@ class HamiltonianModel(torch.nn.Module):
     # ---- convenience ---------------------------------------------------------------------------
     @staticmethod
     def matrices(out: dict, d: dict) -> list[torch.Tensor]:
-        """Split the flat Γ-point vector into per-structure (norb × norb) matrices."""
+        """Split the flat vector into per-structure matrices: (norb × norb) at Γ, (Nk, norb, norb) per image
+        for structures prepared on a k-mesh."""
         mats = []
-        for off, n in zip(d["mat_offset"].tolist(), d["mat_size"].tolist()):
-            mats.append(out["H_flat"][off : off + n * n].reshape(n, n))
+        for off, n, nk, m in zip(d["mat_offset"].tolist(), d["mat_size"].tolist(), d["mat_images"].tolist(),
+                                 d.get("kmeshes") or [None] * len(d["mat_size"])):
+            x = out["H_flat"][off : off + nk * n * n]
+            mats.append(x.reshape(n, n) if m is None else x.reshape(nk, n, n))
         return mats
 
     def hamiltonian(self, atoms: Atoms, overlap: np.ndarray | None = None) -> np.ndarray:

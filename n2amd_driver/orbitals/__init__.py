@@ -5,10 +5,12 @@ from ..core.lazy import exports
 
 __all__, __getattr__, __dir__ = exports(__name__, {
     "conventions": ["Basis", "ENGINES", "convention_matrix", "wigner_D"],
-    "functions": ["BasisFunctions", "GaussianShell", "basis_functions", "pyscf_shells", "shell_data",
-                  "tblite_shells"],
+    "functions": ["BasisFunctions", "GaussianShell", "basis_functions", "load_pyscf_basis", "pyscf_shells",
+                  "shell_data", "tblite_shells"],
     "integrals": ["contracted_overlaps"],
-    "overlap": ["cross_overlap", "overlap_derivative", "overlap_gradient", "overlap_matrix", "pair_cutoff_ang"],
+    "overlap": ["bvk_overlaps", "cross_overlap", "overlap_derivative", "overlap_gradient", "overlap_matrix",
+                "pair_cutoff_ang"],
     "radial": ["RadialOverlap", "overlap_trace_gradients", "radial_overlap"],
-    "eigen": ["band_edges", "bloch_hamiltonian", "dos", "eigh"],
+    "eigen": ["band_edges", "bloch_hamiltonian", "bvk_images", "bvk_kpoints", "bvk_to_k", "bvk_to_supercell", "dos",
+              "eigh", "k_to_bvk"],
 })

@@ -10,6 +10,40 @@ import numpy as np
 import scipy.linalg as sl
 
 
+def bvk_images(kmesh) -> np.ndarray:
+    """The images R of a k-mesh's Born–von Kármán supercell, (Nk, 3) integers in ``np.ndindex`` order —
+    the order of ``atoms.repeat(kmesh)`` and of "bvk" labels."""
+    return np.array(list(np.ndindex(*(int(k) for k in kmesh))), dtype=np.int64)
+
+
+def bvk_kpoints(kmesh) -> np.ndarray:
+    """The Γ-centred k-mesh in fractional coordinates, (Nk, 3), in ``np.ndindex`` order."""
+    return bvk_images(kmesh) / np.asarray(kmesh, float)
+
+
+def bvk_to_k(X_R: np.ndarray, kmesh, kpts: np.ndarray | None = None) -> np.ndarray:
+    """Bloch matrices X(k) = Σ_R X(R) exp(2πi k·R) from per-image blocks (Nk, n, n); ``kpts`` fractional,
+    the mesh's own k-points by default."""
+    R = bvk_images(kmesh)
+    kpts = bvk_kpoints(kmesh) if kpts is None else np.atleast_2d(kpts)
+    return np.einsum("kr,rab->kab", np.exp(2j * np.pi * kpts @ R.T), X_R)
+
+
+def k_to_bvk(X_k: np.ndarray, kmesh) -> np.ndarray:
+    """Inverse of :func:`bvk_to_k` on the mesh's own k-points: X(R) = (1/Nk) Σ_k X(k) exp(−2πi k·R), real."""
+    R, k = bvk_images(kmesh), bvk_kpoints(kmesh)
+    return np.einsum("rk,kab->rab", np.exp(-2j * np.pi * R @ k.T), X_k).real / len(k)
+
+
+def bvk_to_supercell(X_R: np.ndarray, kmesh) -> np.ndarray:
+    """The Γ matrix of the supercell ``atoms.repeat(kmesh)`` from per-image blocks (Nk, n, n): block
+    (r, q) is X(R_q − R_r modulo the mesh)."""
+    R, m = bvk_images(kmesh), np.asarray(kmesh)
+    n = X_R.shape[1]
+    idx = np.ravel_multi_index(((R[None, :, :] - R[:, None, :]) % m).transpose(2, 0, 1), tuple(m))
+    return X_R[idx].transpose(0, 2, 1, 3).reshape(len(R) * n, len(R) * n)
+
+
 def eigh(H: np.ndarray, S: np.ndarray, window: tuple[int, int] | None = None):
     """Generalised eigenpairs H c = ε S c (dense LAPACK); ``window=(lo, hi)`` returns states lo..hi only,
     which LAPACK computes faster than the full spectrum for large matrices."""

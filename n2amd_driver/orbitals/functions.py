@@ -83,12 +83,47 @@ def tblite_shells(method: str, element: str) -> list[GaussianShell]:
     return out
 
 
-def pyscf_shells(basis_name: str, element: str, periodic: bool = True) -> list[GaussianShell]:
-    """Shells of a pyscf basis (GTH bases for cells, any basis for molecules), pyscf-normalised."""
+def load_pyscf_basis(basis_name: str, element: str, periodic: bool = True) -> list:
+    """One element's basis in pyscf's raw format ``[[l, [exp, c1, ...], ...], ...]``.
+
+    ``NAME@AMIN`` is pyscf basis NAME with every primitive exponent below AMIN (bohr⁻²) raised to AMIN,
+    as solid-state Gaussian codes do with the diffuse functions of molecular bases: in a dense solid those
+    functions are nearly linearly dependent and make H(R) long-ranged (docs/reference-data.md has the
+    numbers for Si). E.g. ``gth-dzvp@0.12``. Raises ``KeyError`` naming the basis for an unknown element.
+    """
     from pyscf import gto
     from pyscf.pbc import gto as pbcgto
 
-    raw = (pbcgto.basis.load if periodic else gto.basis.load)(basis_name, element)
+    name, _, floor = basis_name.partition("@")
+    try:
+        raw = (pbcgto.basis.load if periodic else gto.basis.load)(name, element)
+    except Exception as exc:  # pyscf raises various types for a missing element or basis
+        raise KeyError(f"element {element} is not available in pyscf basis '{name}': {exc}") from None
+    if not raw:
+        raise KeyError(f"element {element} is not available in pyscf basis '{name}'")
+    if not floor:
+        return raw
+    try:
+        amin = float(floor)
+    except ValueError:
+        raise ValueError(f"basis '{basis_name}': expected NAME@EXPONENT (bohr⁻²) after '@', got '{floor}'") from None
+    if not amin > 0:
+        raise ValueError(f"basis '{basis_name}': the exponent floor must be > 0 bohr⁻²")
+
+    def raised(shell):
+        head = [x for x in shell if not isinstance(x, (list, tuple))]
+        rows = [list(r) for r in shell if isinstance(r, (list, tuple))]
+        return head + [[max(float(r[0]), amin)] + r[1:] for r in rows]
+
+    return [raised(shell) for shell in raw]
+
+
+def pyscf_shells(basis_name: str, element: str, periodic: bool = True) -> list[GaussianShell]:
+    """Shells of a pyscf basis (GTH bases for cells, any basis for molecules, ``NAME@AMIN`` as in
+    :func:`load_pyscf_basis`), pyscf-normalised."""
+    from pyscf import gto
+
+    raw = load_pyscf_basis(basis_name, element, periodic)
     mol = gto.Mole(atom=[[element, (0.0, 0.0, 0.0)]], basis={element: raw}, unit="Bohr", verbose=0)
     mol.spin = atomic_numbers[element] % 2
     mol.build(dump_input=False, parse_arg=False)

@@ -103,6 +103,15 @@ def overlap_matrix(bf: BasisFunctions, atoms: Atoms, cutoff_ang: float | None = 
     return _overlaps(bf, atoms, atoms, cutoff_ang, kpt, method)
 
 
+def bvk_overlaps(bf: BasisFunctions, atoms: Atoms, kmesh, cutoff_ang: float | None = None) -> np.ndarray:
+    """S(R) between the cell and each image R of the k-mesh's Born–von Kármán supercell, (Nk, n, n),
+    e3nn order — the overlap that goes with "bvk" labels (:mod:`n2amd_driver.data.h5format`)."""
+    from .eigen import bvk_kpoints, k_to_bvk
+
+    S_k = np.array([overlap_matrix(bf, atoms, cutoff_ang, kpt=k) for k in bvk_kpoints(kmesh)])
+    return k_to_bvk(S_k, kmesh)
+
+
 def cross_overlap(bf: BasisFunctions, atoms1: Atoms, atoms2: Atoms, cutoff_ang: float | None = None,
                   method: str = "radial") -> np.ndarray:
     """S(R1; R2)_ab = <φ_a at R1 | φ_b at R2> (Γ-folded), for the same atoms at two geometries.

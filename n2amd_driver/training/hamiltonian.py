@@ -79,12 +79,47 @@ def load_frames(data, dtype) -> tuple[list[dict], str, dict]:
     def read(path, g, i) -> dict:
         if "hamiltonian" not in g:
             raise ValueError(f"{path}: frame {i} has no Hamiltonian label")
-        return {"atoms": h5format.read_atoms(g), "H": torch.as_tensor(g["hamiltonian"][()], dtype=dtype),
-                "S": torch.as_tensor(g["overlap"][()], dtype=dtype),
+        atoms = h5format.read_atoms(g)
+        kmesh = tuple(int(k) for k in g["kmesh"][()]) if "kmesh" in g else None
+        if kmesh is None:
+            S = g["overlap"][()]
+        else:  # "bvk" frames store no S: the basis's analytic S(R) (h5format)
+            S = bvk_overlap(atoms, kmesh, g.file.attrs["basis"])
+        return {"atoms": atoms, "kmesh": kmesh, "H": torch.as_tensor(g["hamiltonian"][()], dtype=dtype),
+                "S": torch.as_tensor(S, dtype=dtype),
                 "eps": torch.as_tensor(g["orbital_energies"][()], dtype=dtype), "occ": g["occupations"][()]}
 
     frames, engine, basis_json = read_pooled(data, read)
     return frames, basis_json, engine
+
+
+def bvk_overlap(atoms, kmesh, basis_json: str) -> np.ndarray:
+    """S(R) of a "bvk" frame from the basis named in its dataset (float64, e3nn order)."""
+    from ..orbitals import Basis, basis_functions, bvk_overlaps
+
+    bf = basis_functions(Basis.from_json(basis_json).name, atoms.get_chemical_symbols())
+    return bvk_overlaps(bf, atoms, kmesh)
+
+
+def prepare_frames(model, chunk, device) -> dict:
+    """The model's batch of training frames (Γ or k-mesh), with their reference S."""
+    return model.prepare([fr["atoms"] for fr in chunk], device, overlaps=[fr["S"] for fr in chunk],
+                         kmeshes=[fr.get("kmesh") for fr in chunk])
+
+
+def frame_eigvalsh(H: torch.Tensor, fr: dict) -> torch.Tensor:
+    """Eigenvalues (eV, ascending) of a predicted H with the frame's reference S: at Γ, or for a k-mesh
+    frame those of all its k-points together (the spectrum of its Born–von Kármán supercell)."""
+    S = fr["S"].to(H.device)
+    if fr.get("kmesh") is None:
+        return generalized_eigvalsh(H, S)
+    from ..orbitals import bvk_images, bvk_kpoints
+
+    R, k = (torch.as_tensor(x, dtype=H.dtype, device=H.device) for x in (bvk_images(fr["kmesh"]),
+                                                                          bvk_kpoints(fr["kmesh"])))
+    phase = torch.exp(2j * torch.pi * (k @ R.T))  # (k, R)
+    to_k = lambda X: torch.einsum("kr,rab->kab", phase, X.to(phase.dtype))
+    return torch.sort(generalized_eigvalsh(to_k(H), to_k(S)).reshape(-1)).values
 
 
 def onsite_means(frames, basis) -> dict:
@@ -97,7 +132,7 @@ def onsite_means(frames, basis) -> dict:
     out = {}
     for fr in frames:
         offs = basis.orbital_offsets(fr["atoms"].numbers)
-        d = torch.diagonal(fr["H"]).numpy()
+        d = torch.diagonal(fr["H"] if fr.get("kmesh") is None else fr["H"][0]).numpy()  # image R = 0: on-site
         for a, el in enumerate(fr["atoms"].get_chemical_symbols()):
             out.setdefault(el, []).append(d[offs[a] : offs[a + 1]])
     return {el: shell_means(np.mean(v, axis=0), basis.shells_of(el)).tolist() for el, v in out.items()}
@@ -107,7 +142,8 @@ def valence_electrons_per_element(frames) -> dict:
     """Electrons per atom of each element, solved from the reference occupations of the frames
     (least squares over frames; exact integers for the engines' valence counts). Stored in the model
     file so that band edges of new structures need no reference calculation."""
-    return per_element_values([fr["atoms"] for fr in frames], [float(np.sum(fr["occ"])) for fr in frames])
+    per_cell = lambda fr: float(np.sum(fr["occ"])) / (1 if fr.get("kmesh") is None else int(np.prod(fr["kmesh"])))
+    return per_element_values([fr["atoms"] for fr in frames], [per_cell(fr) for fr in frames])
 
 
 def band_window(eps_ref: torch.Tensor, occ, window: float) -> torch.Tensor:
@@ -117,9 +153,11 @@ def band_window(eps_ref: torch.Tensor, occ, window: float) -> torch.Tensor:
 
 
 def generalized_eigvalsh(H: torch.Tensor, S: torch.Tensor) -> torch.Tensor:
+    """Eigenvalues of H c = ε S c (Hermitian, batched over leading dimensions), differentiable."""
     L = torch.linalg.cholesky(S)
-    Linv = torch.linalg.solve_triangular(L, torch.eye(len(S), dtype=S.dtype, device=S.device), upper=False)
-    return torch.linalg.eigvalsh(Linv @ H @ Linv.T)
+    eye = torch.eye(S.shape[-1], dtype=S.dtype, device=S.device).expand_as(S)
+    Linv = torch.linalg.solve_triangular(L, eye, upper=False)
+    return torch.linalg.eigvalsh(Linv @ H @ Linv.mH)
 
 
 def evaluate(model, frames, batch_size, device, window) -> dict:
@@ -128,12 +166,12 @@ def evaluate(model, frames, batch_size, device, window) -> dict:
     with torch.no_grad():
         for k in range(0, len(frames), batch_size):
             chunk = frames[k : k + batch_size]
-            d = model.prepare([fr["atoms"] for fr in chunk], device, overlaps=[fr["S"] for fr in chunk])
+            d = prepare_frames(model, chunk, device)
             mats = model.matrices(model(d), d)
             for fr, H in zip(chunk, mats):
                 H = H.cpu()
                 h_err.append((H - fr["H"]).abs().mean().item())
-                eps = generalized_eigvalsh(H, fr["S"])
+                eps = frame_eigvalsh(H, fr)
                 sel = band_window(fr["eps"], fr["occ"], window)
                 e_err.append((eps[sel] - fr["eps"][sel]).abs().mean().item())
                 nocc = int(round(float(np.sum(fr["occ"])) / 2))
@@ -164,19 +202,20 @@ def train_hamiltonian(cfg: dict, progress: bool = True) -> Path:
                                      onsite_shift=onsite_means(train, Basis.from_json(basis_json)), **cfg["model"])
             model = HamiltonianModel(mcfg).to(device=device, dtype=dtype)
             if mcfg.shell_potential == "mean-field":
-                model.fit_descriptor_stats([fr["atoms"] for fr in train], [fr["S"] for fr in train])
+                model.fit_descriptor_stats([fr["atoms"] for fr in train], [fr["S"] for fr in train],
+                                           [fr.get("kmesh") for fr in train])
         cfg = {**cfg, "valence_electrons": valence_electrons_per_element(frames)}
         window = float(t["band_window_eV"])
         in_band_stage = lambda epoch: epoch >= int(t["band_stage_epoch"])
 
         def step(chunk, epoch, opt):
-            d = model.prepare([fr["atoms"] for fr in chunk], device, overlaps=[fr["S"] for fr in chunk])
+            d = prepare_frames(model, chunk, device)
             mats = model.matrices(model(d), d)
             loss = sum(((H - fr["H"].to(device)) ** 2).mean() for H, fr in zip(mats, chunk)) / len(chunk)
             if in_band_stage(epoch):
                 band = 0.0
                 for H, fr in zip(mats, chunk):
-                    eps = generalized_eigvalsh(H, fr["S"].to(device))
+                    eps = frame_eigvalsh(H, fr)
                     sel = band_window(fr["eps"], fr["occ"], window).to(device)
                     band = band + ((eps[sel] - fr["eps"].to(device)[sel]) ** 2).mean()
                 loss = loss + float(t["band_weight"]) * band / len(chunk)
