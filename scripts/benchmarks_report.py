@@ -308,7 +308,8 @@ def dft_cost(res) -> list[str]:
              f"{c['seconds']:.0f}", f"{c['gap_eV']:.3f}", "yes" if c["converged"] else "NO"]
             for name, c in res["cases"].items()]
     return [_prov(res), "", "One periodic pyscf calculation per row, 2 threads; the cubic 8-atom Si cell (a = 5.43 Å, "
-            "rattled 0.03 Å) and its repeats. Γ rows time the package's label; k-mesh rows pyscf's SCF alone. Rows "
+            "rattled 0.03 Å) and its repeats. 'timed' says what each row timed: the package's label, or pyscf's SCF "
+            "alone. Rows "
             "not yet measured are missing (the script resumes).", "",
             _table(["case", "atoms", "k-mesh", "functional", "basis", "AOs", "timed", "s", "gap (eV)", "converged"],
                    rows)]
