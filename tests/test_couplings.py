@@ -459,3 +459,31 @@ def test_pyscf_engine_runs_through_the_couplings_job(tmp_path):
     np.testing.assert_allclose(c.series.energies[0], np.sort(lab.orbital_energies)[nocc - 2:nocc + 2], atol=1e-6)
     np.testing.assert_allclose(c.series.nac, -np.swapaxes(c.series.nac, 1, 2), atol=0)
     assert c.series.nac.shape == (1, 4, 4) and np.abs(c.series.nac).max() > 1e-6
+
+
+@pytest.mark.slow
+def test_engine_source_on_a_kmesh_gives_the_supercell_matrices():
+    """An engine on a k-mesh labels the cell that the snapshot repeats and returns the supercell's Γ H and S:
+    S equals the package's S of the supercell (≤ 1e-8), the eigenvalues are those of every k-point."""
+    import scipy.linalg as sl
+    from ase.build import bulk
+
+    from n2amd_driver.engines import get_engine
+    from n2amd_driver.namd.sources import EngineSource, repeated_cell
+    from n2amd_driver.orbitals import overlap_matrix
+
+    cell = bulk("Si", "diamond", a=5.43)
+    cell.rattle(0.04, seed=5)
+    m = (2, 1, 1)
+    options = dict(method="PBE", basis="gth-szv", ke_cutoff=40, kmesh=m, forces=False)
+    src = EngineSource("pyscf", **options)
+    supercell = cell.repeat(m)
+    H, S, n_el = src.electronic(supercell)
+    assert H.shape == (16, 16) and n_el == pytest.approx(16)
+    np.testing.assert_allclose(S, overlap_matrix(src.basis_functions(supercell), supercell), atol=1e-8, rtol=0)
+    lab = get_engine("pyscf", **options).label(cell)
+    np.testing.assert_allclose(sl.eigh(H, S, eigvals_only=True), lab.orbital_energies, atol=1e-6, rtol=0)
+    moved = supercell.copy()
+    moved.positions[3] += 0.1  # one copy displaced: no longer a repeat
+    with pytest.raises(ValueError, match="not a 2x1x1 repeat"):
+        repeated_cell(moved, m)

@@ -50,6 +50,9 @@ def _schema():
                                                      "HSE06, ...)")
         basis: str | None = Field(None, description="pyscf only: the GTH basis (e.g. gth-dzvp; default gth-szv)")
         pseudo: str | None = Field(None, description="pyscf only: the pseudopotential (default gth-pbe)")
+        kmesh: list[PositiveInt] | None = Field(None, min_length=3, max_length=3,
+                                                description="pyscf only: label the cell that each snapshot repeats "
+                                                            "kmesh times, on that k-mesh (its supercell's states)")
 
     class Window(Section):
         valence: NonNegativeInt = Field(4, description="states up to the VBM")

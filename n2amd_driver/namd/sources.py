@@ -61,11 +61,39 @@ class EngineSource:
         return basis_functions(self.engine.basis(set(elements)).name, elements, periodic=periodic)
 
     def electronic(self, atoms: Atoms) -> tuple[np.ndarray, np.ndarray, float]:
-        lab = self.engine.label(atoms)
-        return lab.hamiltonian, lab.overlap, float(np.sum(lab.occupations))
+        """Γ-point H, S and electrons of ``atoms``. An engine on a k-mesh m labels the cell of which
+        ``atoms`` is the m-fold repeat (``cell.repeat(m)``, as the snapshots of a trajectory repeated for
+        the couplings are) and returns its Born–von Kármán supercell's Γ matrices, i.e. ``atoms``'."""
+        kmesh = getattr(self.engine, "kmesh", None)
+        if kmesh is None:
+            lab = self.engine.label(atoms)
+            return lab.hamiltonian, lab.overlap, float(np.sum(lab.occupations))
+        from ..orbitals.eigen import bvk_to_supercell
+
+        lab = self.engine.label(repeated_cell(atoms, kmesh))
+        return (bvk_to_supercell(lab.hamiltonian, kmesh), bvk_to_supercell(lab.overlap, kmesh),
+                float(np.sum(lab.occupations)))
 
     def describe(self) -> dict:
         return {"source": "engine", **self.engine.describe()}
+
+
+def repeated_cell(atoms: Atoms, repeat) -> Atoms:
+    """The cell c with ``c.repeat(repeat) == atoms`` (positions to 1e-6 Å, modulo the lattice); raises a
+    ValueError saying so when ``atoms`` is not such a repeat."""
+    m = np.asarray(repeat, int)
+    nk = int(np.prod(m))
+    if len(atoms) % nk:
+        raise ValueError(f"{len(atoms)} atoms are not a {'x'.join(map(str, m))} repeat of a cell")
+    cell = atoms[: len(atoms) // nk].copy()
+    cell.set_cell(atoms.cell.array / m[:, None], scale_atoms=False)
+    rebuilt = cell.repeat(tuple(m))
+    d = rebuilt.get_scaled_positions(wrap=False) - atoms.get_scaled_positions(wrap=False)
+    d -= np.round(d)
+    if np.any(rebuilt.numbers != atoms.numbers) or np.abs(d @ atoms.cell.array).max() > 1e-6:
+        raise ValueError(f"the structure is not a {'x'.join(map(str, m))} repeat of its first "
+                         f"{len(cell)} atoms (atoms.repeat order); an engine on a k-mesh labels that cell")
+    return cell
 
 
 def make_source(spec: dict, device: str = "auto"):
