@@ -100,7 +100,7 @@ BAD = {
                                        "dictionary"),
                   ({"hamiltonian": {"dtype": "float16"}}, "hamiltonian.dtype = 'float16'"),
                   ({"frames": {"step": 0}}, "frames.step = 0")],
-    "data": [({"sampling": {"method": "mdd"}}, "sampling.method = 'mdd': Input should be 'md', 'ase-md' or 'rattle'"),
+    "data": [({"sampling": {"method": "mdd"}}, "sampling.method = 'mdd': Input should be 'md', 'ase-md', 'rattle' or 'dataset'"),
              ({"system": {"supercell": [2, 2]}}, "system.supercell = [2, 2]"),
              ({"label": {"engine": "vasp"}}, "label.engine = 'vasp'")],
     "hamiltonian": [({"train": {"epochs": 0}}, "train.epochs = 0"),

@@ -110,7 +110,7 @@ def test_settings_mismatch_and_unknown_keys_are_refused(tmp_path):
     r = run(["data", "generate", "-o", str(out), *RATTLE, "--set", "label.method=GFN1-xTB"])
     assert r.returncode == 2 and "made with different engine settings" in r.stderr
     r = run(["data", "generate", "-o", str(tmp_path / "b.h5"), "--set", "sampling.temprature=[300]"])
-    assert r.returncode == 2 and "unknown setting 'sampling.temprature' (known: method, potential, temperatures" in r.stderr
+    assert r.returncode == 2 and "unknown setting 'sampling.temprature' (known: method, dataset, potential, temperatures" in r.stderr
     r = run(["data", "info", str(tmp_path / "nothing.h5")])
     assert r.returncode == 2 and "no such dataset file" in r.stderr
 
