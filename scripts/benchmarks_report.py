@@ -315,6 +315,20 @@ def dft_cost(res) -> list[str]:
                    rows)]
 
 
+def hybrid_range(res) -> list[str]:
+    k = "×".join(map(str, res["kmesh"]))
+    shells = [[d, f"{v['max_abs_H_PBE_meV']:.0f}", f"{v['max_abs_dH_meV']:.0f}"]
+              for d, v in res["by_distance_A"].items()]
+    cuts = [[rc, f"{v['dVBM_meV']:+.1f}", f"{v['dCBM_meV']:+.1f}"] for rc, v in res["dH_truncated_at_rc_A"].items()]
+    return [_prov(res), "", f"One rattled Si8 cell, basis `{res['basis']}`, labelled with PBE and HSE06 on a {k} "
+            f"k-mesh (labels took {res['label_seconds']['PBE']:.0f} s and {res['label_seconds']['HSE06']:.0f} s; "
+            f"gaps {res['gap_PBE_eV']:.3f} and {res['gap_HSE06_eV']:.3f} eV). Largest |element| of H_PBE and of "
+            "ΔH = H_HSE06 − H_PBE per pair distance:", "",
+            _table(["pair distance (Å)", "largest H_PBE element (meV)", "largest ΔH element (meV)"], shells), "",
+            "Change of the HSE06 band edges when the blocks of ΔH beyond r_c are zeroed (PBE blocks kept whole):", "",
+            _table(["r_c (Å)", "ΔVBM (meV)", "ΔCBM (meV)"], cuts)]
+
+
 SECTIONS = [  # (title, stage of scripts/benchmarks.sh, JSON file under --dir, renderer)
     ("The demo (`n2amd demo`)", "demo", "demo.json", demo),
     ("Hamiltonian model on held-out Si64 (`scripts/bench_hamiltonian.py`)", "hamiltonian", "hamiltonian.json",
@@ -338,6 +352,8 @@ SECTIONS = [  # (title, stage of scripts/benchmarks.sh, JSON file under --dir, r
     ("Surface hopping against Hefei-NAMD-DEV (`scripts/bench_hop_dev.py`)", "hop_dev", "hop_dev.json", hop_dev),
     ("Periodic DFT labels: what one costs here (`scripts/bench_dft_cost.py`)", "dft_cost", "dft_cost.json",
      dft_cost),
+    ("How far HSE06 − PBE reaches in real space (`scripts/analyse_hybrid_range.py`)", "hybrid_range",
+     "hybrid_range.json", hybrid_range),
 ]
 
 
