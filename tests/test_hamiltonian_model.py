@@ -196,3 +196,24 @@ def test_smooth_block_cutoff():
         dimer = Atoms("Si2", positions=[[0, 0, 0], [0, 0, r]])
         vals.append(np.abs(m.hamiltonian(dimer)[:9, 9:]).max())
     assert vals[0] > vals[1] > vals[2] and vals[2] < 1e-8
+
+
+@pytest.mark.parametrize("lmax_sh,expected", [(2, False), (4, True)])
+def test_onsite_crystal_field_of_a_tetrahedral_site_needs_lmax_sh_4(lmax_sh, expected):
+    """At a perfect diamond site Σ_j Y_lm(r̂_ij) vanishes for l = 1, 2 and not for l = 3, 4, so node features
+    built from Y_{l≤2} carry no l = 3, 4 part, and the on-site p–d coupling (l = 3) and the d-shell e/t2
+    splitting (l = 4) that DFT on-site blocks have (1.7 eV p–d in pyscf PBE Si, gth-dzvp@0.12) cannot be
+    represented. GFN1-xTB on-site blocks are atomic and need neither."""
+    from ase.build import bulk
+
+    basis = get_engine("tblite", method="GFN1-xTB").basis(["Si"])  # s, p, d
+    atoms = bulk("Si", "diamond", a=5.43, cubic=True)
+    with default_dtype(torch.float64):
+        torch.manual_seed(0)
+        m = HamiltonianModel(HamiltonianConfig(elements=["Si"], basis_json=basis.to_json(), r_block=4.0,
+                                               lmax_sh=lmax_sh, layers=2))
+        on = m(m.prepare([atoms], "cpu"))["onsite"][0].detach().numpy()
+    p, d = slice(1, 4), slice(4, 9)
+    pd_coupling = np.abs(on[p, d]).max()
+    d_splitting = np.ptp(np.diag(on)[d])
+    assert (pd_coupling > 1e-6) == expected and (d_splitting > 1e-6) == expected, (pd_coupling, d_splitting)

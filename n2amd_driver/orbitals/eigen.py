@@ -29,10 +29,16 @@ def bvk_to_k(X_R: np.ndarray, kmesh, kpts: np.ndarray | None = None) -> np.ndarr
     return np.einsum("kr,rab->kab", np.exp(2j * np.pi * kpts @ R.T), X_R)
 
 
-def k_to_bvk(X_k: np.ndarray, kmesh) -> np.ndarray:
-    """Inverse of :func:`bvk_to_k` on the mesh's own k-points: X(R) = (1/Nk) Σ_k X(k) exp(−2πi k·R), real."""
-    R, k = bvk_images(kmesh), bvk_kpoints(kmesh)
-    return np.einsum("rk,kab->rab", np.exp(-2j * np.pi * R @ k.T), X_k).real / len(k)
+def k_to_bvk(X_k: np.ndarray, kmesh, kpts: np.ndarray | None = None, imag_tol: float | None = None) -> np.ndarray:
+    """Inverse of :func:`bvk_to_k` on the mesh's k-points (``kpts`` fractional, the mesh's own by default, in
+    any order): X(R) = (1/Nk) Σ_k X(k) exp(−2πi k·R), real. With ``imag_tol``, an imaginary part larger than
+    that (a mesh that is not Γ-centred and time-reversal symmetric) raises ValueError."""
+    R = bvk_images(kmesh)
+    k = bvk_kpoints(kmesh) if kpts is None else np.atleast_2d(kpts)
+    X_R = np.einsum("rk,kab->rab", np.exp(-2j * np.pi * R @ k.T), np.asarray(X_k)) / len(k)
+    if imag_tol is not None and np.abs(X_R.imag).max() > imag_tol:
+        raise ValueError(f"real-space blocks from the k-mesh are not real (|Im| {np.abs(X_R.imag).max():.1e})")
+    return X_R.real
 
 
 def bvk_to_supercell(X_R: np.ndarray, kmesh) -> np.ndarray:
