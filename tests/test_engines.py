@@ -185,21 +185,31 @@ def test_pyscf_periodic_hse06_labels(periodic_pbe):
     assert gamma_gap(lab) > gamma_gap(pbe_lab) + 0.3
 
 
-def test_basis_with_raised_exponents_matches_pyscf(triclinic_si):
-    """``NAME@AMIN``: every exponent below AMIN raised to it; the package's S equals pyscf's for that basis."""
+@pytest.mark.parametrize("name", ["gth-dzvp@0.12", "gth-szv+d0.275@0.12"])
+def test_modified_basis_matches_pyscf(triclinic_si, name):
+    """``NAME@AMIN`` raises every exponent below AMIN to it, ``+lEXP`` adds a shell; the package's S equals
+    pyscf's for that basis."""
     from n2amd_driver.orbitals import basis_functions, load_pyscf_basis, overlap_matrix
 
-    raw = load_pyscf_basis("gth-dzvp@0.12", "Si")
+    raw = load_pyscf_basis(name, "Si")
     exps = [row[0] for shell in raw for row in shell[1:]]
     assert min(exps) == 0.12 and 0.057561689 not in exps
-    engine = get_engine("pyscf", method="PBE", basis="gth-dzvp@0.12")
+    engine = get_engine("pyscf", method="PBE", basis=name)
+    assert engine.basis(["Si"]).shells_of("Si") == ((0, 0, 1, 1, 2) if name.startswith("gth-dzvp") else (0, 1, 2))
     cell, _ = engine._build(triclinic_si)
     S_pyscf = engine.basis(["Si"]).to_internal(np.asarray(cell.pbc_intor("int1e_ovlp", hermi=1)),
                                               triclinic_si.numbers)
-    S = overlap_matrix(basis_functions("pyscf:gth-dzvp@0.12", ["Si"]), triclinic_si)
+    S = overlap_matrix(basis_functions(f"pyscf:{name}", ["Si"]), triclinic_si)
     np.testing.assert_allclose(S, S_pyscf, atol=1e-8, rtol=0)
-    with pytest.raises(ValueError, match="NAME@EXPONENT"):
-        load_pyscf_basis("gth-dzvp@small", "Si")
+
+
+@pytest.mark.parametrize("name,match", [("gth-dzvp@small", "NAME@EXPONENT"), ("gth-szv+x0.2", r"\+lEXP"),
+                                        ("gth-szv+d", r"\+lEXP"), ("gth-szv+d0", r"\+lEXP")])
+def test_malformed_basis_modifiers_are_named(name, match):
+    from n2amd_driver.orbitals import load_pyscf_basis
+
+    with pytest.raises(ValueError, match=match):
+        load_pyscf_basis(name, "Si")
 
 
 @pytest.fixture(scope="module")

@@ -86,21 +86,33 @@ def tblite_shells(method: str, element: str) -> list[GaussianShell]:
 def load_pyscf_basis(basis_name: str, element: str, periodic: bool = True) -> list:
     """One element's basis in pyscf's raw format ``[[l, [exp, c1, ...], ...], ...]``.
 
-    ``NAME@AMIN`` is pyscf basis NAME with every primitive exponent below AMIN (bohr⁻²) raised to AMIN,
-    as solid-state Gaussian codes do with the diffuse functions of molecular bases: in a dense solid those
-    functions are nearly linearly dependent and make H(R) long-ranged (docs/reference-data.md has the
-    numbers for Si). E.g. ``gth-dzvp@0.12``. Raises ``KeyError`` naming the basis for an unknown element.
+    ``NAME[+lEXP...][@AMIN]``: pyscf basis NAME, then
+    - ``+lEXP`` (l one of s, p, d, f): one more shell, a single primitive of exponent EXP bohr⁻²
+      (a polarisation function), e.g. ``gth-szv+d0.275`` is gth-szv with gth-dzvp's d shell;
+    - ``@AMIN``: every primitive exponent below AMIN bohr⁻² raised to AMIN, as solid-state Gaussian codes
+      do with the diffuse functions of molecular bases: in a dense solid those make S nearly singular and
+      H(R) long-ranged (docs/reference-data.md has the numbers for Si). E.g. ``gth-dzvp@0.12``.
+    Raises ``KeyError`` naming the basis for an unknown element, ``ValueError`` for a malformed name.
     """
+    import re
+
     from pyscf import gto
     from pyscf.pbc import gto as pbcgto
 
-    name, _, floor = basis_name.partition("@")
+    spec, _, floor = basis_name.partition("@")
+    name, *extra = spec.split("+")
     try:
         raw = (pbcgto.basis.load if periodic else gto.basis.load)(name, element)
     except Exception as exc:  # pyscf raises various types for a missing element or basis
         raise KeyError(f"element {element} is not available in pyscf basis '{name}': {exc}") from None
     if not raw:
         raise KeyError(f"element {element} is not available in pyscf basis '{name}'")
+    raw = [list(shell) for shell in raw]
+    for x in extra:
+        m = re.fullmatch(r"([spdf])(\d*\.?\d+(?:[eE][-+]?\d+)?)", x)
+        if not m or not float(m.group(2)) > 0:
+            raise ValueError(f"basis '{basis_name}': expected +lEXP (l in s, p, d, f; EXP > 0 in bohr⁻²), got '+{x}'")
+        raw.append(["spdf".index(m.group(1)), [float(m.group(2)), 1.0]])
     if not floor:
         return raw
     try:
