@@ -107,19 +107,24 @@ def prepare_frames(model, chunk, device) -> dict:
                          kmeshes=[fr.get("kmesh") for fr in chunk])
 
 
+def frame_bloch(X: torch.Tensor, fr: dict) -> torch.Tensor:
+    """A frame's matrix at its k-points: X itself at Γ, or X(k) = Σ_R X(R) e^(2πi k·R), (Nk, n, n), for a
+    k-mesh frame's per-image blocks."""
+    if fr.get("kmesh") is None:
+        return X
+    from ..orbitals import bvk_images, bvk_kpoints
+
+    R, k = (torch.as_tensor(x, dtype=X.dtype, device=X.device) for x in (bvk_images(fr["kmesh"]),
+                                                                          bvk_kpoints(fr["kmesh"])))
+    phase = torch.exp(2j * torch.pi * (k @ R.T))  # (k, R)
+    return torch.einsum("kr,rab->kab", phase, X.to(phase.dtype))
+
+
 def frame_eigvalsh(H: torch.Tensor, fr: dict) -> torch.Tensor:
     """Eigenvalues (eV, ascending) of a predicted H with the frame's reference S: at Γ, or for a k-mesh
     frame those of all its k-points together (the spectrum of its Born–von Kármán supercell)."""
     S = fr["S"].to(H.device)
-    if fr.get("kmesh") is None:
-        return generalized_eigvalsh(H, S)
-    from ..orbitals import bvk_images, bvk_kpoints
-
-    R, k = (torch.as_tensor(x, dtype=H.dtype, device=H.device) for x in (bvk_images(fr["kmesh"]),
-                                                                          bvk_kpoints(fr["kmesh"])))
-    phase = torch.exp(2j * torch.pi * (k @ R.T))  # (k, R)
-    to_k = lambda X: torch.einsum("kr,rab->kab", phase, X.to(phase.dtype))
-    return torch.sort(generalized_eigvalsh(to_k(H), to_k(S)).reshape(-1)).values
+    return torch.sort(generalized_eigvalsh(frame_bloch(H, fr), frame_bloch(S, fr)).reshape(-1)).values
 
 
 def onsite_means(frames, basis) -> dict:
