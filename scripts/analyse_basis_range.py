@@ -1,7 +1,8 @@
-"""How far the real-space blocks H(R) of a pyscf PBE label reach, for gth-dzvp and for gth-dzvp with its
-diffuse exponent raised (``gth-dzvp@AMIN``): the numbers behind the basis and k-mesh of the DFT data.
+"""How far the real-space blocks H(R) of a pyscf PBE label reach, and how well conditioned S is, for GTH
+bases (e.g. gth-dzvp, gth-dzvp with its diffuse exponent raised, ``gth-dzvp@0.12``, and CP2K's
+condensed-phase gth-dzvp-molopt-sr): the numbers behind the basis and k-mesh of the DFT data.
 
-    OMP_NUM_THREADS=2 .venv/bin/python scripts/analyse_basis_range.py [--floors none 0.09 0.12] \
+    OMP_NUM_THREADS=2 .venv/bin/python scripts/analyse_basis_range.py [--bases gth-dzvp gth-dzvp@0.12 ...] \
         [--out docs/bench/basis_range.json]
 
 For each basis: one PBE label of the rattled cubic Si8 cell (0.03 Å, seed 0) on a 3×3×3 k-mesh, i.e. the
@@ -31,13 +32,12 @@ CUTOFFS = [5.5, 7.0, 8.0, 8.2]
 KMESH = (3, 3, 3)
 
 
-def analyse(floor: str) -> dict:
+def analyse(basis: str) -> dict:
     from ase.build import bulk
 
     from n2amd_driver.engines import get_engine
     from n2amd_driver.orbitals import bvk_to_supercell
 
-    basis = "gth-dzvp" if floor == "none" else f"gth-dzvp@{floor}"
     atoms = bulk("Si", "diamond", a=5.43, cubic=True)
     atoms.rattle(0.03, seed=0)
     t0 = time.perf_counter()
@@ -67,16 +67,17 @@ def analyse(floor: str) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--floors", nargs="+", default=["none", "0.09", "0.12"])
+    ap.add_argument("--bases", nargs="+", default=["gth-dzvp", "gth-dzvp@0.09", "gth-dzvp@0.12",
+                                                   "gth-dzvp-molopt-sr", "gth-dzvp-molopt-sr@0.12"])
     ap.add_argument("--out", default=str(ROOT / "docs/bench/basis_range.json"))
     args = ap.parse_args()
     out = Path(args.out)
     doc = json.loads(out.read_text()) if out.exists() else {"cases": {}}
-    for floor in args.floors:
-        if floor in doc["cases"]:
+    for basis in args.bases:
+        if basis in doc["cases"]:
             continue
-        doc["cases"][floor] = analyse(floor)
-        print(json.dumps(doc["cases"][floor]), flush=True)
+        doc["cases"][basis] = analyse(basis)
+        print(json.dumps(doc["cases"][basis]), flush=True)
         doc["provenance"] = provenance()
         out.write_text(json.dumps(doc, indent=1))
 

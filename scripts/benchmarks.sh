@@ -2,7 +2,7 @@
 # Regenerate docs/benchmarks.md: run the benchmark scripts of every stage, then write the page from their JSON.
 #   bash scripts/benchmarks.sh                    all stages (about 5 hours on 2 cores, 1.5 of them the NNH NVE, plus
 #                                                 dft_cost: hours, resumable; datasets first if missing)
-#   bash scripts/benchmarks.sh overlap report     some stages: overlap hamiltonian hamiltonian_gaas scc couplings forcefield defects nnh_lammps nnh_nve md hop hop_dev dft_cost hybrid_range demo report
+#   bash scripts/benchmarks.sh overlap report     some stages: overlap hamiltonian hamiltonian_gaas scc couplings forcefield defects nnh_lammps nnh_nve md hop hop_dev dft_cost basis_range hybrid_range demo report
 #                                                 (and forcefield_nnh: only the NNH row, not in the default list)
 # Results: docs/bench/*.json (committed, so a partial rerun keeps the other stages' figures); work folders
 # (datasets, demo run, trajectories) under runs/; page: docs/benchmarks.md, written from docs/bench/ only.
@@ -19,7 +19,7 @@ models=n2amd_driver/assets/models
 mkdir -p "$out" "$work"
 stages=("$@")
 explicit=$#
-[ ${#stages[@]} -gt 0 ] || stages=(overlap hamiltonian hamiltonian_gaas scc couplings forcefield defects nnh_lammps nnh_nve md hop hop_dev dft_cost hybrid_range demo report)
+[ ${#stages[@]} -gt 0 ] || stages=(overlap hamiltonian hamiltonian_gaas scc couplings forcefield defects nnh_lammps nnh_nve md hop hop_dev dft_cost basis_range hybrid_range demo report)
 data() {  # the GFN1-xTB Si64 datasets the models were trained and tested on (~15 min each)
     [ -f runs/si64_train.h5 ] || $n2amd data generate $cfg/data_si64_train.yaml -o runs/si64_train.h5 --workers 2
     [ -f runs/si64_test.h5 ] || $n2amd data generate $cfg/data_si64_test.yaml -o runs/si64_test.h5 --workers 2
@@ -77,6 +77,7 @@ for s in "${stages[@]}"; do
                  elif [ "$explicit" -gt 0 ]; then echo "hop_dev: set HFNAMD to a Hefei-NAMD-DEV executable" >&2; exit 2
                  else echo "[benchmarks] hop_dev skipped: HFNAMD (a Hefei-NAMD-DEV executable) is not set" >&2; fi ;;
         dft_cost) OMP_NUM_THREADS=2 $py scripts/bench_dft_cost.py --out $out/dft_cost.json ;;  # resumes; hours in all
+        basis_range) OMP_NUM_THREADS=2 $py scripts/analyse_basis_range.py --out $out/basis_range.json ;;  # resumes
         hybrid_range) OMP_NUM_THREADS=2 $py scripts/analyse_hybrid_range.py --out $out/hybrid_range.json ;;  # ~10 min
         demo) rm -rf $work/demo; $n2amd demo --workdir $work/demo; cp $work/demo/summary.json $out/demo.json ;;
         nnh_lammps) OMP_NUM_THREADS=2 $py scripts/bench_nnh_lammps.py --nvt-steps 10 --nve-steps 50 --workdir $work/nnh_lammps --out $out/nnh_lammps.json ;;

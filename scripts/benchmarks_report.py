@@ -315,6 +315,21 @@ def dft_cost(res) -> list[str]:
                    rows)]
 
 
+def basis_range(res) -> list[str]:
+    rows = []
+    for name, c in res["cases"].items():
+        t7, t8 = c["truncation_at_rc_A"].get("7.0", {}), c["truncation_at_rc_A"].get("8.2", {})
+        edge = lambda t: f"VBM {t['dVBM_meV']:+.1f}, CBM {t['dCBM_meV']:+.1f} (window {t['window_mae_meV']:.1f})" if t else "—"
+        rows.append([name, f"{c['energy_eV_per_atom']:.4f}", f"{c['gap_eV']:.3f}", f"{c['min_S_eigenvalue']:.1e}",
+                     f"{c['max_abs_H_meV_by_distance_A'].get('7.2-7.8', float('nan')):.1f}", edge(t7), edge(t8),
+                     f"{c['label_seconds']:.0f}"])
+    return [_prov(res), "", "One PBE label of the rattled cubic Si8 cell on the 3×3×3 mesh per basis (216-atom "
+            "Born–von Kármán supercell). Band-edge changes (meV) when every block beyond r_c is zeroed, S kept "
+            "whole, and the mean change of the 40 states around the gap:", "",
+            _table(["basis", "E (eV/atom)", "gap (eV)", "smallest S eigenvalue", "largest H element at 7.2–7.8 Å "
+                    "(meV)", "r_c = 7.0 Å", "r_c = 8.2 Å", "label (s)"], rows)]
+
+
 def hybrid_range(res) -> list[str]:
     k = "×".join(map(str, res["kmesh"]))
     shells = [[d, f"{v['max_abs_H_PBE_meV']:.0f}", f"{v['max_abs_dH_meV']:.0f}"]
@@ -352,6 +367,8 @@ SECTIONS = [  # (title, stage of scripts/benchmarks.sh, JSON file under --dir, r
     ("Surface hopping against Hefei-NAMD-DEV (`scripts/bench_hop_dev.py`)", "hop_dev", "hop_dev.json", hop_dev),
     ("Periodic DFT labels: what one costs here (`scripts/bench_dft_cost.py`)", "dft_cost", "dft_cost.json",
      dft_cost),
+    ("Which Gaussian basis for DFT labels: range and conditioning (`scripts/analyse_basis_range.py`)",
+     "basis_range", "basis_range.json", basis_range),
     ("How far HSE06 − PBE reaches in real space (`scripts/analyse_hybrid_range.py`)", "hybrid_range",
      "hybrid_range.json", hybrid_range),
 ]
