@@ -39,10 +39,12 @@ CASES = {
     "si8-k333-pbe": ((1, 1, 1), (3, 3, 3), "PBE", "gth-dzvp"),
     "si64-g-pbe": ((2, 2, 2), (1, 1, 1), "PBE", "gth-dzvp"),
     "si64-g-hse06": ((2, 2, 2), (1, 1, 1), "HSE06", "gth-dzvp"),
-    # the basis of the DFT data (diffuse exponent raised, docs/reference-data.md): k-mesh labels
-    "si8-k333-pbe-a012": ((1, 1, 1), (3, 3, 3), "PBE", "gth-dzvp@0.12"),
-    "si8-k222-pbe-a012": ((1, 1, 1), (2, 2, 2), "PBE", "gth-dzvp@0.12"),
-    "si8-k222-hse06-a012": ((1, 1, 1), (2, 2, 2), "HSE06", "gth-dzvp@0.12"),
+    # the basis of the DFT data (docs/reference-data.md): k-mesh labels, and Γ labels with forces (MLFF data)
+    "si8-k333-pbe-msr": ((1, 1, 1), (3, 3, 3), "PBE", "gth-dzvp-molopt-sr@0.12"),
+    "si8-k222-pbe-msr": ((1, 1, 1), (2, 2, 2), "PBE", "gth-dzvp-molopt-sr@0.12"),
+    "si8-k222-hse06-msr": ((1, 1, 1), (2, 2, 2), "HSE06", "gth-dzvp-molopt-sr@0.12"),
+    "si64-g-pbe-msr-forces": ((2, 2, 2), (1, 1, 1), "PBE", "gth-dzvp-molopt-sr@0.12", True),
+    "si64-g-hse06-msr": ((2, 2, 2), (1, 1, 1), "HSE06", "gth-dzvp-molopt-sr@0.12"),
 }
 #: cases whose k-mesh rows time pyscf's SCF alone (measured before the package had k-mesh labels)
 SCF_ONLY = {"si8-k222-pbe", "si8-k222-hse06", "si8-k333-pbe"}
@@ -56,15 +58,15 @@ def structure(repeat):
     return a.repeat(repeat)
 
 
-def run_case(repeat, kmesh, xc, basis, scf_only: bool = False) -> dict:
+def run_case(repeat, kmesh, xc, basis, forces: bool = False, scf_only: bool = False) -> dict:
     """The package's own label (SCF, H and S, or H(R) and S(R) on a k-mesh, in the package's conventions),
-    without forces; ``scf_only``: pyscf's KRKS SCF alone with the engine's settings."""
+    with forces where asked; ``scf_only``: pyscf's KRKS SCF alone with the engine's settings."""
     atoms = structure(repeat)
     t0 = time.perf_counter()
     if not scf_only:
         from n2amd_driver.engines import get_engine
 
-        lab = get_engine("pyscf", method=xc, basis=basis, forces=False,
+        lab = get_engine("pyscf", method=xc, basis=basis, forces=forces,
                          kmesh=None if kmesh == (1, 1, 1) else kmesh).label(atoms)
         eps, occ, nao, converged = lab.orbital_energies[None, :], lab.occupations[None, :], lab.overlap.shape[-1], True
     else:
@@ -85,8 +87,8 @@ def run_case(repeat, kmesh, xc, basis, scf_only: bool = False) -> dict:
     vbm, cbm = eps[occ > 0].max(), eps[occ == 0].min()
     return {"atoms": len(atoms), "kmesh": list(kmesh), "functional": xc, "basis": basis, "nao": nao,
             "converged": converged, "seconds": round(wall, 1), "gap_eV": round(float(cbm - vbm), 4),
-            "what": "SCF only" if scf_only else ("label (SCF + H, S)" if kmesh == (1, 1, 1) else
-                                                 "label (SCF + H(R), S(R))"),
+            "what": "SCF only" if scf_only else ("label (SCF + H, S" + (" + forces)" if forces else ")")
+                                                 if kmesh == (1, 1, 1) else "label (SCF + H(R), S(R))"),
             "threads": os.environ.get("OMP_NUM_THREADS")}
 
 
