@@ -487,3 +487,41 @@ def test_engine_source_on_a_kmesh_gives_the_supercell_matrices():
     moved.positions[3] += 0.1  # one copy displaced: no longer a repeat
     with pytest.raises(ValueError, match="not a 2x1x1 repeat"):
         repeated_cell(moved, m)
+
+
+def test_model_in_a_pyscf_basis_has_pyscf_overlaps(tmp_path):
+    """A Hamiltonian model trained in a pyscf basis (the DFT data's) runs through ModelSource with S(t) and
+    S(t; t+dt) from that basis: both equal pyscf's own lattice-summed integrals to ≤ 1e-8, in a triclinic cell."""
+    import torch
+    from pyscf.pbc.gto.cell import intor_cross
+
+    from n2amd_driver.engines import get_engine
+    from n2amd_driver.models.hamiltonian import HamiltonianConfig, HamiltonianModel
+    from n2amd_driver.models.io import default_dtype
+    from n2amd_driver.namd.sources import ModelSource
+    from n2amd_driver.orbitals import cross_overlap
+    from n2amd_driver.training.hamiltonian import save_model
+
+    from .conftest import make_triclinic_si
+
+    name = "gth-dzvp-molopt-sr@0.12"
+    engine = get_engine("pyscf", method="PBE", basis=name)
+    basis = engine.basis(["Si"])
+    with default_dtype(torch.float64):
+        torch.manual_seed(0)
+        model = HamiltonianModel(HamiltonianConfig(elements=["Si"], basis_json=basis.to_json(), r_block=4.0,
+                                                   layers=1))
+    save_model(model.eval(), tmp_path / "h.pt", {"valence_electrons": {"Si": 4.0}},
+               {"engine": "pyscf", "method": "PBE", "basis": name}, {}, 0)
+    src = ModelSource(tmp_path / "h.pt", device="cpu")
+    t0 = make_triclinic_si()
+    t1 = t0.copy()
+    t1.positions += np.random.default_rng(2).normal(scale=0.02, size=t1.positions.shape)
+    H, S, n_el = src.electronic(t0)
+    assert n_el == pytest.approx(4.0 * len(t0)) and np.allclose(H, H.T)
+    c0, _ = engine._build(t0)
+    c1, _ = engine._build(t1)
+    to_e3nn = lambda M: basis.to_internal(np.asarray(M), t0.numbers)
+    np.testing.assert_allclose(S, to_e3nn(c0.pbc_intor("int1e_ovlp", hermi=1)), atol=1e-8, rtol=0)
+    S01 = cross_overlap(src.basis_functions(t0), t0, t1)
+    np.testing.assert_allclose(S01, to_e3nn(intor_cross("int1e_ovlp", c0, c1)), atol=1e-8, rtol=0)
