@@ -156,3 +156,21 @@ def test_overlap_trace_gradients_are_the_derivatives_of_tr_ws():
                 tr.append(np.sum(W * overlap_matrix(bf, b)))
             fd[p, q] = (tr[0] - tr[1]) / (2 * h)
     np.testing.assert_allclose(0.5 * (dE + dE.T), 0.5 * (fd + fd.T), atol=1e-6 * np.abs(fd).max())
+
+
+@pytest.mark.parametrize("name", ["tblite:GFN1-xTB", "pyscf:gth-dzvp-molopt-sr@0.12"])
+def test_sparse_overlaps_equal_the_dense_ones(name):
+    """S and S(t; t+dt) assembled sparse from the pair blocks equal the dense matrices (triclinic cell)."""
+    from n2amd_driver.orbitals import basis_functions, cross_overlap, overlap_matrix
+
+    from .conftest import make_triclinic_si
+
+    a0 = make_triclinic_si().repeat((2, 1, 1))
+    a1 = a0.copy()
+    a1.positions += np.random.default_rng(0).normal(scale=0.03, size=a1.positions.shape)
+    bf = basis_functions(name, a0.get_chemical_symbols())
+    np.testing.assert_allclose(overlap_matrix(bf, a0, sparse=True).toarray(), overlap_matrix(bf, a0), atol=1e-14)
+    np.testing.assert_allclose(cross_overlap(bf, a0, a1, sparse=True).toarray(), cross_overlap(bf, a0, a1),
+                               atol=1e-14)
+    with pytest.raises(ValueError, match="Γ-point"):
+        overlap_matrix(bf, a0, kpt=[0.5, 0, 0], sparse=True)

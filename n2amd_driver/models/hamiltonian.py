@@ -14,6 +14,7 @@ import warnings
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 from ase import Atoms
 from ase.data import chemical_symbols
@@ -161,7 +162,7 @@ class HamiltonianModel(torch.nn.Module):
                              "explicitly")
         return float(round(sum(counts[el] for el in atoms.get_chemical_symbols())))
 
-    def prepare(self, structures: list[Atoms], device=None, overlaps=None, kmeshes=None) -> dict:
+    def prepare(self, structures: list[Atoms], device=None, overlaps=None, kmeshes=None, dense: bool = True) -> dict:
         """Batch of structures → tensors and both graphs: message passing (:mod:`.batch` keys, within ``r_mp``)
         and block pairs (``blk_*``, within ``r_block``), with the orbital layout of the Γ-point matrices.
 
@@ -169,7 +170,8 @@ class HamiltonianModel(torch.nn.Module):
         term; computed from the basis functions when not given (ignored by models without that term).
         ``kmeshes``: per structure None (Γ) or a k-mesh: that structure's H is then folded onto the images
         R of the mesh's Born–von Kármán supercell, (Nk, n, n) as in "bvk" labels, and its overlap must be
-        S(R) of the same shape (:func:`~n2amd_driver.orbitals.overlap.bvk_overlaps`)."""
+        S(R) of the same shape (:func:`~n2amd_driver.orbitals.overlap.bvk_overlaps`). ``dense=False``: no S
+        and no dense H; the forward pass then returns the blocks and potentials only (sparse assembly)."""
         dtype = next(self.parameters()).dtype
         device = next(self.parameters()).device if device is None else device
         d = graph_batch(structures, self.config.r_mp, self.species, dtype, device)
@@ -195,7 +197,7 @@ class HamiltonianModel(torch.nn.Module):
                   "blk_reverse": t(_reverse(blk_index, cat(blk_shift))), "norb_atom": t(cat(norb_atom)),
                   "orb_offset": t(cat(orb_off)), "mat_offset": t(mat_off), "mat_size": t(mat_size),
                   "mat_images": t(mat_images), "total": moff, "kmeshes": kmeshes})
-        if self.needs_overlap:
+        if self.needs_overlap and dense:
             if overlaps is None:
                 if any(k is not None for k in kmeshes):
                     raise ValueError("structures on a k-mesh need their S(R) passed as overlaps")
@@ -237,7 +239,9 @@ class HamiltonianModel(torch.nn.Module):
         off = 0.5 * (off + off[d["blk_reverse"]].transpose(1, 2))
         args = (d["norb_atom"], d["orb_offset"], d["mat_offset"], d["mat_size"], d[BATCH], d["total"])
         n_atoms = torch.arange(len(d[SPECIES]), device=h.device)
-        H = fold_to_gamma(on, n_atoms, n_atoms, *args) + fold_to_gamma(off, i, j, *args, image=d.get("blk_image"))
+        dense = "overlap_flat" in d or not self.needs_overlap
+        H = (fold_to_gamma(on, n_atoms, n_atoms, *args) + fold_to_gamma(off, i, j, *args, image=d.get("blk_image"))
+             if dense else None)
         out = {"H_flat": H, "onsite": on, "offsite": off}
         if self.potential is not None:
             G = None
@@ -250,13 +254,15 @@ class HamiltonianModel(torch.nn.Module):
                 out["potential_mean_field"] = v_mf[valid]
                 if mean_field:
                     v = v + out["potential_mean_field"]
+            out["potential"] = v
+            if not dense:  # prepared without S (sparse assembly): blocks and potentials only
+                return out
             start, terms = 0, []
             for moff, n, nk in zip(d["mat_offset"].tolist(), d["mat_size"].tolist(), d["mat_images"].tolist()):
                 overlap = d["overlap_flat"][moff : moff + nk * n * n].reshape(nk, n, n)
                 terms.append(overlap_coupled(v[start : start + n], overlap).reshape(-1))
                 start += n
             out["H_flat"] = H + torch.cat(terms)
-            out["potential"] = v
         return out
 
     # ---- convenience ---------------------------------------------------------------------------
@@ -277,6 +283,39 @@ class HamiltonianModel(torch.nn.Module):
         d = self.prepare([atoms], overlaps=None if overlap is None else [overlap])
         with torch.no_grad():
             return self.matrices(self(d), d)[0].cpu().numpy()
+
+
+    def sparse_hamiltonian(self, atoms: Atoms, overlap=None):
+        """Γ-point H (eV, e3nn order) of one structure as a scipy CSR matrix, assembled from the on-site and
+        off-site blocks and ½(v_a + v_b) S_ab without ever forming a dense matrix; ``overlap``: its sparse S
+        if at hand (computed from the basis functions otherwise, when the model needs it)."""
+        from ..orbitals.overlap import overlap_matrix
+        from ..orbitals.sparse import blocks_to_csr
+
+        d = self.prepare([atoms], dense=False)
+        with torch.no_grad():
+            out = self(d)
+        spc = d[SPECIES].cpu().numpy()
+        norb = np.array([self.layout.norb[k] for k in range(len(self.elements))])
+        offs = d["orb_offset"].cpu().numpy()
+        n = int(d["mat_size"][0])
+        i, j = (x.cpu().numpy() for x in d["blk_index"])
+        atoms_idx = np.arange(len(spc))
+        H = None
+        for tiles, a, b in ((out["onsite"], atoms_idx, atoms_idx), (out["offsite"], i, j)):
+            tiles = tiles.detach().cpu().numpy()
+            for sa in np.unique(spc[a]):
+                for sb in np.unique(spc[b]):
+                    sel = np.flatnonzero((spc[a] == sa) & (spc[b] == sb))
+                    if len(sel):
+                        part = blocks_to_csr(tiles[sel, : norb[sa], : norb[sb]], a[sel], b[sel], offs, offs, (n, n))
+                        H = part if H is None else H + part
+        if "potential" in out:
+            S = overlap_matrix(self.basis_functions(atoms), atoms, sparse=True) if overlap is None else overlap
+            v = out["potential"].detach().cpu().numpy()
+            V = sp.diags(v)
+            H = H + 0.5 * (V @ S + S @ V)
+        return H.tocsr()
 
 
 def shell_means(values, shells) -> np.ndarray:

@@ -11,6 +11,7 @@ __all__, __getattr__, __dir__ = exports(__name__, {
     "overlap": ["bvk_overlaps", "cross_overlap", "overlap_derivative", "overlap_gradient", "overlap_matrix",
                 "pair_cutoff_ang"],
     "radial": ["RadialOverlap", "overlap_trace_gradients", "radial_overlap"],
+    "sparse": ["blocks_to_csr", "drop_small", "memory_bytes"],
     "eigen": ["band_edges", "bloch_hamiltonian", "bvk_images", "bvk_kpoints", "bvk_to_k", "bvk_to_supercell", "dos",
               "eigh", "k_to_bvk"],
 })

@@ -83,7 +83,10 @@ def _lattice_sum(bf: BasisFunctions, atoms1: Atoms, atoms2: Atoms, derivative: b
     return flat.reshape(ncomp, norb, norb)
 
 
-def _overlaps(bf: BasisFunctions, atoms1: Atoms, atoms2: Atoms, cutoff_ang, kpt, method: str) -> np.ndarray:
+def _overlaps(bf: BasisFunctions, atoms1: Atoms, atoms2: Atoms, cutoff_ang, kpt, method: str,
+              sparse: bool = False):
+    if sparse and method != "radial":
+        raise ValueError("sparse overlaps use the radial tables (method='radial')")
     if method == "obara-saika":
         return _lattice_sum(bf, atoms1, atoms2, False, cutoff_ang, kpt)[0]
     if method != "radial":
@@ -94,13 +97,14 @@ def _overlaps(bf: BasisFunctions, atoms1: Atoms, atoms2: Atoms, cutoff_ang, kpt,
         raise ValueError("cross overlaps need the same atoms (in the same order) at both geometries")
     bf.basis.check_elements(atoms1.numbers)
     cutoff_ang = pair_cutoff_ang(bf, atoms1.numbers) if cutoff_ang is None else cutoff_ang
-    return lattice_sum(bf, atoms1, atoms2, cutoff_ang, kpt)
+    return lattice_sum(bf, atoms1, atoms2, cutoff_ang, kpt, sparse=sparse)
 
 
 def overlap_matrix(bf: BasisFunctions, atoms: Atoms, cutoff_ang: float | None = None, kpt=None,
-                   method: str = "radial") -> np.ndarray:
-    """S(R) (Γ-folded for periodic cells), e3nn order; with ``kpt`` (fractional) the Bloch matrix S(k)."""
-    return _overlaps(bf, atoms, atoms, cutoff_ang, kpt, method)
+                   method: str = "radial", sparse: bool = False):
+    """S(R) (Γ-folded for periodic cells), e3nn order; with ``kpt`` (fractional) the Bloch matrix S(k); with
+    ``sparse`` a scipy CSR matrix at Γ, assembled from the pair blocks (:mod:`.sparse`)."""
+    return _overlaps(bf, atoms, atoms, cutoff_ang, kpt, method, sparse)
 
 
 def bvk_overlaps(bf: BasisFunctions, atoms: Atoms, kmesh, cutoff_ang: float | None = None) -> np.ndarray:
@@ -113,13 +117,14 @@ def bvk_overlaps(bf: BasisFunctions, atoms: Atoms, kmesh, cutoff_ang: float | No
 
 
 def cross_overlap(bf: BasisFunctions, atoms1: Atoms, atoms2: Atoms, cutoff_ang: float | None = None,
-                  method: str = "radial") -> np.ndarray:
+                  method: str = "radial", sparse: bool = False):
     """S(R1; R2)_ab = <φ_a at R1 | φ_b at R2> (Γ-folded), for the same atoms at two geometries.
 
     Use *unwrapped* positions for the two geometries (an atom that crossed the cell boundary between
-    them would otherwise be paired with the wrong image); the cell is that of ``atoms1``.
+    them would otherwise be paired with the wrong image); the cell is that of ``atoms1``. ``sparse``: a scipy
+    CSR matrix.
     """
-    return _overlaps(bf, atoms1, atoms2, cutoff_ang, None, method)
+    return _overlaps(bf, atoms1, atoms2, cutoff_ang, None, method, sparse)
 
 
 def overlap_gradient(bf: BasisFunctions, atoms: Atoms, cutoff_ang: float | None = None) -> np.ndarray:

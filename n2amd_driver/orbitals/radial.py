@@ -211,9 +211,38 @@ def _assemble(ro: RadialOverlap, numbers, i, j, d_ang: torch.Tensor, phase=None)
     return flat.reshape(norb, norb)
 
 
-def lattice_sum(bf, atoms1: Atoms, atoms2: Atoms, cutoff_ang: float, kpt=None) -> np.ndarray:
-    """Σ_T <φ_a at R1 | φ_b at R2 + T> (e3nn order), by the radial tables; (norb, norb)."""
+def _assemble_sparse(ro: RadialOverlap, numbers, i, j, d_ang: torch.Tensor):
+    """As :func:`_assemble` at Γ, into a sparse CSR matrix: only the blocks of pairs within the cutoff."""
+    from .sparse import blocks_to_csr
+
+    offs = ro.bf.basis.orbital_offsets(numbers)
+    norb = int(offs[-1])
+    out = None
+    d_bohr = d_ang / BOHR_ANG
+    for za in np.unique(numbers):
+        for zb in np.unique(numbers):
+            sel = np.flatnonzero((numbers[i] == za) & (numbers[j] == zb))
+            if len(sel) == 0:
+                continue
+            blk = ro.blocks(chemical_symbols[za], chemical_symbols[zb], d_bohr[torch.from_numpy(sel)]).numpy()
+            part = blocks_to_csr(blk, i[sel], j[sel], offs, offs, (norb, norb))
+            out = part if out is None else out + part
+    if out is None:
+        import scipy.sparse as sp
+
+        out = sp.csr_matrix((norb, norb))
+    return out
+
+
+def lattice_sum(bf, atoms1: Atoms, atoms2: Atoms, cutoff_ang: float, kpt=None, sparse: bool = False):
+    """Σ_T <φ_a at R1 | φ_b at R2 + T> (e3nn order), by the radial tables; (norb, norb), dense, or with
+    ``sparse`` a scipy CSR matrix (Γ only) that never forms the dense one."""
     i, j, S, d = pairs_between(atoms1, atoms2, cutoff_ang)
+    if sparse:
+        if kpt is not None:
+            raise ValueError("sparse overlaps are Γ-point matrices (no kpt)")
+        with torch.no_grad():
+            return _assemble_sparse(radial_overlap(bf), atoms1.numbers, i, j, torch.from_numpy(d))
     phase = None if kpt is None else np.exp(2j * np.pi * S @ np.asarray(kpt, float))
     with torch.no_grad():
         return _assemble(radial_overlap(bf), atoms1.numbers, i, j, torch.from_numpy(d), phase).numpy()
