@@ -121,7 +121,7 @@ def _cmd_md(args) -> int:
     if args.engine == "lammps":
         run = run_lammps(Path(args.workdir), model=args.model, nnh=args.nnh, temperature_K=args.temperature,
                          nvt_steps=args.nvt_steps, nve_steps=args.nve_steps, ranks=args.ranks, seed=args.seed,
-                         structure=args.structure, threads=args.threads, dtype=args.dtype)
+                         structure=args.structure, threads=args.threads, dtype=args.dtype, repeat=args.repeat)
     else:
         run = run_ipi(Path(args.workdir), mode=args.mode, model=args.model, steps=args.steps, drivers=args.drivers,
                       seed=args.seed)
@@ -243,6 +243,8 @@ def build_parser(with_keys: bool = True) -> argparse.ArgumentParser:
                                                           "(default si_mlff.pt)")
     ml.add_argument("--nnh", action="store_true", help="NNH forces through 'fix n2amd' (model: an NNH model file)")
     ml.add_argument("--structure", help="start structure (any periodic file ASE reads; default the shipped Si64)")
+    ml.add_argument("--repeat", type=POSITIVE_INT, nargs=3, metavar=("NX", "NY", "NZ"),
+                    help="run a supercell of the start structure, e.g. --repeat 3 3 3 for Si1728 from Si64")
     ml.add_argument("--temperature", type=POSITIVE, default=300.0, help="K (default 300)")
     ml.add_argument("--nvt-steps", type=NONNEG_INT, default=1000, help="1 fs NVT steps (default 1000)")
     ml.add_argument("--nve-steps", type=POSITIVE_INT, default=2000, help="1 fs NVE steps, dumped (default 2000)")

@@ -94,6 +94,22 @@ def test_md_lammps_on_a_users_structure(tmp_path):
     assert (wd / "run_lammps.sh").read_text().count("-var") == 9  # the run is reproducible from its folder
 
 
+def test_md_lammps_repeat_makes_a_supercell(tmp_path):
+    """`--repeat NX NY NZ` runs a supercell of the start structure (the shipped Si64 here: 2×1×1 → Si128),
+    with the cell and the atoms of the repeat."""
+    from n2amd_driver.data.trajectory import read_trajectory
+
+    wd = tmp_path / "md"
+    r = subprocess.run(N2AMD + ["md", "lammps", "--repeat", "2", "1", "1", "--nvt-steps", "2", "--nve-steps", "2",
+                                "--workdir", str(wd)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    frames = read_trajectory(wd / "si128_nve.dump")
+    assert len(frames) == 3 and len(frames[0]) == 128
+    np.testing.assert_allclose(frames[0].cell.lengths(), [21.72, 10.86, 10.86], atol=1e-6)
+    r = subprocess.run(N2AMD + ["md", "lammps", "--repeat", "2", "0", "1"], capture_output=True, text=True)
+    assert r.returncode == 2 and "argument --repeat: 0 must be > 0" in r.stderr
+
+
 def test_md_ipi_route(tmp_path):
     from n2amd_driver.data.trajectory import read_trajectory
 

@@ -59,18 +59,23 @@ def _stream(cmd: list[str], cwd: Path, log: Path, keep, env=None) -> int:
 def run_lammps(workdir: Path, *, model: str = "si_mlff.pt", nnh: bool = False, temperature_K: float = 300.0,
                nvt_steps: int = 1000, nve_steps: int = 2000, ranks: int = 1, seed: int = 4928459,
                data: str | None = None, structure: str | None = None, threads: int | None = None,
-               dtype: str = "float64") -> MDRun:
+               dtype: str = "float64", repeat=None) -> MDRun:
     """LAMMPS MD with a package model (1 fs steps); returns the NVE trajectory (every step).
 
     ``dtype``: precision of the MLFF inside LAMMPS (float32: ~2× faster; the bundled MLFF is trained in
     float32 and conserves energy in float32 NVE). The start structure: ``data`` (a LAMMPS data file of Si), ``structure`` (any file ASE reads; written
-    as a data file with one atom type per element, alphabetical), or the shipped 64-atom Si cell."""
+    as a data file with one atom type per element, alphabetical), or the shipped 64-atom Si cell;
+    ``repeat`` = (nx, ny, nz) makes a supercell of it (large cells for NAMD at size)."""
     workdir = Path(workdir).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     elements, label = ["Si"], "si64"
+    if repeat is not None and not structure:  # repeat the data file or the shipped cell
+        structure = data or str(LAMMPS_INPUTS / "si64.data")
     if structure:
-        data = str(write_data_file(structure, workdir / "structure.data"))
         start = _read(structure)
+        data = str(write_data_file(start, workdir / "structure.data", repeat))
+        if repeat is not None:
+            start = start.repeat(tuple(int(r) for r in repeat))
         elements, label = sorted(set(start.get_chemical_symbols())), start.get_chemical_formula().lower()
     elif data:
         label = Path(data).stem
@@ -145,14 +150,21 @@ def thermo_tables(text: str) -> list[ThermoTable]:
 def _read(path):
     import ase.io
 
+    if str(path).endswith(".data"):  # LAMMPS data files (the shipped Si64): atomic style, metal units
+        return ase.io.read(path, format="lammps-data", atom_style="atomic", units="metal")
     return ase.io.read(path)
 
 
-def write_data_file(structure, out: Path) -> Path:
-    """A LAMMPS data file (atomic, metal units, masses) of any structure ASE reads; types by element, A→Z."""
+def write_data_file(structure, out: Path, repeat=None) -> Path:
+    """A LAMMPS data file (atomic, metal units, masses) of any structure ASE reads (or an Atoms), repeated
+    ``repeat`` = (nx, ny, ny) times if given; types by element, A→Z."""
     import ase.io
 
-    atoms = _read(structure)
+    atoms = structure.copy() if hasattr(structure, "positions") else _read(structure)
+    if repeat is not None:
+        if len(repeat) != 3 or min(int(r) for r in repeat) < 1:
+            raise ValueError(f"repeat must be three positive integers, not {list(repeat)}")
+        atoms = atoms.repeat(tuple(int(r) for r in repeat))
     if not all(atoms.pbc):
         raise ValueError(f"{structure}: the MD inputs are for periodic cells (pbc = {atoms.pbc.tolist()})")
     ase.io.write(out, atoms, format="lammps-data", specorder=sorted(set(atoms.get_chemical_symbols())),
