@@ -290,7 +290,7 @@ class HamiltonianModel(torch.nn.Module):
         off-site blocks and ½(v_a + v_b) S_ab without ever forming a dense matrix; ``overlap``: its sparse S
         if at hand (computed from the basis functions otherwise, when the model needs it)."""
         from ..orbitals.overlap import overlap_matrix
-        from ..orbitals.sparse import blocks_to_csr
+        from ..orbitals.sparse import blocks_to_csr, pair_groups
 
         d = self.prepare([atoms], dense=False)
         with torch.no_grad():
@@ -304,12 +304,9 @@ class HamiltonianModel(torch.nn.Module):
         H = None
         for tiles, a, b in ((out["onsite"], atoms_idx, atoms_idx), (out["offsite"], i, j)):
             tiles = tiles.detach().cpu().numpy()
-            for sa in np.unique(spc[a]):
-                for sb in np.unique(spc[b]):
-                    sel = np.flatnonzero((spc[a] == sa) & (spc[b] == sb))
-                    if len(sel):
-                        part = blocks_to_csr(tiles[sel, : norb[sa], : norb[sb]], a[sel], b[sel], offs, offs, (n, n))
-                        H = part if H is None else H + part
+            for sa, sb, sel in pair_groups(spc[a], spc[b]):
+                part = blocks_to_csr(tiles[sel, : norb[sa], : norb[sb]], a[sel], b[sel], offs, offs, (n, n))
+                H = part if H is None else H + part
         if "potential" in out:
             S = overlap_matrix(self.basis_functions(atoms), atoms, sparse=True) if overlap is None else overlap
             v = out["potential"].detach().cpu().numpy()

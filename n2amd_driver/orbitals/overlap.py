@@ -28,6 +28,7 @@ from ..core.graph import pairs_between
 from ..core.units import BOHR_ANG
 from .functions import BasisFunctions, shell_data
 from .integrals import contracted_overlaps
+from .sparse import pair_groups
 
 _PAIR_BATCH = 2048  # atom pairs per vectorised call (bounds memory)
 
@@ -55,31 +56,27 @@ def _lattice_sum(bf: BasisFunctions, atoms1: Atoms, atoms2: Atoms, derivative: b
     phase = None if kpt is None else np.exp(2j * np.pi * S @ np.asarray(kpt, float))
     flat = np.zeros((ncomp, norb * norb), dtype=float if kpt is None else complex)
     d_bohr = d / BOHR_ANG
-    for za in np.unique(numbers):
-        for zb in np.unique(numbers):
-            sel = np.flatnonzero((numbers[i] == za) & (numbers[j] == zb))
-            if len(sel) == 0:
-                continue
-            shells_a = shell_data(bf, chemical_symbols[za])
-            shells_b = shell_data(bf, chemical_symbols[zb])
-            for start in range(0, len(sel), _PAIR_BATCH):
-                s = sel[start : start + _PAIR_BATCH]
-                for la, ea, wa, oa, Ma in shells_a:
-                    for lb, eb, wb, ob, Mb in shells_b:
-                        cart = contracted_overlaps(la, ea, wa, lb, eb, wb, d_bohr[s], derivative)
-                        cart = cart.reshape(ncomp, len(s), *cart.shape[-2:])
-                        blk = np.einsum("xa,cpxy,yb->cpab", Ma, cart, Mb)  # (ncomp, P, 2la+1, 2lb+1)
-                        rows = offs[i[s]][:, None] + oa + np.arange(2 * la + 1)[None, :]
-                        cols = offs[j[s]][:, None] + ob + np.arange(2 * lb + 1)[None, :]
-                        idx = (rows[:, :, None] * norb + cols[:, None, :]).ravel()
-                        for c in range(ncomp):
-                            w = blk[c] if phase is None else blk[c] * phase[s][:, None, None]
-                            w = w.ravel()
-                            if phase is None:
-                                flat[c] += np.bincount(idx, w, minlength=norb * norb)
-                            else:
-                                flat[c] += np.bincount(idx, w.real, norb * norb) + 1j * np.bincount(idx, w.imag,
-                                                                                                   norb * norb)
+    for za, zb, sel in pair_groups(numbers[i], numbers[j]):
+        shells_a = shell_data(bf, chemical_symbols[za])
+        shells_b = shell_data(bf, chemical_symbols[zb])
+        for start in range(0, len(sel), _PAIR_BATCH):
+            s = sel[start : start + _PAIR_BATCH]
+            for la, ea, wa, oa, Ma in shells_a:
+                for lb, eb, wb, ob, Mb in shells_b:
+                    cart = contracted_overlaps(la, ea, wa, lb, eb, wb, d_bohr[s], derivative)
+                    cart = cart.reshape(ncomp, len(s), *cart.shape[-2:])
+                    blk = np.einsum("xa,cpxy,yb->cpab", Ma, cart, Mb)  # (ncomp, P, 2la+1, 2lb+1)
+                    rows = offs[i[s]][:, None] + oa + np.arange(2 * la + 1)[None, :]
+                    cols = offs[j[s]][:, None] + ob + np.arange(2 * lb + 1)[None, :]
+                    idx = (rows[:, :, None] * norb + cols[:, None, :]).ravel()
+                    for c in range(ncomp):
+                        w = blk[c] if phase is None else blk[c] * phase[s][:, None, None]
+                        w = w.ravel()
+                        if phase is None:
+                            flat[c] += np.bincount(idx, w, minlength=norb * norb)
+                        else:
+                            flat[c] += np.bincount(idx, w.real, norb * norb) + 1j * np.bincount(idx, w.imag,
+                                                                                               norb * norb)
     return flat.reshape(ncomp, norb, norb)
 
 

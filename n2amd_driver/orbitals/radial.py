@@ -185,52 +185,45 @@ def _assemble(ro: RadialOverlap, numbers, i, j, d_ang: torch.Tensor, phase=None)
     norb = int(offs[-1])
     dtype = d_ang.dtype if phase is None else torch.complex128
     flat = torch.zeros(norb * norb, dtype=dtype)
-    d_bohr = d_ang / BOHR_ANG
-    for za in np.unique(numbers):
-        for zb in np.unique(numbers):
-            sel = np.flatnonzero((numbers[i] == za) & (numbers[j] == zb))
-            if len(sel) == 0:
-                continue
-            ela, elb = chemical_symbols[za], chemical_symbols[zb]
-            blk = ro.blocks(ela, elb, d_bohr[torch.from_numpy(sel)])
-            na, nb = blk.shape[1:]
-            if phase is not None:
-                blk = blk * torch.from_numpy(phase[sel])[:, None, None]
-            # sum the lattice images of each atom pair first, then place the atom-pair blocks
-            atoms_a, atoms_b = np.flatnonzero(numbers == za), np.flatnonzero(numbers == zb)
-            local = np.empty(len(numbers), np.int64)
-            local[atoms_a] = np.arange(len(atoms_a))
-            u = local[i[sel]] * len(atoms_b)
-            local[atoms_b] = np.arange(len(atoms_b))
-            u = torch.from_numpy(u + local[j[sel]])
-            red = blk.new_zeros(len(atoms_a) * len(atoms_b), na * nb).index_add(0, u, blk.reshape(-1, na * nb))
-            rows = offs[atoms_a][:, None] + np.arange(na)[None, :]  # (nA, na)
-            cols = offs[atoms_b][:, None] + np.arange(nb)[None, :]  # (nB, nb)
-            idx = rows[:, None, :, None] * norb + cols[None, :, None, :]  # (nA, nB, na, nb)
-            flat = flat.index_add(0, torch.from_numpy(idx.reshape(-1)), red.reshape(-1).to(dtype))
+    for za, zb, sel, blk in _pair_blocks(ro, numbers, i, j, d_ang):
+        na, nb = blk.shape[1:]
+        if phase is not None:
+            blk = blk * torch.from_numpy(phase[sel])[:, None, None]
+        # sum the lattice images of each atom pair first, then place the atom-pair blocks
+        atoms_a, atoms_b = np.flatnonzero(numbers == za), np.flatnonzero(numbers == zb)
+        local = np.empty(len(numbers), np.int64)
+        local[atoms_a] = np.arange(len(atoms_a))
+        u = local[i[sel]] * len(atoms_b)
+        local[atoms_b] = np.arange(len(atoms_b))
+        u = torch.from_numpy(u + local[j[sel]])
+        red = blk.new_zeros(len(atoms_a) * len(atoms_b), na * nb).index_add(0, u, blk.reshape(-1, na * nb))
+        rows = offs[atoms_a][:, None] + np.arange(na)[None, :]  # (nA, na)
+        cols = offs[atoms_b][:, None] + np.arange(nb)[None, :]  # (nB, nb)
+        idx = rows[:, None, :, None] * norb + cols[None, :, None, :]  # (nA, nB, na, nb)
+        flat = flat.index_add(0, torch.from_numpy(idx.reshape(-1)), red.reshape(-1).to(dtype))
     return flat.reshape(norb, norb)
+
+
+def _pair_blocks(ro: RadialOverlap, numbers, i, j, d_ang: torch.Tensor):
+    """(Z_a, Z_b, sel, blocks) per element pair: the overlap blocks (P, na, nb) of the pairs ``sel``."""
+    from .sparse import pair_groups
+
+    d_bohr = d_ang / BOHR_ANG
+    for za, zb, sel in pair_groups(numbers[i], numbers[j]):
+        yield za, zb, sel, ro.blocks(chemical_symbols[za], chemical_symbols[zb], d_bohr[torch.from_numpy(sel)])
 
 
 def _assemble_sparse(ro: RadialOverlap, numbers, i, j, d_ang: torch.Tensor):
     """As :func:`_assemble` at Γ, into a sparse CSR matrix: only the blocks of pairs within the cutoff."""
+    import scipy.sparse as sp
+
     from .sparse import blocks_to_csr
 
     offs = ro.bf.basis.orbital_offsets(numbers)
     norb = int(offs[-1])
-    out = None
-    d_bohr = d_ang / BOHR_ANG
-    for za in np.unique(numbers):
-        for zb in np.unique(numbers):
-            sel = np.flatnonzero((numbers[i] == za) & (numbers[j] == zb))
-            if len(sel) == 0:
-                continue
-            blk = ro.blocks(chemical_symbols[za], chemical_symbols[zb], d_bohr[torch.from_numpy(sel)]).numpy()
-            part = blocks_to_csr(blk, i[sel], j[sel], offs, offs, (norb, norb))
-            out = part if out is None else out + part
-    if out is None:
-        import scipy.sparse as sp
-
-        out = sp.csr_matrix((norb, norb))
+    out = sp.csr_matrix((norb, norb))
+    for _, _, sel, blk in _pair_blocks(ro, numbers, i, j, d_ang):
+        out = out + blocks_to_csr(blk.numpy(), i[sel], j[sel], offs, offs, (norb, norb))
     return out
 
 

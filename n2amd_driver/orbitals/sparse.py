@@ -11,6 +11,17 @@ import numpy as np
 import scipy.sparse as sp
 
 
+def pair_groups(kind_i: np.ndarray, kind_j: np.ndarray):
+    """(a, b, sel) for every combination of kinds (elements, species) present among the pairs, with ``sel`` the
+    indices of the pairs whose first atom is of kind a and second of kind b: blocks have one shape per group."""
+    kinds = np.unique(np.concatenate([kind_i, kind_j]))
+    for a in kinds:
+        for b in kinds:
+            sel = np.flatnonzero((kind_i == a) & (kind_j == b))
+            if len(sel):
+                yield a, b, sel
+
+
 def blocks_to_csr(blocks: np.ndarray, i: np.ndarray, j: np.ndarray, row_offsets: np.ndarray,
                   col_offsets: np.ndarray, shape: tuple[int, int]) -> sp.csr_matrix:
     """Σ over pairs p of ``blocks[p]`` (P, na, nb) placed at rows ``row_offsets[i[p]] + (0..na)`` and columns
