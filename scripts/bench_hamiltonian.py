@@ -130,7 +130,8 @@ def main():
         spd = [speed(model, model32, n) for n in args.speed_sizes]
     Path(args.out).write_text(json.dumps({"accuracy": acc, "speed": spd, **extra, "threads": torch.get_num_threads(),
                                           "cores": os.cpu_count(),
-                                          "model": args.model, "test": args.test, "provenance": provenance()},
+                                          "model": args.model, "test": args.test,
+                                          "reference": model.info["reference"], "provenance": provenance()},
                                          indent=1))
     keys = ["H_mae_meV", "eig_mae_meV", "vbm_err_meV", "cbm_err_meV", "gap_err_meV"]
     print("| frame | source | " + " | ".join(keys) + " |")
