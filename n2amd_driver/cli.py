@@ -22,6 +22,9 @@ from pathlib import Path
 
 from .core.config import parse_overrides
 
+#: ``n2amd demo --level`` choices: the keys of ``demo.LEVELS`` (not imported here: it loads torch)
+DEMO_LEVELS = ["gfn1-xtb", "pbe"]
+
 ASSETS = Path(__file__).parent / "assets"
 
 
@@ -111,7 +114,11 @@ def _cmd_demo(args) -> int:
     opts = {k: v for k, v in {"md": args.md, "forces": args.forces, "structure": args.structure, "mlff": args.mlff,
                               "nnh": args.nnh, "hamiltonian": args.hamiltonian, "ranks": args.ranks}.items()
             if v is not None}
-    run_demo(Path(args.workdir), DemoSettings.quick(**opts) if args.quick else DemoSettings(**opts))
+    if args.level:
+        settings = DemoSettings.at_level(args.level, quick=args.quick, **opts)
+    else:
+        settings = DemoSettings.quick(**opts) if args.quick else DemoSettings(**opts)
+    run_demo(Path(args.workdir), settings)
     return 0
 
 
@@ -275,7 +282,10 @@ def build_parser(with_keys: bool = True) -> argparse.ArgumentParser:
     demo.add_argument("--structure", help="own start structure (periodic, any ASE format; LAMMPS route)")
     demo.add_argument("--mlff", help="own MLFF model file")
     demo.add_argument("--nnh", help="own NNH model file")
-    demo.add_argument("--hamiltonian", help="own Hamiltonian model file (tblite-trained)")
+    demo.add_argument("--level", choices=DEMO_LEVELS,
+                      help="Hamiltonian level: bundled GFN1-xTB model (default) or the PBE model (pyscf labels; "
+                           "couplings ~6x slower per snapshot)")
+    demo.add_argument("--hamiltonian", help="own Hamiltonian model file (any level)")
     demo.add_argument("--ranks", type=POSITIVE_INT, help="MPI ranks for couplings and DISH (default 2)")
     demo.add_argument("--quick", action="store_true", help="tiny settings (seconds; used by the tests)")
     demo.set_defaults(func=_cmd_demo)

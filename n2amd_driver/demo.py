@@ -30,6 +30,10 @@ LENGTHS_FS = {"mlff": {"nvt_fs": 500, "nve_fs": 2000, "namd_fs": 400},
               "nnh": {"nvt_fs": 50, "nve_fs": 200, "namd_fs": 200}}
 
 
+#: the demo's Hamiltonian levels and their bundled models
+LEVELS = {"gfn1-xtb": "si_hamiltonian.pt", "pbe": "si_pbe_hamiltonian.pt"}
+
+
 @dataclass
 class DemoSettings:
     """Defaults sized for ≤ 15 minutes on 2 cores; ``quick()`` for the tests."""
@@ -52,6 +56,16 @@ class DemoSettings:
     ntraj: int = 100
     namdtime_fs: float = 50000.0  # DISH run length: τ ~ 0.5 ns needs tens of ps to fit (0.3 s per ps here)
     ranks: int = 2
+
+    @classmethod
+    def at_level(cls, level: str, quick: bool = False, **kw) -> "DemoSettings":
+        """Settings whose Hamiltonian is the bundled model of ``level`` (LEVELS); ``quick``: the tests' sizes."""
+        if level not in LEVELS:
+            raise ValueError(f"level must be one of {', '.join(LEVELS)}, not {level!r}")
+        if kw.get("hamiltonian"):
+            raise ValueError("give either a level or an own Hamiltonian model, not both")
+        kw["hamiltonian"] = str(BUNDLED / LEVELS[level])
+        return cls.quick(**kw) if quick else cls(**kw)
 
     @classmethod
     def quick(cls, **kw) -> "DemoSettings":
@@ -168,7 +182,7 @@ def run_demo(workdir: Path, settings: DemoSettings | None = None) -> dict:
         _namd(["hop", str(_write_yaml(workdir / "dish.yaml", cfg)), "-q"], s.ranks, workdir)
     done("dish_s", t)
     summary = _summary(workdir, info, couplings, hop_dir, s.valence - 1, times, sum(times.values()),
-                       f"{system}, {_reference(s.hamiltonian)}-trained models, {s.temperature_K:g} K")
+                       f"{system}, {_levels(s)}, {s.temperature_K:g} K")
     print(summary["table"], flush=True)
     (workdir / "summary.md").write_text(summary["table"] + "\n")
     record = {k: v for k, v in summary.items() if k != "table"}
@@ -183,6 +197,14 @@ def _reference(model_path: str) -> str:
     from .models.io import read_model_file
 
     return read_model_file(model_path)["reference"]["method"]
+
+
+def _levels(s: DemoSettings) -> str:
+    """What the demo's models were trained on: "GFN1-xTB-trained models", or each model's level where they
+    differ (a PBE Hamiltonian on MLFF trajectories at GFN1-xTB must not read as PBE NAMD throughout)."""
+    forces = s.nnh if s.forces == "nnh" else s.mlff
+    h, f = _reference(s.hamiltonian), _reference(forces)
+    return f"{h}-trained models" if h == f else f"{h} Hamiltonian, {f} {s.forces.upper()} forces"
 
 
 def _summary(workdir: Path, info: dict, couplings: Path, hop_dir: Path, iv: int, times: dict, total_s: float,

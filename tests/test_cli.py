@@ -77,6 +77,49 @@ def test_demo_pipeline_end_to_end_reduced(tmp_path):
     assert (wd / "summary.md").read_text().split("wall time")[0] in again.stdout
 
 
+@pytest.mark.slow
+def test_demo_at_the_pbe_level(tmp_path):
+    """`n2amd demo --quick --level pbe`: the bundled PBE Hamiltonian (pyscf basis) through the same couplings
+    and DISH jobs; the title says which level drove the MD and which gave the Hamiltonian."""
+    import h5py
+
+    from n2amd_driver.data.trajectory import read_trajectory
+    from n2amd_driver.namd.sources import ModelSource
+    from n2amd_driver.orbitals.eigen import eigh
+
+    wd = tmp_path / "demo"
+    r = subprocess.run(N2AMD + ["demo", "--quick", "--level", "pbe", "--workdir", str(wd)], capture_output=True,
+                       text=True, timeout=900)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert "N2AMD demo — Si64, PBE Hamiltonian, GFN1-xTB MLFF forces, 300 K" in r.stdout
+    with h5py.File(wd / "couplings.h5") as f:
+        meta = json.loads(f.attrs["meta"])
+        assert meta["hamiltonian"]["model"].endswith("si_pbe_hamiltonian.pt")
+        gap = f["cbm_eV"][()] - f["vbm_eV"][()]
+    frame = read_trajectory(wd / "md" / "si64_nve.dump")[0]
+    H, S, nel = ModelSource("si_pbe_hamiltonian.pt", device="cpu", dtype="float32").electronic(frame)
+    eps = eigh(H, S)[0]
+    assert H.shape == (64 * 13, 64 * 13)  # gth-dzvp-molopt-sr: 2s + 2p + 1d per Si
+    assert gap[0] == pytest.approx(eps[int(nel) // 2] - eps[int(nel) // 2 - 1], abs=1e-5)
+    summary = json.loads((wd / "summary.json").read_text())
+    assert summary["dephasing_fs"] > 0 and summary["rms_nac_meV"] > 0  # a 30 fs DISH run fits no lifetime
+
+
+def test_demo_levels():
+    """Every demo level names a bundled model, the CLI offers exactly those, and a level excludes an own model."""
+    from n2amd_driver.cli import DEMO_LEVELS
+    from n2amd_driver.demo import LEVELS, DemoSettings
+    from n2amd_driver.models.io import BUNDLED
+
+    assert DEMO_LEVELS == list(LEVELS) and all((BUNDLED / f).exists() for f in LEVELS.values())
+    assert DemoSettings.at_level("pbe").hamiltonian == str(BUNDLED / "si_pbe_hamiltonian.pt")
+    assert DemoSettings.at_level("pbe", quick=True).namd_fs == DemoSettings.quick().namd_fs
+    with pytest.raises(ValueError, match="either a level or an own Hamiltonian"):
+        DemoSettings.at_level("pbe", hamiltonian="mine.pt")
+    with pytest.raises(ValueError, match="level must be one of gfn1-xtb, pbe"):
+        DemoSettings.at_level("hse")
+
+
 def test_md_lammps_on_a_users_structure(tmp_path):
     """`n2amd md lammps --structure` takes any periodic file ASE reads (here extxyz of a strained Si8)."""
     from n2amd_driver.data.trajectory import read_trajectory
