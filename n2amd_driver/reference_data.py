@@ -204,14 +204,24 @@ def generate(cfg: dict, output: str | os.PathLike, *, workers: int | None = None
         return _label_all(cfg, f, output, engine, workers, retry_failed, progress, ctrl_c, t0)
 
 
+def spread_order(ids: list[int]) -> list[int]:
+    """``ids`` in bit-reversed order of their rank (0, n/2, n/4, 3n/4, ...): any first part of the labelling
+    covers the whole file evenly, so a long job stopped early (DFT: minutes per frame) leaves labels spread over
+    all sampling conditions rather than the first few."""
+    ids = sorted(ids)
+    bits = max(1, (len(ids) - 1).bit_length())
+    rev = lambda k: int(format(k, f"0{bits}b")[::-1], 2)
+    return [ids[k] for k in sorted(range(len(ids)), key=rev)]
+
+
 def _label_all(cfg: dict, f, output: Path, engine, workers: int, retry_failed: bool, progress: bool, ctrl_c: _CtrlC,
                t0: float) -> Summary:
     """Label the pending frames of the open dataset ``f`` (closed on return), writing each as it finishes."""
     from tqdm.auto import tqdm
 
     try:
-        todo = h5format.frame_ids(f, "pending") + (h5format.frame_ids(f, "failed") if retry_failed else [])
-        todo.sort()
+        todo = spread_order(h5format.frame_ids(f, "pending") + (h5format.frame_ids(f, "failed") if retry_failed
+                                                                 else []))
         labelled = 0
         errors: list[str] = []
         bar = tqdm(total=len(todo), desc=f"labelling ({engine.name} {engine.method})", unit="frame",

@@ -77,6 +77,20 @@ def test_interrupted_job_resumes_without_recomputing(tmp_path):
     assert "(0 now, 0 failed)" in run(args).stdout
 
 
+def test_labelling_order_spreads_over_the_file():
+    """Frames are labelled in an order whose every prefix is spread over the file (a DFT job stopped early
+    leaves labels of all sampling conditions), and every frame comes exactly once."""
+    from n2amd_driver.reference_data import spread_order
+
+    assert spread_order([]) == [] and spread_order([7]) == [7]
+    assert spread_order(list(range(8))) == [0, 4, 2, 6, 1, 5, 3, 7]
+    for n in (2, 5, 45, 64):
+        order = spread_order(list(range(100, 100 + n)))
+        assert sorted(order) == list(range(100, 100 + n))
+        if n == 45:  # 9 sampling conditions × 5 frames (data_si8_hse06.yaml): all 9 within the first 12
+            assert {(i - 100) // 5 for i in order[:12]} == set(range(9))
+
+
 def test_failed_structure_is_named_and_batch_keeps_the_rest(tmp_path):
     out = tmp_path / "fail.h5"
     cfg = load_config(None, {"sampling": {"method": "rattle", "temperatures": [300], "strains": [0.0],

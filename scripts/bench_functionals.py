@@ -1,0 +1,183 @@
+"""The N2AMD paper's Table 2 for silicon: NAMD of one MLFF trajectory with Hamiltonians at several levels.
+
+    .venv/bin/python scripts/bench_functionals.py [--mlff si_mlff.pt] [--nve-fs 1000] [--out runs/functionals] \
+        [--json docs/bench/functionals.json]
+
+One Si64 trajectory at 300 K (``n2amd md lammps``: 1000 fs NVT, then NVE dumped every 1 fs), then for each level
+the couplings job (2 MPI ranks, 2 valence + 2 conduction bands) and DISH electron–hole recombination CBM → VBM
+(the demo's settings: 10 initial times × 100 trajectories × 50 ps), all through the package's CLI:
+
+- GFN1-xTB: the bundled ``si_hamiltonian.pt``;
+- ML-PBE: ``si_pbe_hamiltonian.pt``;
+- ML-PBE + scissor: the same couplings with the conduction states shifted rigidly to ML-HSE06's averaged gap
+  (``scissor.gap_eV``; valence states, wavefunctions and NAC unchanged, so it reuses ML-PBE's checkpoints);
+- ML-HSE06: ``si_hse06_hamiltonian.pt``, when it is bundled (the scissor row needs it too).
+
+Per level: ⟨gap⟩, VBM–CBM pure-dephasing time, RMS NAC of VBM−1/VBM, VBM/CBM and CBM/CBM+1, and the DISH
+lifetime (exponential fit) with its standard error over the initial times. Every job resumes where it stopped; a
+rerun recomputes only what is missing. Writes JSON, a markdown table and a bar plot of the four quantities.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from benchlib import provenance  # noqa: E402
+
+#: (name, bundled Hamiltonian, scissor to this level's averaged gap)
+LEVELS = [("GFN1-xTB", "si_hamiltonian.pt", None), ("ML-PBE", "si_pbe_hamiltonian.pt", None),
+          ("ML-PBE + scissor", "si_pbe_hamiltonian.pt", "ML-HSE06"), ("ML-HSE06", "si_hse06_hamiltonian.pt", None)]
+VALENCE = CONDUCTION = 2
+DISH = {"initial": {"times": 10, "state": "auto"}, "ntraj": 100, "namdtime_fs": 50000.0}
+
+
+def run(cmd: list[str], log: Path, ranks: int = 1) -> None:
+    """A package command (on ``ranks`` MPI ranks), its output appended to ``log``; stops the script on failure."""
+    from n2amd_driver.md.launch import executable
+
+    full = ([executable("mpirun"), "-n", str(ranks)] if ranks > 1 else []) + [sys.executable, "-m", *cmd]
+    env = dict(os.environ, OMP_NUM_THREADS="1", N2AMD_THREADS="1") if ranks > 1 else dict(os.environ)
+    with open(log, "a") as fh:
+        r = subprocess.run(full, stdout=fh, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+    if r.returncode:
+        raise SystemExit(f"{' '.join(cmd[:3])} failed (exit {r.returncode}); see {log}; rerun to resume")
+
+
+def trajectory(out: Path, mlff: str, nve_fs: int) -> Path:
+    md = out / "md"
+    dump = md / "si64_nve.dump"
+    if not dump.exists():
+        run(["n2amd_driver.cli", "md", "lammps", "--model", mlff, "--temperature", "300", "--nvt-steps", "1000",
+             "--nve-steps", str(nve_fs), "--dtype", "float32", "--seed", "4928", "--workdir", str(md)],
+            out / "md.log")
+    return dump
+
+
+def couplings(out: Path, name: str, model: str, traj: Path, nve_fs: int, scissor_gap: float | None) -> Path:
+    """The couplings file of one level (resumes; the scissor row shares its Hamiltonian's checkpoints)."""
+    tag = name.replace(" + ", "_").replace("-", "").replace(" ", "_").lower()
+    h5 = out / f"{tag}.h5"
+    if h5.exists():
+        return h5
+    base = out / f"{Path(model).stem}.h5.ckpt"
+    sets = {"trajectory": str(traj), "format": "lammps-dump", "dt_fs": 1.0, "frames.stop": nve_fs + 1,
+            "hamiltonian.model": model, "hamiltonian.dtype": "float32", "window.valence": VALENCE,
+            "window.conduction": CONDUCTION, "output": str(h5), "checkpoint": str(base), "plots": True}
+    if scissor_gap is not None:
+        sets["scissor.gap_eV"] = scissor_gap
+    cmd = ["n2amd_driver.namd", "couplings", str(ROOT / "tests" / "data" / "empty.yaml"), "-q"]
+    for k, v in sets.items():
+        cmd += ["--set", f"{k}={v}"]
+    run(cmd, out / f"{tag}.log", ranks=2)
+    return h5
+
+
+def dish(out: Path, h5: Path) -> Path:
+    folder = h5.with_suffix("")
+    if not (folder / "populations.h5").exists():
+        cfg = {"input": {"couplings": str(h5)}, "states": [VALENCE - 1, VALENCE], "method": "dish",
+               "carrier": "electron", "temperature_K": 300.0, **DISH, "plots": True, "output": str(folder)}
+        import yaml
+
+        path = folder.with_suffix(".dish.yaml")
+        path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+        run(["n2amd_driver.namd", "hop", str(path), "-q"], out / f"{folder.name}.log", ranks=2)
+    return folder / "populations.h5"
+
+
+def row(name: str, h5: Path, pops: Path) -> dict:
+    import h5py
+
+    from n2amd_driver.namd.couplings_file import read_couplings
+
+    c = read_couplings(h5)
+    rms = c.series.rms_nac_meV()
+    iv = VALENCE - 1
+    with h5py.File(pops) as f:
+        tau = float(f["dephasing_fs"][()][0, 1])
+        g = f["lifetime/exponential"]
+        life, err = float(g.attrs["tau_fs"]), float(g.attrs["stderr_fs"])
+    gap = c.cbm_eV - c.vbm_eV
+    return {"level": name, "snapshots": int(c.series.energies.shape[0]), "gap_eV": float(np.mean(gap)),
+            "gap_std_meV": 1000 * float(np.std(gap)), "dephasing_fs": tau,
+            "rms_nac_meV": {"VBM-1/VBM": float(rms[iv - 1, iv]), "VBM/CBM": float(rms[iv, iv + 1]),
+                            "CBM/CBM+1": float(rms[iv + 1, iv + 2])},
+            "lifetime_ns": life / 1e6, "lifetime_stderr_ns": err / 1e6, "scissor": c.series.meta.get("scissor")}
+
+
+def table(rows: list[dict]) -> str:
+    head = ("| level | ⟨gap⟩ (eV) | dephasing VBM–CBM (fs) | RMS NAC VBM−1/VBM (meV) | VBM/CBM (meV) | CBM/CBM+1 (meV) "
+            "| DISH lifetime (ns) |\n|---|---:|---:|---:|---:|---:|---:|")
+    lines = [f"| {r['level']} | {r['gap_eV']:.3f} | {r['dephasing_fs']:.1f} | {r['rms_nac_meV']['VBM-1/VBM']:.3f} | "
+             f"{r['rms_nac_meV']['VBM/CBM']:.3f} | {r['rms_nac_meV']['CBM/CBM+1']:.3f} | "
+             f"{r['lifetime_ns']:.3g} ± {r['lifetime_stderr_ns']:.2g} |" for r in rows]
+    return "\n".join([head, *lines])
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [r["level"] for r in rows]
+    fig, ax = plt.subplots(1, 4, figsize=(14, 3.4))
+    for a, (vals, err, label) in zip(ax, [([r["gap_eV"] for r in rows], None, "⟨gap⟩ (eV)"),
+                                          ([r["dephasing_fs"] for r in rows], None, "dephasing VBM–CBM (fs)"),
+                                          ([r["rms_nac_meV"]["VBM/CBM"] for r in rows], None, "RMS NAC VBM/CBM (meV)"),
+                                          ([r["lifetime_ns"] for r in rows], [r["lifetime_stderr_ns"] for r in rows],
+                                           "DISH lifetime (ns)")]):
+        a.bar(range(len(rows)), vals, yerr=err, color="C0", capsize=4)
+        a.set_xticks(range(len(rows)), names, rotation=30, ha="right")
+        a.set_title(label, fontsize=10)
+    ax[3].set_yscale("log")
+    fig.suptitle("Si64, 300 K, one MLFF trajectory: NAMD with Hamiltonians at several levels")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main() -> None:
+    from n2amd_driver.models.io import BUNDLED
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--mlff", default="si_mlff.pt", help="force field of the trajectory")
+    ap.add_argument("--nve-fs", type=int, default=1000, help="fs of NVE the couplings run over (1 fs steps)")
+    ap.add_argument("--out", default="runs/functionals")
+    ap.add_argument("--json", default="docs/bench/functionals.json")
+    args = ap.parse_args()
+    out = Path(args.out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.time()
+    traj = trajectory(out, args.mlff, args.nve_fs)
+    done: dict[str, dict] = {}
+    order = sorted(LEVELS, key=lambda lv: lv[2] is not None)  # a scissor row needs its target level first
+    for name, model, scissor_to in order:
+        if not (BUNDLED / model).exists() or (scissor_to and scissor_to not in done):
+            print(f"[functionals] {name}: skipped ({model if not (BUNDLED / model).exists() else scissor_to} "
+                  "is not bundled)", flush=True)
+            continue
+        print(f"[functionals] {name} ({time.time() - t0:.0f} s)", flush=True)
+        gap = done[scissor_to]["gap_eV"] if scissor_to else None
+        h5 = couplings(out, name, model, traj, args.nve_fs, gap)
+        done[name] = row(name, h5, dish(out, h5))
+    rows = [done[name] for name, _, _ in LEVELS if name in done]
+    plot(rows, out / "functionals.png")
+    md = table(rows)
+    print(md)
+    Path(args.json).write_text(json.dumps({"rows": rows, "mlff": args.mlff, "nve_fs": args.nve_fs,
+                                           "window": [VALENCE, CONDUCTION], "dish": DISH, "plot": str(out / "functionals.png"),
+                                           "provenance": provenance()}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
