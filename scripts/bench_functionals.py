@@ -15,7 +15,8 @@ the couplings job (2 MPI ranks, 2 valence + 2 conduction bands) and DISH electro
 
 Per level: ⟨gap⟩, VBM–CBM pure-dephasing time, RMS NAC of VBM−1/VBM, VBM/CBM and CBM/CBM+1, and the DISH
 lifetime (exponential fit) with its standard error over the initial times. Every job resumes where it stopped; a
-rerun recomputes only what is missing. Writes JSON, a markdown table and a bar plot of the four quantities.
+rerun recomputes only what is missing. Writes JSON, a markdown table and a bar plot of the four quantities
+(PNG next to the JSON).
 """
 from __future__ import annotations
 
@@ -107,11 +108,13 @@ def row(name: str, h5: Path, pops: Path) -> dict:
         g = f["lifetime/exponential"]
         life, err = float(g.attrs["tau_fs"]), float(g.attrs["stderr_fs"])
     gap = c.cbm_eV - c.vbm_eV
+    job = json.loads(h5.with_suffix(".summary.json").read_text())
     return {"level": name, "snapshots": int(c.series.energies.shape[0]), "gap_eV": float(np.mean(gap)),
             "gap_std_meV": 1000 * float(np.std(gap)), "dephasing_fs": tau,
             "rms_nac_meV": {"VBM-1/VBM": float(rms[iv - 1, iv]), "VBM/CBM": float(rms[iv, iv + 1]),
                             "CBM/CBM+1": float(rms[iv + 1, iv + 2])},
-            "lifetime_ns": life / 1e6, "lifetime_stderr_ns": err / 1e6, "scissor": c.series.meta.get("scissor")}
+            "lifetime_ns": life / 1e6, "lifetime_stderr_ns": err / 1e6, "scissor": c.series.meta.get("scissor"),
+            "couplings_s_per_task": job.get("seconds_per_task")}
 
 
 def table(rows: list[dict]) -> str:
@@ -131,7 +134,7 @@ def plot(rows: list[dict], path: Path) -> None:
 
     names = [r["level"] for r in rows]
     fig, ax = plt.subplots(1, 4, figsize=(14, 3.4))
-    for a, (vals, err, label) in zip(ax, [([r["gap_eV"] for r in rows], None, "⟨gap⟩ (eV)"),
+    for a, (vals, err, label) in zip(ax, [([r["gap_eV"] for r in rows], None, "<gap> (eV)"),
                                           ([r["dephasing_fs"] for r in rows], None, "dephasing VBM–CBM (fs)"),
                                           ([r["rms_nac_meV"]["VBM/CBM"] for r in rows], None, "RMS NAC VBM/CBM (meV)"),
                                           ([r["lifetime_ns"] for r in rows], [r["lifetime_stderr_ns"] for r in rows],
@@ -171,11 +174,12 @@ def main() -> None:
         h5 = couplings(out, name, model, traj, args.nve_fs, gap)
         done[name] = row(name, h5, dish(out, h5))
     rows = [done[name] for name, _, _ in LEVELS if name in done]
-    plot(rows, out / "functionals.png")
+    png = Path(args.json).with_suffix(".png")
+    plot(rows, png)
     md = table(rows)
     print(md)
     Path(args.json).write_text(json.dumps({"rows": rows, "mlff": args.mlff, "nve_fs": args.nve_fs,
-                                           "window": [VALENCE, CONDUCTION], "dish": DISH, "plot": str(out / "functionals.png"),
+                                           "window": [VALENCE, CONDUCTION], "dish": DISH, "plot": str(png),
                                            "provenance": provenance()}, indent=1))
 
 

@@ -351,6 +351,21 @@ def hybrid_range(res) -> list[str]:
             _table(["r_c (Å)", "ΔVBM (meV)", "ΔCBM (meV)"], cuts)]
 
 
+def functionals(res) -> list[str]:
+    rows = [[r["level"], f"{r['gap_eV']:.3f}", f"{r['dephasing_fs']:.1f}", f"{r['rms_nac_meV']['VBM-1/VBM']:.2f}",
+             f"{r['rms_nac_meV']['VBM/CBM']:.3f}", f"{r['rms_nac_meV']['CBM/CBM+1']:.2f}",
+             f"{r['lifetime_ns']:.3g} ± {r['lifetime_stderr_ns']:.2g}"] for r in res["rows"]]
+    d = res["dish"]
+    return [_prov(res), "", f"One Si64 trajectory at 300 K (MLFF `{res['mlff']}` in LAMMPS, 1000 fs NVT, then "
+            f"{res['nve_fs']} fs NVE, 1 fs steps); couplings on every step for {res['window'][0]} valence + "
+            f"{res['window'][1]} conduction bands with each level's Hamiltonian; DISH CBM → VBM "
+            f"({d['initial']['times']} initial times × {d['ntraj']} trajectories × {d['namdtime_fs'] / 1000:g} ps). "
+            "Lifetime: exponential fit, ± its standard error over the initial times. Levels whose model is not "
+            f"bundled yet are missing. Plot: `{res['plot']}`.", "",
+            _table(["level", "⟨gap⟩ (eV)", "dephasing VBM–CBM (fs)", "RMS NAC VBM−1/VBM (meV)", "VBM/CBM (meV)",
+                    "CBM/CBM+1 (meV)", "DISH lifetime (ns)"], rows)]
+
+
 SECTIONS = [  # (title, stage of scripts/benchmarks.sh, JSON file under --dir, renderer)
     ("The demo (`n2amd demo`)", "demo", "demo.json", demo),
     ("Hamiltonian model on held-out Si64 (`scripts/bench_hamiltonian.py`)", "hamiltonian", "hamiltonian.json",
@@ -363,6 +378,8 @@ SECTIONS = [  # (title, stage of scripts/benchmarks.sh, JSON file under --dir, r
      scc_shift),
     ("Couplings along an MD trajectory: model vs reference (`scripts/validate_couplings.py`)", "couplings",
      "validate_couplings.json", couplings),
+    ("NAMD at several levels of theory: the paper's Table 2 for Si64 (`scripts/bench_functionals.py`)",
+     "functionals", "functionals.json", functionals),
     ("Basis-function overlaps (`scripts/bench_overlap.py`)", "overlap", "overlap.json", overlap),
     ("Force fields (`scripts/bench_forcefield.py`)", "forcefield", "forcefield.json", forcefield),
     ("Do MLFF-driven MD runs stay crystalline? (`scripts/bench_mlff_defects.py`)", "defects", "mlff_defects.json",
