@@ -284,7 +284,7 @@ def build_parser(with_keys: bool = True) -> argparse.ArgumentParser:
     demo.add_argument("--nnh", help="own NNH model file")
     demo.add_argument("--level", choices=DEMO_LEVELS,
                       help="Hamiltonian level: bundled GFN1-xTB model (default) or the PBE model (pyscf labels; "
-                           "couplings ~6x slower per snapshot)")
+                           "couplings ~2x slower per snapshot)")
     demo.add_argument("--hamiltonian", help="own Hamiltonian model file (any level)")
     demo.add_argument("--ranks", type=POSITIVE_INT, help="MPI ranks for couplings and DISH (default 2)")
     demo.add_argument("--quick", action="store_true", help="tiny settings (seconds; used by the tests)")

@@ -106,6 +106,7 @@ def main() -> None:
         print(f"[dft-cost] {name} ...", flush=True)
         res["cases"][name] = run_case(*CASES[name], scf_only=name in SCF_ONLY)
         res["provenance"] = provenance()
+        res["cases"][name].update(date_utc=res["provenance"]["date_utc"], note=res["provenance"]["note"])
         out.write_text(json.dumps(res, indent=1))  # after every case: a stopped run keeps what finished
         print(f"[dft-cost] {name}: {res['cases'][name]}", flush=True)
 

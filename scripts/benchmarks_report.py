@@ -312,14 +312,15 @@ def hop_dev(res) -> list[str]:
 
 def dft_cost(res) -> list[str]:
     rows = [[name, c["atoms"], "×".join(map(str, c["kmesh"])), c["functional"], c["basis"], c["nao"], c["what"],
-             f"{c['seconds']:.0f}", f"{c['gap_eV']:.3f}", "yes" if c["converged"] else "NO"]
+             f"{c['seconds']:.0f}", f"{c['gap_eV']:.3f}", "yes" if c["converged"] else "NO",
+             " ".join(x for x in (c.get("date_utc"), c.get("note")) if x) or "earlier run (its provenance is in git history)"]
             for name, c in res["cases"].items()]
     return [_prov(res), "", "One periodic pyscf calculation per row, 2 threads; the cubic 8-atom Si cell (a = 5.43 Å, "
             "rattled 0.03 Å) and its repeats. 'timed' says what each row timed: the package's label, or pyscf's SCF "
             "alone. Rows "
             "not yet measured are missing (the script resumes).", "",
-            _table(["case", "atoms", "k-mesh", "functional", "basis", "AOs", "timed", "s", "gap (eV)", "converged"],
-                   rows)]
+            _table(["case", "atoms", "k-mesh", "functional", "basis", "AOs", "timed", "s", "gap (eV)", "converged",
+                    "measured"], rows)]
 
 
 def basis_range(res) -> list[str]:
