@@ -3,11 +3,15 @@
     .venv/bin/python scripts/validate_couplings.py MODEL.pt [--trajectory traj.dump] [--steps 500] \
         [--out runs/validate_couplings]
 
-Without ``--trajectory`` a 64-atom Si trajectory at 300 K is made first with the bundled MLFF in LAMMPS
-(``n2amd md lammps``: 1000 fs Nosé–Hoover NVT, then NVE dumped every 1 fs step). The couplings job runs on the same snapshots with the model's Hamiltonian
-(1 and 2 MPI ranks) and with the model's reference engine (tblite, 2 ranks); the script reports VBM/CBM
-energy MAE, |NAC| MAE for VBM–CBM and neighbouring pairs, RMS NAC of both, the average gap, seconds per
-snapshot and the 2-rank speed-up, as a markdown table and JSON, plus a comparison plot.
+Without ``--trajectory`` a 300 K trajectory is made first with the bundled MLFF in LAMMPS (1000 fs
+Nosé–Hoover NVT, then NVE dumped every 1 fs step): of the 64-atom Si cell for a model trained on Γ-point
+labels (GFN1-xTB), or of the cubic 8-atom cell, each frame repeated by the k-mesh of the model's labels, for a
+model trained on k-mesh labels (pyscf PBE on 3×3×3: Si216 frames, which the reference labels as the Si8 frame
+on that mesh). The couplings job runs on the same snapshots with the model's Hamiltonian (1 and 2 MPI ranks)
+and with the model's reference engine and settings (tblite, or pyscf with the labels' basis, pseudopotential
+and k-mesh; 2 ranks); the script reports VBM/CBM energy MAE, |NAC| MAE for VBM–CBM and neighbouring pairs, RMS
+NAC of both, the average gap, seconds per snapshot and the 2-rank speed-up, as a markdown table and JSON, plus
+a comparison plot. Every job resumes from its checkpoints.
 """
 from __future__ import annotations
 
@@ -50,6 +54,28 @@ def run_job(out: Path, traj: Path, hamiltonian: list[str], ranks: int, window: t
     return run_job(out, traj, hamiltonian, ranks, window)
 
 
+def make_trajectory(out: Path, traj: Path, steps: int, kmesh=None) -> None:
+    """A 300 K MD trajectory with the bundled MLFF (1000 fs NVT, then ``steps`` fs NVE): of the shipped Si64
+    cell, or, for a model labelled on a k-mesh m, of the cubic Si8 cell with every frame repeated m times (the
+    reference engine then labels the Si8 frame on that mesh: the labels' own setting, and the repeated cell's
+    Γ-point states)."""
+    from n2amd_driver.md.launch import run_lammps
+
+    if not kmesh:
+        run_lammps(out / "md", model="si_mlff.pt", nvt_steps=1000, nve_steps=steps, seed=2024).trajectory.rename(traj)
+        return
+    from ase.build import bulk
+    from ase.io import write
+
+    from n2amd_driver.data.trajectory import read_trajectory
+
+    start = out / "si8.xyz"
+    write(start, bulk("Si", "diamond", a=5.43, cubic=True), format="extxyz")
+    run = run_lammps(out / "md_si8", model="si_mlff.pt", nvt_steps=1000, nve_steps=steps, seed=2024,
+                     structure=str(start))
+    write(traj, [frame.repeat(tuple(kmesh)) for frame in read_trajectory(run.trajectory)], format="extxyz")
+
+
 def compare(model_h5: Path, ref_h5: Path) -> dict:
     from n2amd_driver.core.units import HBAR_EV_FS
     from n2amd_driver.namd.couplings_file import read_couplings
@@ -83,14 +109,15 @@ def plot(path: Path, data) -> None:
     m, r, vm, cm, vr, cr, nv = data
     t = np.arange(len(vm)) * m.dt_fs
     fig, ax = plt.subplots(2, 1, figsize=(6.4, 6.0), dpi=120, sharex=True)
-    ax[0].plot(t, vr, "k-", lw=1, label="VBM tblite")
+    ref = r.meta["hamiltonian"].get("method", "reference")
+    ax[0].plot(t, vr, "k-", lw=1, label=f"VBM {ref}")
     ax[0].plot(t, vm, "C0--", lw=1, label="VBM model")
-    ax[0].plot(t, cr, "k-", lw=1, alpha=0.6, label="CBM tblite")
+    ax[0].plot(t, cr, "k-", lw=1, alpha=0.6, label=f"CBM {ref}")
     ax[0].plot(t, cm, "C3--", lw=1, label="CBM model")
     ax[0].set_ylabel("energy (eV)")
     ax[0].legend(fontsize=7, ncol=2)
     tm = (np.arange(m.nsteps) + 0.5) * m.dt_fs
-    ax[1].plot(tm, 1000 * HBAR_EV_FS * np.abs(r.nac[:, nv, nv + 1]), "k-", lw=0.8, label="tblite")
+    ax[1].plot(tm, 1000 * HBAR_EV_FS * np.abs(r.nac[:, nv, nv + 1]), "k-", lw=0.8, label=ref)
     ax[1].plot(tm, 1000 * HBAR_EV_FS * np.abs(m.nac[:, nv, nv + 1]), "C3--", lw=0.8, label="model")
     ax[1].set_ylabel("|ħ d| VBM–CBM (meV)")
     ax[1].set_xlabel("time (fs)")
@@ -107,7 +134,7 @@ def main():
     ap.add_argument("--steps", type=int, default=500, help="MD steps (1 fs) when the trajectory is made here")
     ap.add_argument("--window", type=int, nargs=2, default=[4, 4], help="valence and conduction states")
     ap.add_argument("--dtype", default="float32", help="model precision in the couplings job (as the demo)")
-    ap.add_argument("--reference-ranks", type=int, default=2, help="MPI ranks of the tblite reference job")
+    ap.add_argument("--reference-ranks", type=int, default=2, help="MPI ranks of the reference job")
     ap.add_argument("--reference-only", action="store_true", help="make the trajectory and the reference job only")
     ap.add_argument("--model-ranks", type=int, nargs="+", default=[1, 2],
                     help="MPI ranks of the timed model jobs (the comparison uses the last; 1 and 2 give the speed-up)")
@@ -118,17 +145,19 @@ def main():
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    traj = Path(args.trajectory) if args.trajectory else out / "si64_300K.dump"
-    if not traj.exists():
-        from n2amd_driver.md.launch import run_lammps
-
-        run = run_lammps(out / "md", model="si_mlff.pt", nvt_steps=1000, nve_steps=args.steps, seed=2024)
-        run.trajectory.rename(traj)
     import torch
 
-    method = torch.load(args.model, map_location="cpu", weights_only=False)["reference"]["method"]
+    reference = torch.load(args.model, map_location="cpu", weights_only=False)["reference"]
+    method, kmesh = reference["method"], reference.get("kmesh")
+    traj = Path(args.trajectory) if args.trajectory else out / ("si64_300K.dump" if not kmesh else
+                                                               f"si8x{''.join(map(str, kmesh))}_300K.extxyz")
+    if not traj.exists():
+        make_trajectory(out, traj, args.steps, kmesh)
     model_h = [f"hamiltonian.model={Path(args.model).resolve()}", f"hamiltonian.dtype={args.dtype}"]
-    ref_h = ["hamiltonian.engine=tblite", f"hamiltonian.method={method}"]
+    ref_h = [f"hamiltonian.engine={reference['engine']}", f"hamiltonian.method={method}"]
+    if reference["engine"] == "pyscf":  # the labels' own settings; a k-mesh label of the repeated cell
+        ref_h += [f"hamiltonian.basis={reference['basis']}", f"hamiltonian.pseudo={reference['pseudo']}"]
+        ref_h += [f"hamiltonian.kmesh=[{','.join(map(str, kmesh))}]"] if kmesh else []
     w = tuple(args.window)
     ref = run_job(out / "reference.h5", traj, ref_h, args.reference_ranks, w)
     if args.reference_only:
@@ -167,7 +196,7 @@ def main():
     times = ", ".join(f"{v:.2f} s ({k.rsplit('_', 1)[1]})" for k, v in res.items() if k.startswith("model_s_per_snapshot"))
     print(f"time per snapshot: model {times}"
           + (f", 2-rank speed-up {res['speedup_2ranks']:.2f}" if "speedup_2ranks" in res else "")
-          + f"; tblite {res['reference_s_per_snapshot']:.2f} s ({res['reference_ranks']} rank(s))")
+          + f"; {method} {res['reference_s_per_snapshot']:.2f} s ({res['reference_ranks']} rank(s))")
 
 
 if __name__ == "__main__":
