@@ -67,6 +67,8 @@ def _schema():
         engine: Literal["tblite", "pyscf"] = Field("tblite", description="reference engine")
         method: str = Field("GFN2-xTB", description="tblite: GFN1-xTB | GFN2-xTB; pyscf: PBE | HSE06 | ...")
         options: dict = Field(default_factory=dict, description="engine options (see n2amd_driver.engines)")
+        matrices: bool = Field(True, description="store H and S; false for force-field data (a Γ-point Si64 "
+                                                 "frame in a DZVP basis carries ~10 MB of them)")
 
     class Config(Section):
         system: System = Field(default_factory=System)
@@ -232,6 +234,8 @@ def _label_all(cfg: dict, f, output: Path, engine, workers: int, retry_failed: b
         def handle(result):
             nonlocal labelled
             i, labels, fold, err = result
+            if err is None and not cfg["label"]["matrices"]:
+                labels = {k: v for k, v in labels.items() if k not in ("hamiltonian", "overlap")}
             if err is None:
                 h5format.write_labels(f, i, labels, fold)
                 labelled += 1

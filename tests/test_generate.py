@@ -77,6 +77,19 @@ def test_interrupted_job_resumes_without_recomputing(tmp_path):
     assert "(0 now, 0 failed)" in run(args).stdout
 
 
+def test_force_field_data_can_leave_the_matrices_out(tmp_path):
+    """label.matrices: false keeps energy, forces and levels, and stores no H or S (force-field data)."""
+    out = tmp_path / "ff.h5"
+    cfg = load_config(None, {"sampling": {"method": "rattle", "temperatures": [300], "strains": [0.0],
+                                          "frames_per_condition": 2},
+                             "label": {"engine": "tblite", "method": "GFN1-xTB", "matrices": False}, "workers": 1})
+    assert generate(cfg, out, progress=False).done == 2
+    with h5format.open_dataset(out) as f:
+        for i in h5format.frame_ids(f):
+            g = f["frames"][h5format.frame_key(i)]
+            assert {"energy", "forces", "orbital_energies"} <= set(g) and not {"hamiltonian", "overlap"} & set(g)
+
+
 def test_labelling_order_spreads_over_the_file():
     """Frames are labelled in an order whose every prefix is spread over the file (a DFT job stopped early
     leaves labels of all sampling conditions), and every frame comes exactly once."""
