@@ -8,8 +8,8 @@ Resumable: each finished case is written to the JSON at once, and a rerun skips 
 GTH-PBE pseudopotential, PBE with multigrid XC, HSE06 with Gaussian density fitting and pyscf's default
 exxdiv ('ewald'), conv_tol 1e-10 Ha), k-mesh cases the package's k-mesh label (the first k-mesh cases, run
 before it existed, pyscf's KRKS SCF alone with the same choices). Structures: the
-cubic 8-atom Si cell (a = 5.43 Å), rattled by 0.03 Å (seed 0), and its 2×1×1 and 2×2×2 repeats. The gap is
-the smallest direct or indirect gap over the k-mesh (eV).
+cubic 8-atom Si cell (a = 5.43 Å), rattled by 0.03 Å (seed 0), and its 2×1×1 and 2×2×2 repeats. Zincblende GaAs
+(a = 5.65 Å) the same way. The gap is the smallest direct or indirect gap over the k-mesh (eV).
 """
 from __future__ import annotations
 
@@ -45,23 +45,27 @@ CASES = {
     "si8-k222-hse06-msr": ((1, 1, 1), (2, 2, 2), "HSE06", "gth-dzvp-molopt-sr@0.12"),
     "si64-g-pbe-msr-forces": ((2, 2, 2), (1, 1, 1), "PBE", "gth-dzvp-molopt-sr@0.12", True),
     "si64-g-hse06-msr": ((2, 2, 2), (1, 1, 1), "HSE06", "gth-dzvp-molopt-sr@0.12"),
+    # a compound of the paper (issue [J]: label it if it fits): zincblende GaAs, Ga with its 3d shell in valence
+    "gaas8-k333-pbe-msr": ((1, 1, 1), (3, 3, 3), "PBE", "gth-dzvp-molopt-sr@0.12", False, "GaAs"),
+    "gaas8-k222-hse06-msr": ((1, 1, 1), (2, 2, 2), "HSE06", "gth-dzvp-molopt-sr@0.12", False, "GaAs"),
 }
 #: cases whose k-mesh rows time pyscf's SCF alone (measured before the package had k-mesh labels)
 SCF_ONLY = {"si8-k222-pbe", "si8-k222-hse06", "si8-k333-pbe"}
 
 
-def structure(repeat):
+def structure(repeat, formula: str = "Si"):
     from ase.build import bulk
 
-    a = bulk("Si", "diamond", a=5.43, cubic=True)
+    a = (bulk("Si", "diamond", a=5.43, cubic=True) if formula == "Si" else
+         bulk("GaAs", "zincblende", a=5.65, cubic=True))
     a.rattle(0.03, seed=0)
     return a.repeat(repeat)
 
 
-def run_case(repeat, kmesh, xc, basis, forces: bool = False, scf_only: bool = False) -> dict:
+def run_case(repeat, kmesh, xc, basis, forces: bool = False, formula: str = "Si", scf_only: bool = False) -> dict:
     """The package's own label (SCF, H and S, or H(R) and S(R) on a k-mesh, in the package's conventions),
     with forces where asked; ``scf_only``: pyscf's KRKS SCF alone with the engine's settings."""
-    atoms = structure(repeat)
+    atoms = structure(repeat, formula)
     t0 = time.perf_counter()
     if not scf_only:
         from n2amd_driver.engines import get_engine
@@ -85,7 +89,8 @@ def run_case(repeat, kmesh, xc, basis, forces: bool = False, scf_only: bool = Fa
         occ, nao, converged = np.asarray(mf.mo_occ), int(cell.nao), bool(mf.converged)
     wall = time.perf_counter() - t0
     vbm, cbm = eps[occ > 0].max(), eps[occ == 0].min()
-    return {"atoms": len(atoms), "kmesh": list(kmesh), "functional": xc, "basis": basis, "nao": nao,
+    return {"atoms": len(atoms), "formula": atoms.get_chemical_formula(), "kmesh": list(kmesh), "functional": xc,
+            "basis": basis, "nao": nao,
             "converged": converged, "seconds": round(wall, 1), "gap_eV": round(float(cbm - vbm), 4),
             "what": "SCF only" if scf_only else ("label (SCF + H, S" + (" + forces)" if forces else ")")
                                                  if kmesh == (1, 1, 1) else "label (SCF + H(R), S(R))"),
