@@ -434,6 +434,14 @@ def test_scissor_shifts_the_conduction_states_only(tmp_path, si8_dump):
 
 
 @pytest.mark.slow
+def test_pyscf_reference_for_couplings_computes_no_forces():
+    """A pyscf reference in the couplings job needs H and S only: no gradients (minutes per k-mesh frame)."""
+    from n2amd_driver.namd.sources import make_source
+
+    src = make_source({"engine": "pyscf", "method": "PBE", "basis": "gth-szv", "kmesh": [2, 2, 2]})
+    assert src.engine.forces is False and src.engine.kmesh == (2, 2, 2)
+
+
 def test_pyscf_engine_runs_through_the_couplings_job(tmp_path):
     """A pyscf DFT Hamiltonian (PBE, GTH basis) goes through the same couplings code path as tblite: the window
     energies are pyscf's own eigenvalues, S(t; t+dt) comes from the same basis functions and the NAC is

@@ -53,6 +53,8 @@ class EngineSource:
 
         if engine not in ("tblite", "pyscf"):
             raise ValueError(f"reference couplings need the tblite or pyscf engine, not '{engine}'")
+        if engine == "pyscf":  # couplings need H and S only; pyscf's k-point gradients take minutes per frame
+            options = {"forces": False, **options}
         self.engine = get_engine(engine, **options)
 
     def basis_functions(self, atoms: Atoms) -> BasisFunctions:
