@@ -182,7 +182,7 @@ def run_demo(workdir: Path, settings: DemoSettings | None = None) -> dict:
         _namd(["hop", str(_write_yaml(workdir / "dish.yaml", cfg)), "-q"], s.ranks, workdir)
     done("dish_s", t)
     summary = _summary(workdir, info, couplings, hop_dir, s.valence - 1, times, sum(times.values()),
-                       f"{system}, {_levels(s)}, {s.temperature_K:g} K")
+                       f"{system}, {level_title(s)}, {s.temperature_K:g} K")
     print(summary["table"], flush=True)
     (workdir / "summary.md").write_text(summary["table"] + "\n")
     record = {k: v for k, v in summary.items() if k != "table"}
@@ -193,13 +193,14 @@ def run_demo(workdir: Path, settings: DemoSettings | None = None) -> dict:
 
 
 def _reference(model_path: str) -> str:
-    """The reference method a model file was trained on (e.g. "GFN1-xTB")."""
+    """The reference method a model file was trained on (e.g. "GFN1-xTB"; an NNH file: its remainder's)."""
     from .models.io import read_model_file
 
-    return read_model_file(model_path)["reference"]["method"]
+    state = read_model_file(model_path)
+    return (state["remainder"] if state["kind"] == "nnh" else state)["reference"]["method"]
 
 
-def _levels(s: DemoSettings) -> str:
+def level_title(s: DemoSettings) -> str:
     """What the demo's models were trained on: "GFN1-xTB-trained models", or each model's level where they
     differ (a PBE Hamiltonian on MLFF trajectories at GFN1-xTB must not read as PBE NAMD throughout)."""
     forces = s.nnh if s.forces == "nnh" else s.mlff

@@ -105,7 +105,7 @@ def test_demo_at_the_pbe_level(tmp_path):
     assert summary["dephasing_fs"] > 0 and summary["rms_nac_meV"] > 0  # a 30 fs DISH run fits no lifetime
 
 
-def test_demo_levels():
+def test_demolevel_title():
     """Every demo level names a bundled model, the CLI offers exactly those, and a level excludes an own model."""
     from n2amd_driver.cli import DEMO_LEVELS
     from n2amd_driver.demo import LEVELS, DemoSettings
@@ -118,6 +118,11 @@ def test_demo_levels():
         DemoSettings.at_level("pbe", hamiltonian="mine.pt")
     with pytest.raises(ValueError, match="level must be one of gfn1-xtb, pbe"):
         DemoSettings.at_level("hse")
+    # the summary's title names each model's level (an NNH file's is its remainder's)
+    from n2amd_driver.demo import level_title
+
+    assert level_title(DemoSettings()) == level_title(DemoSettings(forces="nnh")) == "GFN1-xTB-trained models"
+    assert level_title(DemoSettings.at_level("pbe")) == "PBE Hamiltonian, GFN1-xTB MLFF forces"
 
 
 def test_md_lammps_on_a_users_structure(tmp_path):
