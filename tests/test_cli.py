@@ -105,7 +105,7 @@ def test_demo_at_the_pbe_level(tmp_path):
     assert summary["dephasing_fs"] > 0 and summary["rms_nac_meV"] > 0  # a 30 fs DISH run fits no lifetime
 
 
-def test_demolevel_title():
+def test_demo_levels():
     """Every demo level names a bundled model, the CLI offers exactly those, and a level excludes an own model."""
     from n2amd_driver.cli import DEMO_LEVELS
     from n2amd_driver.demo import LEVELS, DemoSettings
