@@ -97,6 +97,24 @@ def test_foreign_corrupt_and_missing_files_are_named(tmp_path):
         open_dataset(tmp_path / "missing.h5")
 
 
+def test_file_held_by_a_writer_is_named_as_such(small_dataset):
+    """A dataset that a running job holds open for writing is reported as that, not as corrupt."""
+    import subprocess
+    import sys
+
+    path, _, _ = small_dataset
+    code = ("import sys, time, h5py; f = h5py.File(sys.argv[1], 'a'); print('open', flush=True); "
+            "time.sleep(30)")
+    writer = subprocess.Popen([sys.executable, "-c", code, str(path)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert writer.stdout.readline().strip() == "open"
+        with pytest.raises(DatasetError, match="open for writing by another process"):
+            open_dataset(path)
+    finally:
+        writer.kill()
+        writer.wait()
+
+
 def test_truncated_file_is_named(small_dataset, tmp_path):
     path, _, _ = small_dataset
     cut = tmp_path / "truncated.h5"

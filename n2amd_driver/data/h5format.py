@@ -66,6 +66,9 @@ def open_dataset(path: str | os.PathLike, mode: str = "r") -> h5py.File:
     try:
         f = h5py.File(path, mode)
     except OSError as exc:
+        if "unable to lock file" in str(exc):  # HDF5's lock, held by a writer such as a running `data generate`
+            raise DatasetError(f"{path}: open for writing by another process (a running `n2amd data generate`?): "
+                               "wait until it stops, or read a copy of the file") from None
         raise DatasetError(f"{path}: not a readable HDF5 file (corrupt or truncated?): {exc}") from None
     fmt = f.attrs.get("format")
     if fmt != FORMAT:
