@@ -1,0 +1,87 @@
+"""The sparse band-window eigensolver against dense LAPACK, on the bundled Si Hamiltonian's own matrices."""
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from ase.build import bulk
+
+from n2amd_driver.models.io import load_hamiltonian_model
+from n2amd_driver.orbitals.overlap import overlap_matrix
+from n2amd_driver.orbitals.window import (IllConditionedOverlap, WindowNotConverged, dense_window, window_eigh)
+
+
+@pytest.fixture(scope="module")
+def si64_pair():
+    """Sparse (H, S) of the bundled GFN1-xTB Si model at two geometries 0.01 Å apart (an MD step), and the
+    window of 4 + 4 states around the gap (0-based bands)."""
+    m = load_hamiltonian_model("si_hamiltonian.pt", device="cpu", dtype="float64")
+    a = bulk("Si", "diamond", 5.43, cubic=True).repeat(2)
+    a.rattle(0.05, seed=3)
+    step = np.random.default_rng(4).normal(size=(len(a), 3))
+    out = []
+    for k in range(2):
+        b = a.copy()
+        b.positions += 0.01 * k * step / np.linalg.norm(step, axis=1).mean()
+        S = overlap_matrix(m.basis_functions(b), b, sparse=True)
+        out.append((m.sparse_hamiltonian(b, S), S))
+    nocc = int(round(m.n_electrons(a) / 2))
+    return out, (nocc - 4, nocc + 3)
+
+
+def _same_states(w, d, S):
+    """Energies and states equal (each state up to its sign): |<d_i|w_i>| = 1."""
+    assert w.bands == d.bands
+    assert np.abs(w.eps - d.eps).max() <= 1e-8
+    ov = np.abs(np.einsum("ai,ai->i", d.C, S @ w.C))
+    assert np.abs(ov - 1).max() <= 1e-8
+
+
+def test_cold_and_warm_windows_equal_dense_lapack(si64_pair):
+    (p0, p1), (lo, hi) = si64_pair
+    w0 = window_eigh(*p0, lo, hi, buffer=4)
+    assert not w0.warm and w0.residual <= 1e-8
+    _same_states(w0, dense_window(*p0, lo - 4, hi + 4), p0[1])
+    w1 = window_eigh(*p1, lo, hi, buffer=4, start=w0)
+    assert w1.warm and w1.factorizations == 1  # σ from the previous energies lands between the right bands
+    _same_states(w1, dense_window(*p1, lo - 4, hi + 4), p1[1])
+    e, C = w1.select(lo, hi)
+    assert len(e) == hi - lo + 1 and C.shape == (p1[0].shape[0], hi - lo + 1)
+
+
+def test_a_start_from_elsewhere_in_the_spectrum_is_recovered(si64_pair):
+    """A start whose energies put σ several bands off is found out by the inertia count and the window moved
+    to the right bands (at the cost of more factorisations), never returned as the wrong bands."""
+    (p0, _), (lo, hi) = si64_pair
+    d = dense_window(*p0, lo - 4, hi + 4)
+    wrong = window_eigh(*p0, lo - 6, hi - 6, buffer=4)  # the same system, window 6 bands lower
+    wrong.first = d.first  # ... labelled as if it were the wanted bands
+    w = window_eigh(*p0, lo, hi, buffer=4, start=wrong)
+    assert w.factorizations > 1
+    _same_states(w, d, p0[1])
+
+
+def test_ill_conditioned_overlap_is_reported_and_projected_out(si64_pair):
+    """A basis function duplicated to 1e-9 makes S nearly singular: the solver says so and returns the
+    window of the basis without the duplicate."""
+    (p0, _), (lo, hi) = si64_pair
+    H, S = p0
+    n = H.shape[0]
+    e = sp.csr_matrix(([1.0], ([5], [0])), shape=(n, 1))  # a copy of basis function 5, scaled by (1 + 1e-9)
+    Se, He = S @ e, H @ e
+    S2 = sp.bmat([[S, Se], [Se.T, (e.T @ Se) * (1 + 1e-9)]], format="csr")
+    H2 = sp.bmat([[H, He], [He.T, e.T @ He]], format="csr")
+    with pytest.warns(IllConditionedOverlap, match="smallest eigenvalue"):
+        w = window_eigh(H2, S2, lo, hi, buffer=4)
+    d = dense_window(H, S, lo - 4, hi + 4)
+    assert np.abs(w.eps - d.eps).max() <= 1e-8
+
+
+def test_non_convergence_is_an_error_not_a_result(si64_pair):
+    (p0, _), (lo, hi) = si64_pair
+    with pytest.raises(WindowNotConverged, match="residual"):
+        window_eigh(*p0, lo, hi, buffer=4, tol=1e-30)
+
+
+def test_window_outside_the_spectrum_is_refused(si64_pair):
+    (p0, _), _ = si64_pair
+    with pytest.raises(ValueError, match="outside"):
+        window_eigh(*p0, 0, p0[0].shape[0], buffer=2)
