@@ -152,7 +152,8 @@ def test_self_overlap_identity_and_static_zero_nac(source):
 
     a = bulk("Si", "diamond", a=5.43, cubic=True)
     a.rattle(0.05, seed=2)
-    eps, C, *_ = snapshot(source, a, WINDOW)
+    snap = snapshot(source, a, WINDOW)
+    eps, C = snap["eps"], snap["C"]
     O = state_overlaps(C, cross_overlap(source.basis_functions(a), a, a), C)
     np.testing.assert_allclose(O, np.eye(len(eps)), atol=1e-7)  # basis S vs tblite S agree to ~1e-8
     res = correct(np.array([eps, eps]), O[None], 1.0)
@@ -171,8 +172,8 @@ def test_rigid_translation_coupling_is_the_momentum_matrix_element(source):
     delta = np.array([0.004, -0.002, 0.003])
     b = a.copy()
     b.positions += delta
-    ea, Ca, *_ = snapshot(source, a, WINDOW)
-    eb, Cb, *_ = snapshot(source, b, WINDOW)
+    sa, sb = snapshot(source, a, WINDOW), snapshot(source, b, WINDOW)
+    ea, Ca, eb, Cb = sa["eps"], sa["C"], sb["eps"], sb["C"]
     bf = source.basis_functions(a)
     res = correct(np.array([ea, eb]), state_overlaps(Ca, cross_overlap(bf, a, b), Cb)[None], 1.0)
     C = Ca * res.signs[0]
@@ -533,3 +534,64 @@ def test_model_in_a_pyscf_basis_has_pyscf_overlaps(tmp_path):
     np.testing.assert_allclose(S, to_e3nn(c0.pbc_intor("int1e_ovlp", hermi=1)), atol=1e-8, rtol=0)
     S01 = cross_overlap(src.basis_functions(t0), t0, t1)
     np.testing.assert_allclose(S01, to_e3nn(intor_cross("int1e_ovlp", c0, c1)), atol=1e-8, rtol=0)
+
+
+def test_sparse_window_solver_equals_dense_through_the_job(tmp_path, si8_dump):
+    """The bundled Si model on a 64-atom trajectory: the sparse path (sparse H, S, S(t; t+dt), warm-started
+    shift-invert window) gives the dense path's energies and NAC to 1e-8, with a buffer, on 1 and 2 ranks."""
+    import ase.io
+
+    from n2amd_driver.data.trajectory import read_trajectory
+    from n2amd_driver.namd.couplings_file import read_series
+    from n2amd_driver.namd.couplings_job import run_couplings
+
+    offset = np.random.default_rng(7).normal(scale=0.03, size=(64, 3))  # breaks the 2×2×2 repeat's degeneracies
+    frames = [f.repeat(2) for f in read_trajectory(si8_dump, None, None)[:6]]
+    for f in frames:
+        f.positions += offset
+    ase.io.write(tmp_path / "si64.extxyz", frames, format="extxyz")
+    window = {"valence": 3, "conduction": 3, "buffer": 2}
+    out = {}
+    for solver in ("dense", "sparse"):
+        cfg = _cfg(tmp_path, tmp_path / "si64.extxyz", hamiltonian={"model": "si_hamiltonian.pt", "dtype": "float64"},
+                   window={**window, "solver": solver}, output=str(tmp_path / f"{solver}.h5"))
+        summary = run_couplings(cfg, progress=False)
+        out[solver] = read_series(tmp_path / f"{solver}.h5")
+        assert summary["per_snapshot"]["solver"] == solver and summary["buffer_exchanges"] == 0
+    assert summary["per_snapshot"]["warm_fraction"] == pytest.approx(5 / 6)  # cold only on the first snapshot
+    d, s = out["dense"], out["sparse"]
+    assert s.nac.shape == (5, 6, 6)
+    assert np.abs(s.energies - d.energies).max() <= 1e-8
+    assert np.abs(s.nac - d.nac).max() <= 1e-8
+    assert np.abs(d.nac).max() > 1e-4  # real couplings, not zeros
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [str(Path(sys.executable).parent / "mpirun"), "-n", "2", sys.executable, "-m", "n2amd_driver.namd", "couplings",
+           "--set", f"trajectory={tmp_path / 'si64.extxyz'}", "--set", "dt_fs=1.0", "--set",
+           "hamiltonian.model=si_hamiltonian.pt", "--set", "hamiltonian.dtype=float64", "--set", "window.valence=3",
+           "--set", "window.conduction=3", "--set", "window.buffer=2", "--set", "window.solver=sparse",
+           "--set", f"output={tmp_path / 'two.h5'}", "--set", "plots=false", "-q",
+           str(ROOT / "tests" / "data" / "empty.yaml")]
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    two = read_series(tmp_path / "two.h5")
+    assert two.meta["nranks"] == 2
+    assert np.abs(two.nac - s.nac).max() <= 1e-8 and np.abs(two.energies - s.energies).max() <= 1e-8
+
+
+def test_a_window_state_swapping_with_a_buffer_state_is_reported():
+    """Window = labels 1..2 of 4 (one buffer state each side). At step 1 window state 1 (label 2) exchanges
+    character with the upper buffer state: reported, and with tracking its label follows that state."""
+    from n2amd_driver.namd.couplings_job import window_of
+
+    n = 4
+    swap = np.eye(n)[:, [0, 1, 3, 2]]
+    O = np.array([np.eye(n), swap, np.eye(n)])
+    E = np.tile(np.arange(n, dtype=float), (4, 1))
+    for track in (False, True):
+        sub, exchanges = window_of(correct(E, O, 1.0, track=track), 1, 2)
+        assert sub.energies.shape == (4, 2) and sub.nac.shape == (3, 2, 2)
+        assert [(e["step"], e["state"]) for e in exchanges] == [(1, 1)]
+        assert "buffer state" in exchanges[0]["text"]
+        if track:  # the label moved with the character: from step 2 on it is the eigen-state above the window
+            assert sub.order[2, 1] == 3

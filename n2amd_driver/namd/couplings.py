@@ -19,9 +19,9 @@ from dataclasses import dataclass
 import numpy as np
 
 
-def state_overlaps(C1: np.ndarray, S12: np.ndarray, C2: np.ndarray) -> np.ndarray:
-    """<ψ_i(1)|ψ_j(2)> = C1ᵀ S(1; 2) C2 for real coefficient columns."""
-    return C1.T @ S12 @ C2
+def state_overlaps(C1: np.ndarray, S12, C2: np.ndarray) -> np.ndarray:
+    """<ψ_i(1)|ψ_j(2)> = C1ᵀ S(1; 2) C2 for real coefficient columns; S12 dense or sparse (a thin product)."""
+    return np.asarray(C1.T @ (S12 @ C2))
 
 
 def tracking_permutations(overlaps: np.ndarray) -> np.ndarray:

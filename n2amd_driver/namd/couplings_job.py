@@ -23,6 +23,11 @@ import numpy as np
 from ..core.checkpoint import save_npz
 from ..core.parallel import chunk, world
 
+#: the size (orbitals) from which ``window.solver: auto`` takes the sparse path: there a dense windowed eigh
+#: costs more than the sparse factorisation and the dense matrices approach a GB (docs/benchmarks.md)
+SPARSE_FROM_ORBITALS = 4000
+
+
 def _schema():
     """The couplings config: every key with its type, allowed values, range and unit (checked when loaded)."""
     from typing import Literal
@@ -59,6 +64,16 @@ def _schema():
         conduction: NonNegativeInt = Field(4, description="states from the CBM")
         bands: list[PositiveInt] | None = Field(None, min_length=2, max_length=2,
                                                 description="or [first, last] band (1-based, as BMIN/BMAX)")
+        buffer: NonNegativeInt = Field(0, description="extra states on each side of the window: computed, "
+                                       "overlapped and tracked, not written; a window state that exchanges "
+                                       "character with one of them is reported")
+        solver: Literal["auto", "dense", "sparse"] = Field(
+            "auto", description="dense: LAPACK on n_orb² matrices; sparse: sparse H, S and S(t; t+dt) and the "
+            f"shift-invert window eigensolver, warm-started from the previous snapshot; auto: sparse from "
+            f"{SPARSE_FROM_ORBITALS} orbitals")
+        overlap_cutoff_ang: PositiveFloat | None = Field(
+            None, description="Å, sparse only: pair cutoff of S, S(t; t+dt) and the model's S-dependent terms "
+                              "(null: the basis's own, where overlaps fall below 1e-14)")
 
     class Scissor(Section):
         gap_eV: PositiveFloat | None = Field(
@@ -162,8 +177,12 @@ _SETTINGS = ("hamiltonian", "window", "dt_fs", "remove_drift", "format", "type_m
 
 
 def job_settings(cfg: dict) -> dict:
-    """What the checkpoints of a couplings job were computed with; a rerun must agree on all of it."""
+    """What the checkpoints of a couplings job were computed with; a rerun must agree on all of it. The solver
+    is not part of it (both give the same states), nor are a zero buffer and the exact overlap cutoff, which
+    were all there was before those keys existed."""
     out = {k: cfg[k] for k in _SETTINGS}
+    out["window"] = {k: v for k, v in cfg["window"].items()
+                     if k != "solver" and not (k == "buffer" and v == 0) and not (k == "overlap_cutoff_ang" and v is None)}
     out["frames"] = {k: cfg["frames"].get(k) for k in ("start", "step", "timestep_spacing")}
     out["trajectory"] = str(Path(cfg["trajectory"]).resolve())
     model = cfg["hamiltonian"].get("model")
@@ -221,18 +240,72 @@ def check_checkpoints(ckdir: Path, settings: dict, hashes: list[str]) -> int:
     return n_known
 
 
-def snapshot(source, atoms, window_cfg: dict):
-    """Eigenpairs of one snapshot in the band window: (eps (n,), C (norb, n), (lo, hi), n_electrons, vbm, cbm)."""
-    from ..orbitals.eigen import eigh
+def use_sparse(window_cfg: dict, n_orbitals: int) -> bool:
+    """Whether a snapshot of ``n_orbitals`` goes through the sparse window solver."""
+    solver = window_cfg.get("solver") or "auto"
+    return solver == "sparse" or (solver == "auto" and n_orbitals >= SPARSE_FROM_ORBITALS)
+
+
+def snapshot(source, atoms, window_cfg: dict, start=None) -> dict:
+    """Eigenpairs of one snapshot in the band window plus ``buffer`` states on each side: a dict with eps (m,),
+    C (n_orb, m) of bands first..first + m − 1 (0-based), the window (lo, hi), n_electrons, vbm, cbm, the
+    solver's record, and ``states`` (a :class:`~n2amd_driver.orbitals.window.WindowStates`, the next
+    snapshot's warm start). ``start``: the previous snapshot's ``states`` (sparse solver only)."""
+    from ..orbitals.window import dense_window, window_eigh
     from .couplings import window_bands
 
-    H, S, nel = source.electronic(atoms)
-    lo, hi = window_bands(nel, len(H), window_cfg.get("valence"), window_cfg.get("conduction"), window_cfg.get("bands"))
+    buffer = int(window_cfg.get("buffer") or 0)
+    n_orb = source.n_orbitals(atoms)
+    sparse = use_sparse(window_cfg, n_orb)
+    t = time.perf_counter()
+    if sparse:
+        H, S, nel = source.electronic_sparse(atoms, window_cfg.get("overlap_cutoff_ang"))
+    else:
+        H, S, nel = source.electronic(atoms)
+    t_h = time.perf_counter() - t
+    lo, hi = window_bands(nel, n_orb, window_cfg.get("valence"), window_cfg.get("conduction"), window_cfg.get("bands"))
     nocc = int(round(nel / 2))
     need_lo, need_hi = min(lo, nocc - 1), max(hi, nocc)  # band edges are recorded too
-    eps, C = eigh(H, S, (need_lo, need_hi))
-    sel = slice(lo - need_lo, hi - need_lo + 1)
-    return eps[sel], C[:, sel], (lo, hi), nel, eps[nocc - 1 - need_lo], eps[nocc - need_lo]
+    t = time.perf_counter()
+    if sparse:
+        st = window_eigh(H, S, need_lo, need_hi, buffer=buffer, start=start)
+    else:
+        st = dense_window(H, S, max(need_lo - buffer, 0), min(need_hi + buffer, n_orb - 1))
+    t_eig = time.perf_counter() - t
+    first, last = max(lo - buffer, 0), min(hi + buffer, n_orb - 1)
+    eps, C = st.select(first, last)
+    vbm, cbm = st.select(nocc - 1, nocc)[0]
+    record = {"solver": "sparse" if sparse else "dense", "hamiltonian_s": t_h, "eigen_s": t_eig,
+              "factorizations": st.factorizations, "warm": st.warm, "residual_eV": st.residual}
+    return {"eps": eps, "C": C, "first": first, "window": (lo, hi), "nel": nel, "vbm": float(vbm), "cbm": float(cbm),
+            "record": record, "states": st}
+
+
+def stored_states(path: Path):
+    """A snapshot checkpoint's states as a warm start (bands first..first + m − 1)."""
+    from ..orbitals.window import WindowStates
+
+    z = np.load(path)
+    first = int(z["first"]) if "first" in z else int(z["lo"])
+    return WindowStates(z["eps"], z["C"], first)
+
+
+def check_memory(source, atoms, window_cfg: dict, ranks: int) -> None:
+    """Refuse up front a dense job whose snapshot matrices would not fit in this machine's memory shared by
+    ``ranks`` ranks (H, S, the eigensolver's copy and workspace: ~5 n_orb² doubles per rank)."""
+    import os
+
+    try:
+        n = source.n_orbitals(atoms)
+    except (KeyError, ValueError):  # an element without basis functions: the first snapshot names it
+        return
+    if use_sparse(window_cfg, n):
+        return
+    need = 5 * 8 * n * n * ranks
+    have = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    if need > 0.8 * have:
+        raise ValueError(f"a dense snapshot of {n} orbitals needs ~{need / 2**30:.1f} GiB for {ranks} rank(s), this "
+                          f"machine has {have / 2**30:.1f} GiB: set window.solver: sparse (or auto)")
 
 
 def run_couplings(cfg: dict, progress: bool = True) -> dict | None:
@@ -261,15 +334,22 @@ def run_couplings(cfg: dict, progress: bool = True) -> dict | None:
         mine = chunk(N, ranks.rank, ranks.size)
         bar = _bar(progress and ranks.rank == 0, 2 * N, "couplings")
         timings = []
+        check_memory(source, frames[0], cfg["window"], ranks.size)
+        start = None  # the previous snapshot's states: the sparse solver's warm start
         for k in mine:  # eigenpairs of my snapshots
             f = ckdir / f"snap_{k:06d}.npz"
             if not f.exists():
+                if start is None and k > 0 and (ckdir / f"snap_{k - 1:06d}.npz").exists():
+                    start = stored_states(ckdir / f"snap_{k - 1:06d}.npz")
                 ts = time.perf_counter()
                 try:
-                    eps, C, (lo, hi), nel, vbm, cbm = snapshot(source, frames[k], cfg["window"])
+                    snap = snapshot(source, frames[k], cfg["window"], start)
                 except Exception as exc:
                     raise RuntimeError(f"snapshot {k}: {type(exc).__name__}: {exc}") from exc
-                save_npz(f, eps=eps, C=C, lo=lo, hi=hi, nel=nel, vbm=vbm, cbm=cbm)
+                (lo, hi), r = snap["window"], snap["record"]
+                save_npz(f, eps=snap["eps"], C=snap["C"], first=snap["first"], lo=lo, hi=hi, nel=snap["nel"],
+                         vbm=snap["vbm"], cbm=snap["cbm"], **{k_: np.asarray(v) for k_, v in r.items()})
+                start = snap["states"]
                 timings.append(time.perf_counter() - ts)
             if bar is not None:
                 bar.update(ranks.size)
@@ -282,7 +362,9 @@ def run_couplings(cfg: dict, progress: bool = True) -> dict | None:
             if not f.exists():
                 ts = time.perf_counter()
                 a, b = np.load(ckdir / f"snap_{k:06d}.npz"), np.load(ckdir / f"snap_{k + 1:06d}.npz")
-                S12 = cross_overlap(source.basis_functions(frames[k]), frames[k], frames[k + 1])
+                sparse = use_sparse(cfg["window"], a["C"].shape[0])
+                S12 = cross_overlap(source.basis_functions(frames[k]), frames[k], frames[k + 1], sparse=sparse,
+                                    cutoff_ang=cfg["window"].get("overlap_cutoff_ang") if sparse else None)
                 save_npz(f, O=state_overlaps(a["C"], S12, b["C"]))
                 timings.append(time.perf_counter() - ts)
             if bar is not None:
@@ -321,7 +403,10 @@ def scissor_edges(cfg: dict, frames, mine, ckdir: Path, progress: bool) -> None:
     bar = _bar(progress, len(todo), "scissor band edges")
     for k in todo:
         try:
-            *_, nel, vbm, cbm = snapshot(source, frames[k], {"valence": 1, "conduction": 1})
+            edges = snapshot(source, frames[k], {"valence": 1, "conduction": 1,
+                                                 "solver": cfg["window"]["solver"],
+                                                 "overlap_cutoff_ang": cfg["window"]["overlap_cutoff_ang"]})
+            nel, vbm, cbm = edges["nel"], edges["vbm"], edges["cbm"]
         except Exception as exc:
             raise RuntimeError(f"snapshot {k}, scissor Hamiltonian: {type(exc).__name__}: {exc}") from exc
         save_npz(folder / f"edges_{k:06d}.npz", vbm=vbm, cbm=cbm, nel=nel)
@@ -380,6 +465,44 @@ def domain_report(source, frames, cfg: dict) -> list[int]:
     return outside
 
 
+def window_of(res, a: int, b: int):
+    """The couplings of labels a..b (the window) out of those of window + buffer, and the steps where a window
+    state's character went to a buffer state: its largest |<i(t)|j(t+dt)>|² is with a state outside a..b
+    (with tracking on, the label then follows that state out of the window's eigen-range)."""
+    from .couplings import CorrectedCouplings
+
+    n = res.energies.shape[1]
+    if a == 0 and b == n - 1:
+        return res, []
+    w = slice(a, b + 1)
+    exchanges = []
+    for k, O in enumerate(res.overlaps):
+        partner = np.argmax(np.abs(O[w]) ** 2, axis=1)  # label → label (tracked or not)
+        for i, j in zip(range(a, b + 1), partner):
+            leaves = not a <= j <= b  # untracked: the character moved to a buffer label
+            # tracked: the label itself moved onto an eigen-state outside the window's range
+            leaves |= bool(a <= res.order[k, i] <= b and not a <= res.order[k + 1, i] <= b)
+            if leaves:
+                exchanges.append({"step": k, "state": int(i - a), "text": f"window state {i - a} exchanged "
+                                  "character with a buffer state"})
+    sub = CorrectedCouplings(res.energies[:, w], res.overlaps[:, w, w], res.nac[:, w, w], res.signs[:, w],
+                             res.order[:, w], res.reorderings)
+    return sub, exchanges
+
+
+def snapshot_costs(snaps) -> dict | None:
+    """Mean seconds per snapshot for the Hamiltonian (model or engine, with S) and the eigen-window, and the
+    sparse solver's factorisations per snapshot and its share of warm starts (for checkpoints that record them)."""
+    if "eigen_s" not in snaps[0]:
+        return None
+    out = {"hamiltonian_s": float(np.mean([s["hamiltonian_s"] for s in snaps])),
+           "eigen_s": float(np.mean([s["eigen_s"] for s in snaps])), "solver": str(snaps[0]["solver"])}
+    if out["solver"] == "sparse":
+        out["factorizations"] = float(np.mean([s["factorizations"] for s in snaps]))
+        out["warm_fraction"] = float(np.mean([bool(s["warm"]) for s in snaps]))
+    return out
+
+
 def _assemble(cfg, source, frames, dt, ckdir, out, nranks, elapsed, timings, outside=()) -> dict:
     from .couplings import correct
     from .couplings_file import Couplings, write_couplings
@@ -390,7 +513,9 @@ def _assemble(cfg, source, frames, dt, ckdir, out, nranks, elapsed, timings, out
     eps = np.array([s["eps"] for s in snaps])
     O_raw = np.array([np.load(ckdir / f"ovl_{k:06d}.npz")["O"] for k in range(N - 1)])
     lo, hi, nel = int(snaps[0]["lo"]), int(snaps[0]["hi"]), float(snaps[0]["nel"])
+    first = int(snaps[0]["first"]) if "first" in snaps[0] else lo
     res = correct(eps, O_raw, dt, track=bool(cfg["track_states"]))
+    res, exchanges = window_of(res, lo - first, hi - first)
     vbm = np.array([float(s["vbm"]) for s in snaps])
     cbm = np.array([float(s["cbm"]) for s in snaps])
     bands = np.arange(lo, hi + 1) + 1  # 1-based engine numbering
@@ -403,14 +528,21 @@ def _assemble(cfg, source, frames, dt, ckdir, out, nranks, elapsed, timings, out
             "window": cfg["window"], "bands_1based": [int(lo + 1), int(hi + 1)], "n_electrons": nel,
             "vbm_band_1based": int(round(nel / 2)), "track_states": bool(cfg["track_states"]),
             "reorderings": res.reorderings, "nranks": nranks, "frames_outside_domain": [int(k) for k in outside],
-            "scissor": scissor or None}
+            "scissor": scissor or None, "buffer_exchanges": exchanges}
     series = CouplingSeries(res.energies, res.nac, dt, bands, meta)
     write_couplings(out, Couplings(series, overlaps=res.overlaps, phase_signs=res.signs, state_order=res.order,
                                    vbm_eV=vbm, cbm_eV=cbm, scissor_shift_eV=shift if scissor else None))
     summary = {"output": str(out), "snapshots": N, "states": len(bands), "bands_1based": [int(lo + 1), int(hi + 1)],
                "dt_fs": dt, "average_gap_eV": float(np.mean(cbm - vbm)), "reorderings": res.reorderings,
                "ranks": nranks, "wall_s": round(elapsed, 2), "frames_outside_domain": len(outside),
-               "seconds_per_task": float(np.mean(timings)) if timings else None, "scissor": scissor or None}
+               "seconds_per_task": float(np.mean(timings)) if timings else None, "scissor": scissor or None,
+               "buffer_exchanges": len(exchanges), "per_snapshot": snapshot_costs(snaps)}
+    if exchanges:
+        import warnings
+
+        warnings.warn(f"{len(exchanges)} step(s) where a window state exchanged character with a buffer state "
+                      f"(first: step {exchanges[0]['step']}, {exchanges[0]['text']}); listed in the output's "
+                      "metadata", stacklevel=2)
     if cfg["exports"].get("hefei"):
         from .hefei import write_hefei
 

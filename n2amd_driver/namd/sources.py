@@ -30,12 +30,27 @@ class ModelSource:
     def basis_functions(self, atoms: Atoms) -> BasisFunctions:
         return self.model.basis_functions(atoms)
 
+    def n_orbitals(self, atoms: Atoms) -> int:
+        self.model.species(atoms.numbers)  # an element the model does not know is named as such
+        return int(self.model.basis.orbital_offsets(atoms.numbers)[-1])
+
     def electronic(self, atoms: Atoms) -> tuple[np.ndarray, np.ndarray, float]:
         from ..orbitals.overlap import overlap_matrix
 
         S = overlap_matrix(self.basis_functions(atoms), atoms)
         H = np.asarray(self.model.hamiltonian(atoms, S), dtype=float)
         if not np.all(np.isfinite(H)):
+            raise ValueError("the model Hamiltonian contains NaN/inf")
+        return H, S, self.model.n_electrons(atoms)
+
+    def electronic_sparse(self, atoms: Atoms, cutoff_ang: float | None = None):
+        """(H, S, n_electrons) as CSR matrices assembled from pair blocks (no dense n_orb² matrix); S and
+        the shell-potential term of H within ``cutoff_ang`` (Å; none: the basis's own, exact to 1e-14)."""
+        from ..orbitals.overlap import overlap_matrix
+
+        S = overlap_matrix(self.basis_functions(atoms), atoms, cutoff_ang=cutoff_ang, sparse=True)
+        H = self.model.sparse_hamiltonian(atoms, S)
+        if not np.all(np.isfinite(H.data)):
             raise ValueError("the model Hamiltonian contains NaN/inf")
         return H, S, self.model.n_electrons(atoms)
 
@@ -62,6 +77,9 @@ class EngineSource:
         periodic = bool(np.all(atoms.pbc))
         return basis_functions(self.engine.basis(set(elements)).name, elements, periodic=periodic)
 
+    def n_orbitals(self, atoms: Atoms) -> int:
+        return int(self.basis_functions(atoms).basis.orbital_offsets(atoms.numbers)[-1])
+
     def electronic(self, atoms: Atoms) -> tuple[np.ndarray, np.ndarray, float]:
         """Γ-point H, S and electrons of ``atoms``. An engine on a k-mesh m labels the cell of which
         ``atoms`` is the m-fold repeat (``cell.repeat(m)``, as the snapshots of a trajectory repeated for
@@ -75,6 +93,13 @@ class EngineSource:
         lab = self.engine.label(repeated_cell(atoms, kmesh))
         return (bvk_to_supercell(lab.hamiltonian, kmesh), bvk_to_supercell(lab.overlap, kmesh),
                 float(np.sum(lab.occupations)))
+
+    def electronic_sparse(self, atoms: Atoms, cutoff_ang: float | None = None):
+        """The engine's dense matrices as CSR (the engines run only where their dense matrices fit)."""
+        import scipy.sparse as sp
+
+        H, S, nel = self.electronic(atoms)
+        return sp.csr_matrix(H), sp.csr_matrix(S), nel
 
     def describe(self) -> dict:
         return {"source": "engine", **self.engine.describe()}

@@ -13,7 +13,7 @@ __all__, __getattr__, __dir__ = exports(__name__, {
     "radial": ["RadialOverlap", "overlap_trace_gradients", "radial_overlap"],
     "sparse": ["blocks_to_csr", "drop_small", "memory_bytes"],
     "window": ["IllConditionedOverlap", "ShiftInvert", "WindowNotConverged", "WindowStates", "dense_window",
-               "smallest_overlap_eigenvalue", "window_eigh"],
+               "fixed_signs", "smallest_overlap_eigenvalue", "window_eigh"],
     "eigen": ["band_edges", "bloch_hamiltonian", "bvk_images", "bvk_kpoints", "bvk_to_k", "bvk_to_supercell", "dos",
               "eigh", "k_to_bvk"],
 })

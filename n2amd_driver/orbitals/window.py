@@ -94,6 +94,13 @@ class ShiftInvert:
         self._solver.free_memory(everything=True)
 
 
+def fixed_signs(C: np.ndarray) -> np.ndarray:
+    """The columns with the sign that makes each one's largest-magnitude coefficient positive: a gauge that
+    does not depend on the eigensolver, so dense and sparse paths (and any rank count) give the same NAC."""
+    idx = np.argmax(np.abs(C), axis=0)
+    return C * np.where(C[idx, np.arange(C.shape[1])] < 0, -1.0, 1.0)
+
+
 def dense_window(H, S, lo: int, hi: int) -> WindowStates:
     """Bands lo..hi (0-based inclusive) by dense LAPACK: the reference for :func:`window_eigh`."""
     from .eigen import eigh
@@ -101,6 +108,7 @@ def dense_window(H, S, lo: int, hi: int) -> WindowStates:
     H = H.toarray() if sp.issparse(H) else np.asarray(H)
     S = S.toarray() if sp.issparse(S) else np.asarray(S)
     eps, C = eigh(H, S, (lo, hi))
+    C = fixed_signs(C)
     r = H @ C - (S @ C) * eps
     return WindowStates(eps, C, lo, residual=float(np.linalg.norm(r, axis=0).max()))
 
@@ -171,7 +179,7 @@ def window_eigh(H: sp.spmatrix, S: sp.spmatrix, lo: int, hi: int, buffer: int = 
     finally:
         F.free()
     sel = slice(want_lo - first, want_hi - first + 1)
-    eps, C = eps[sel], C[:, sel]
+    eps, C = eps[sel], fixed_signs(C[:, sel])
     res = float(np.linalg.norm(H @ C - (S @ C) * eps, axis=0).max())
     if not np.isfinite(res) or res > tol:
         raise WindowNotConverged(f"window states not converged: largest residual ‖Hc − εSc‖ = {res:.2e} eV > tol "
