@@ -370,16 +370,34 @@ def functionals(res) -> list[str]:
 
 def large_cells(res) -> list[str]:
     c = res["cutoff"]
+    out = []
     rows = [[k if k == "exact" else f"{k} Å", f"{v['entries_per_row']:.0f}", f"{v['max_dE_meV']:.2g}",
              f"{v['max_dNAC_per_fs']:.2g}", f"{v['max_dNAC_over_rms']:.2g}", f"{v['seconds']:.0f}"]
             for k, v in c["cutoffs"].items()]
-    return [_prov(c), "", f"Overlap cutoff of the sparse path: Si{c['atoms']}, bundled GFN1-xTB model, "
+    out += [_prov(c), "", f"Overlap cutoff of the sparse path: Si{c['atoms']}, bundled GFN1-xTB model, "
             f"{c['window']}, two geometries one MD step apart. Reference: the dense path with the basis's own cutoff "
             f"({c['exact_cutoff_A']} Å, overlaps exact to 1e-14; RMS NAC {c['reference']['rms_nac_per_fs']:.3g} fs⁻¹ "
             "for dt = 1 fs). The cutoff applies to S, S(t; t+dt) and the model's S-dependent terms. At 8 Å the NAC "
             "changes by more than its RMS although the energies move by < 1 meV: too short for couplings.", "",
             _table(["cutoff", "entries per row of H", "largest ΔE, window (meV)", "largest ΔNAC (fs⁻¹)", "largest ΔNAC / RMS",
                     "s (2 snapshots + overlaps)"], rows)]
+    sc = res.get("scaling")
+    if sc and sc.get("sizes"):
+        mean = lambda v, k: np.mean([t.get(k, 0.0) for t in v["snapshots"][1:]])
+        rows = [[n, v["orbitals"], f"{v['snapshots'][0]['entries_per_row']:.0f}", f"{mean(v, 'model_s'):.1f}",
+                 f"{mean(v, 'S_s'):.1f}", f"{mean(v, 'cross_overlap_s'):.1f}", f"{mean(v, 'factorise_s'):.1f}",
+                 f"{mean(v, 'eigen_solve_s'):.1f}", f"{mean(v, 'state_overlaps_s'):.2f}", f"{v['warm_total_s']:.1f}",
+                 f"{v['cold_total_s']:.1f}", f"{v['snapshots'][1]['dense_eigen_s']:.1f}" if "dense_eigen_s" in
+                 v["snapshots"][1] else "—", f"{v['peak_rss_GB']:.1f}", v["provenance"]["date_utc"]]
+                for n, v in sorted(sc["sizes"].items(), key=lambda x: int(x[0]))]
+        out += ["", f"Cost per snapshot of the sparse path (overlap cutoff {sc['cutoff_A']} Å, {sc['window']}; "
+                "warm: the mean of two snapshots after the first, one MD step apart). Seconds; 'dense eigen' is "
+                "LAPACK's windowed eigh on the same matrices made dense. " + _prov(res["scaling"]["sizes"][max(
+                    sc["sizes"], key=int)]), "",
+                _table(["atoms", "orbitals", "entries per row", "model H", "S", "S(t; t+dt)", "factorise", "eigen solve",
+                        "state overlaps", "warm total", "cold total", "dense eigen", "peak memory (GB)", "measured"],
+                       rows)]
+    return out
 
 
 SECTIONS = [  # (title, stage of scripts/benchmarks.sh, JSON file under --dir, renderer)
