@@ -397,6 +397,14 @@ def large_cells(res) -> list[str]:
                 _table(["atoms", "orbitals", "entries per row", "model H", "S", "S(t; t+dt)", "factorise", "eigen solve",
                         "state overlaps", "warm total", "cold total", "dense eigen", "peak memory (GB)", "measured"],
                        rows)]
+        if len(sc["sizes"]) >= 2:
+            n = np.array([int(k) for k in sc["sizes"]], float)
+            fit = lambda key: np.polyfit(np.log(n), np.log([sum(mean(v, k) for k in key) for v in sc["sizes"].values()]), 1)[0]
+            parts = {"warm total": ("S_s", "model_s", "factorise_s", "eigen_solve_s", "cross_overlap_s",
+                                    "state_overlaps_s"), "model H": ("model_s",), "factorise": ("factorise_s",),
+                     "eigen solve": ("eigen_solve_s",)}
+            out += ["", "Fitted exponents p of cost ∝ N^p (least squares in log–log over the sizes above): "
+                    + ", ".join(f"{name} {fit(key):.2f}" for name, key in parts.items()) + "."]
     return out
 
 
