@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import time
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
@@ -92,11 +91,9 @@ class DemoSettings:
 
 def _namd(args: list[str], ranks: int, cwd: Path) -> None:
     """``mpirun -n ranks python -m n2amd_driver.namd ...``; the progress bar of rank 0 shows through."""
-    from .md.launch import executable
+    from .md.launch import module_command
 
-    cmd = ([executable("mpirun"), "-n", str(ranks)] if ranks > 1 else []) + [sys.executable, "-m",
-                                                                            "n2amd_driver.namd", *args]
-    env = dict(os.environ, OMP_NUM_THREADS="1", N2AMD_THREADS="1")
+    cmd, env = module_command(["n2amd_driver.namd", *args], ranks, threads_per_rank=1)
     r = subprocess.run(cmd, cwd=cwd, env=env)
     if r.returncode != 0:
         raise RuntimeError(f"'{' '.join(args[:1])}' stage failed (exit {r.returncode}); re-run the demo to resume")

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import time
@@ -43,10 +42,9 @@ DISH = {"initial": {"times": 10, "state": "auto"}, "ntraj": 100, "namdtime_fs": 
 
 def run(cmd: list[str], log: Path, ranks: int = 1) -> None:
     """A package command (on ``ranks`` MPI ranks), its output appended to ``log``; stops the script on failure."""
-    from n2amd_driver.md.launch import executable
+    from n2amd_driver.md.launch import module_command
 
-    full = ([executable("mpirun"), "-n", str(ranks)] if ranks > 1 else []) + [sys.executable, "-m", *cmd]
-    env = dict(os.environ, OMP_NUM_THREADS="1", N2AMD_THREADS="1") if ranks > 1 else dict(os.environ)
+    full, env = module_command(cmd, ranks)
     with open(log, "a") as fh:
         r = subprocess.run(full, stdout=fh, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
     if r.returncode:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import time
@@ -37,15 +36,16 @@ def run_job(out: Path, traj: Path, hamiltonian: list[str], ranks: int, window: t
     if out.exists() and timing.exists():
         return json.loads(timing.read_text())
     resumed = len(list(Path(str(out) + ".ckpt").glob("snap_*.npz")))  # snapshots a killed run left
-    cmd = [sys.executable, "-m", "n2amd_driver.namd", "couplings", str(ROOT / "tests" / "data" / "empty.yaml"),
-           "--set", f"trajectory={traj}", "--set", "dt_fs=1.0", "--set", f"output={out}", "--set", "plots=true",
-           "--set", f"window.valence={window[0]}", "--set", f"window.conduction={window[1]}", "-q"]
+    from n2amd_driver.md.launch import module_command
+
+    args = ["n2amd_driver.namd", "couplings", str(ROOT / "tests" / "data" / "empty.yaml"),
+            "--set", f"trajectory={traj}", "--set", "dt_fs=1.0", "--set", f"output={out}", "--set", "plots=true",
+            "--set", f"window.valence={window[0]}", "--set", f"window.conduction={window[1]}", "-q"]
     for h in hamiltonian:
-        cmd += ["--set", h]
-    if ranks > 1:
-        cmd = [str(Path(sys.executable).parent / "mpirun"), "-n", str(ranks)] + cmd
+        args += ["--set", h]
+    cmd, env = module_command(args, ranks, threads_per_rank=1)
     t = time.perf_counter()
-    subprocess.run(cmd, check=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    subprocess.run(cmd, check=True, env=env)
     from n2amd_driver.namd.couplings_file import read_couplings
 
     total = int(read_couplings(out).vbm_eV.shape[0])

@@ -248,3 +248,19 @@ run 16
     assert r.returncode == 0, r.stderr[-2000:]
     t = thermo(r.stdout)
     assert np.ptp(t[:, 1]) > 10.0 and np.ptp(t[:, 2]) < 2e-3 * np.ptp(t[:, 1])
+
+
+def test_module_command_runs_this_interpreter_on_mpi_ranks(monkeypatch):
+    """One way to start a package command on N ranks: mpirun from the venv, one thread per rank."""
+    import sys
+
+    from n2amd_driver.md.launch import module_command
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "7")
+    cmd, env = module_command(["n2amd_driver.namd", "couplings", "c.yaml"], ranks=2)
+    assert cmd[0].endswith("mpirun") and cmd[1:3] == ["-n", "2"]
+    assert cmd[3:] == [sys.executable, "-m", "n2amd_driver.namd", "couplings", "c.yaml"]
+    assert env["OMP_NUM_THREADS"] == "1" and env["N2AMD_THREADS"] == "1"
+    cmd, env = module_command(["n2amd_driver.cli", "md"], ranks=1)
+    assert cmd == [sys.executable, "-m", "n2amd_driver.cli", "md"] and env["OMP_NUM_THREADS"] == "7"
+    assert module_command(["x"], ranks=1, threads_per_rank=1)[1]["OMP_NUM_THREADS"] == "1"

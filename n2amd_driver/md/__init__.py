@@ -5,7 +5,8 @@ structures by MD. Units: LAMMPS metal (Å, eV, ps) at LAMMPS, atomic units at th
 from ..core.lazy import exports
 
 __all__, __getattr__, __dir__ = exports(__name__, {
-    "launch": ["IPI_CONFIGS", "LAMMPS_INPUTS", "MDRun", "run_ipi", "run_lammps", "thermo_tables"],
+    "launch": ["IPI_CONFIGS", "LAMMPS_INPUTS", "MDRun", "executable", "module_command", "run_ipi", "run_lammps",
+               "thermo_tables"],
     "ase_runs": ["nve_drift", "time_to_failure"],
     "sampling": ["sample_configurations"],
     "lammps_library": ["classical_trajectory", "open_lammps", "potential_commands"],

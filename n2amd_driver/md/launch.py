@@ -45,6 +45,17 @@ def executable(name: str) -> str:
     return found
 
 
+def module_command(args: list[str], ranks: int = 1, threads_per_rank: int | None = None) -> tuple[list[str], dict]:
+    """``[mpirun -n ranks] python -m ARGS`` with this interpreter, and its environment: ``threads_per_rank``
+    threads for OpenMP and torch in each process (default: 1 on several ranks, else as inherited)."""
+    cmd = ([executable("mpirun"), "-n", str(ranks)] if ranks > 1 else []) + [sys.executable, "-m", *args]
+    threads = threads_per_rank if threads_per_rank is not None else (1 if ranks > 1 else None)
+    env = dict(os.environ)
+    if threads is not None:
+        env.update(OMP_NUM_THREADS=str(threads), N2AMD_THREADS=str(threads))
+    return cmd, env
+
+
 def _stream(cmd: list[str], cwd: Path, log: Path, keep, env=None) -> int:
     """Run ``cmd``, print the lines ``keep`` selects (progress), write everything to ``log``."""
     with open(log, "w") as f, subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
