@@ -351,6 +351,8 @@ def run_couplings(cfg: dict, progress: bool = True) -> dict | None:
                          vbm=snap["vbm"], cbm=snap["cbm"], **{k_: np.asarray(v) for k_, v in r.items()})
                 start = snap["states"]
                 timings.append(time.perf_counter() - ts)
+            else:  # done by an earlier run: the next one starts from this one's checkpoint
+                start = None
             if bar is not None:
                 bar.update(ranks.size)
         scissor_edges(cfg, frames, mine, ckdir, bar is not None)
