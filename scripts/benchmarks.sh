@@ -2,7 +2,7 @@
 # Regenerate docs/benchmarks.md: run the benchmark scripts of every stage, then write the page from their JSON.
 #   bash scripts/benchmarks.sh                    all stages (about 5 hours on 2 cores, 1.5 of them the NNH NVE, plus
 #                                                 dft_cost: hours, resumable; datasets first if missing)
-#   bash scripts/benchmarks.sh overlap report     some stages: overlap hamiltonian hamiltonian_gaas hamiltonian_pbe scc couplings functionals forcefield defects nnh_lammps nnh_nve md hop hop_dev dft_cost basis_range hybrid_range large_cells demo report
+#   bash scripts/benchmarks.sh overlap report     some stages: overlap hamiltonian hamiltonian_gaas hamiltonian_pbe scc couplings functionals forcefield defects nnh_lammps nnh_nve md hop hop_dev dft_cost basis_range hybrid_range large_cells couplings_pbe demo report
 #                                                 (and forcefield_nnh: only the NNH row, not in the default list)
 # Results: docs/bench/*.json (committed, so a partial rerun keeps the other stages' figures); work folders
 # (datasets, demo run, trajectories) under runs/; page: docs/benchmarks.md, written from docs/bench/ only.
@@ -19,7 +19,7 @@ models=n2amd_driver/assets/models
 mkdir -p "$out" "$work"
 stages=("$@")
 explicit=$#
-[ ${#stages[@]} -gt 0 ] || stages=(overlap hamiltonian hamiltonian_gaas hamiltonian_pbe scc couplings functionals forcefield defects nnh_lammps nnh_nve md hop hop_dev dft_cost basis_range hybrid_range large_cells demo report)
+[ ${#stages[@]} -gt 0 ] || stages=(overlap hamiltonian hamiltonian_gaas hamiltonian_pbe scc couplings functionals forcefield defects nnh_lammps nnh_nve md hop hop_dev dft_cost basis_range hybrid_range large_cells couplings_pbe demo report)
 data() {  # the GFN1-xTB Si64 datasets the models were trained and tested on (~15 min each)
     [ -f runs/si64_train.h5 ] || $n2amd data generate $cfg/data_si64_train.yaml -o runs/si64_train.h5 --workers 2
     [ -f runs/si64_test.h5 ] || $n2amd data generate $cfg/data_si64_test.yaml -o runs/si64_test.h5 --workers 2
@@ -46,6 +46,10 @@ for s in "${stages[@]}"; do
                          OMP_NUM_THREADS=2 $py scripts/bench_hamiltonian.py $models/si_pbe_hamiltonian.pt \
                              runs/si8_pbe_test.h5 --speed-sizes --out $out/hamiltonian_pbe.json ;;
         functionals) $py scripts/bench_functionals.py --out runs/functionals --json $out/functionals.json ;;
+        couplings_pbe) # the pyscf PBE reference (101 Si216 snapshots, ~4 h) is kept in docs/bench/validate_couplings_pbe/
+                       OMP_NUM_THREADS=1 $py scripts/validate_couplings.py $models/si_pbe_hamiltonian.pt --steps 100 \
+                           --model-ranks 2 --reference-ranks 1 --out $out/validate_couplings_pbe
+                       cp $out/validate_couplings_pbe/validate_couplings.json $out/validate_couplings_pbe.json ;;
         large_cells) OMP_NUM_THREADS=2 $py scripts/bench_large_cells.py --stage cutoff --json $out/large_cells.json ;;  # ~3 min
         hamiltonian_gaas) data_gaas; OMP_NUM_THREADS=2 $py scripts/bench_hamiltonian.py $models/gaas_hamiltonian.pt \
                               runs/gaas64_test.h5 --speed-sizes 2 --out $out/hamiltonian_gaas.json ;;
