@@ -405,9 +405,8 @@ def scissor_edges(cfg: dict, frames, mine, ckdir: Path, progress: bool) -> None:
     bar = _bar(progress, len(todo), "scissor band edges")
     for k in todo:
         try:
-            edges = snapshot(source, frames[k], {"valence": 1, "conduction": 1,
-                                                 "solver": cfg["window"]["solver"],
-                                                 "overlap_cutoff_ang": cfg["window"]["overlap_cutoff_ang"]})
+            edges = snapshot(source, frames[k], {**cfg["window"], "valence": 1, "conduction": 1, "bands": None,
+                                                 "buffer": 0})
             nel, vbm, cbm = edges["nel"], edges["vbm"], edges["cbm"]
         except Exception as exc:
             raise RuntimeError(f"snapshot {k}, scissor Hamiltonian: {type(exc).__name__}: {exc}") from exc
