@@ -11,6 +11,7 @@ __all__, __getattr__, __dir__ = exports(__name__, {
                   "window_bands"],
     "couplings_job": ["run_couplings"],
     "sources": ["EngineSource", "ModelSource", "make_source"],
+    "nac_vectors": ["NACVectors", "finite_difference_hamiltonian_gradient", "nac_vectors"],
     "hopping": ["HopSettings", "HopState", "Propagators", "Record", "advance", "kernels_path"],
     "hop_job": ["run_hop"],
     "hefei": ["read_dephtime", "read_hefei", "read_inicon", "write_hefei"],

@@ -8,6 +8,8 @@ __all__, __getattr__, __dir__ = exports(__name__, {
     "functions": ["BasisFunctions", "GaussianShell", "basis_functions", "load_pyscf_basis", "pyscf_shells",
                   "shell_data", "tblite_shells"],
     "integrals": ["contracted_overlaps"],
+    "derivative_couplings": ["coupling_numerators", "coupling_vectors", "degenerate_pairs", "ket_derivative_forms",
+                             "overlap_derivative_forms"],
     "overlap": ["bvk_overlaps", "cross_overlap", "overlap_derivative", "overlap_gradient", "overlap_matrix",
                 "pair_cutoff_ang"],
     "radial": ["RadialOverlap", "overlap_trace_gradients", "radial_overlap"],
