@@ -6,7 +6,7 @@ from ..core.lazy import exports
 __all__, __getattr__, __dir__ = exports(__name__, {
     "hamiltonian": ["HamiltonianConfig", "HamiltonianModel", "shell_means"],
     "forcefield": ["ForceFieldConfig", "ForceFieldModel"],
-    "nnh": ["NNHModel", "density_matrices", "fermi_occupations"],
+    "nnh": ["Excitation", "NNHModel", "density_matrices", "fermi_occupations"],
     "hamiltonian_gradients": ["projected_hamiltonian_gradient"],
     "repulsion": ["PairRepulsion"],
     "io": ["BUNDLED", "load_force_model", "load_hamiltonian_model", "load_model", "read_model_file",

@@ -15,6 +15,15 @@ the model, the S part −Tr(W ∂S/∂R) by autograd through the radial overlap 
 Tr(ρ ½(V ∂S + ∂S V)) = Tr(M ∂S), M = ½(ρV + Vρ), joins the Pulay term as −Tr((W − M) ∂S).
 Stress is the strain derivative of the same surrogate.
 
+Excited carriers (:class:`Excitation`): with occupation changes Δf_n of a few band states,
+
+    E_exc(R) = E(R) + Σ_n Δf_n ε_n(R),
+
+ε_n the levels of the model's full H (with the cell-average potential: the orbital energies the couplings
+and NAC vectors use). Their gradient joins the same surrogate as Tr(Δρ H_full) − Tr(ΔW S), Δρ = Σ Δf c cᵀ,
+ΔW = Σ Δf ε c cᵀ: exact for non-degenerate states (a state degenerate with one of different occupation
+has no single force; the smallest such spacing is reported).
+
 The band energy is that of H *without* the cell-average part of the shell potentials (a Hamiltonian
 model with ``shell_potential: mean-field``). In SCC tight binding that potential is the charges'
 electrostatic response, and in the total energy its first-order effect is cancelled by the
@@ -27,6 +36,7 @@ MLFF fitted to the reference minus the band terms and the prior (:func:`n2amd_dr
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -37,6 +47,7 @@ from ..orbitals.functions import BasisFunctions, basis_functions
 from ..orbitals.overlap import overlap_matrix, pair_cutoff_ang
 from ..orbitals.radial import overlap_trace_gradients
 from .batch import POSITIONS, STRAIN
+from .potential import overlap_coupled
 
 #: what the band terms are (part of the key of kept residual datasets: a change recomputes them)
 BAND_TERMS = "Mermin band energy of H without the cell-average shell potential"
@@ -79,15 +90,48 @@ def density_matrices(C: np.ndarray, eps: np.ndarray, f: np.ndarray) -> tuple[np.
     return (Co * f[occ]) @ Co.T, (Co * (f[occ] * eps[occ])) @ Co.T
 
 
-class NNHModel:
-    """Band energy of a Hamiltonian model + optional remainder MLFF; ``evaluate`` like the MLFF's."""
+@dataclass(frozen=True)
+class Excitation:
+    """Occupation changes Δf of band states relative to the ground state (spin-summed, so one promoted
+    electron is −1 on its old band and +1 on its new one). Bands are counted from the CBM: 0 is the CBM,
+    1 the CBM+1, −1 the VBM, −2 the VBM−1."""
 
-    def __init__(self, hamiltonian_model, remainder=None, kT: float = 0.0, path: str | None = None, prior=None):
+    changes: tuple[tuple[int, float], ...]
+
+    def __post_init__(self):
+        total = sum(df for _, df in self.changes)
+        if abs(total) > 1e-12:
+            raise ValueError(f"an excitation moves electrons between bands: its occupation changes sum to {total:g}, "
+                             "not 0")
+        if len({b for b, _ in self.changes}) != len(self.changes):
+            raise ValueError("an excitation names a band twice")
+
+    @classmethod
+    def promote(cls, hole: int = -1, electron: int = 0) -> "Excitation":
+        """One electron from band ``hole`` to band ``electron`` (default VBM → CBM)."""
+        return cls(((int(hole), -1.0), (int(electron), 1.0)))
+
+    def absolute(self, n_occupied: int, n_bands: int) -> tuple[np.ndarray, np.ndarray]:
+        """(0-based band indices, Δf) for a system with ``n_occupied`` filled bands out of ``n_bands``."""
+        bands = np.array([n_occupied + b for b, _ in self.changes], dtype=np.int64)
+        if np.any(bands < 0) or np.any(bands >= n_bands):
+            raise ValueError(f"excitation bands {[b for b, _ in self.changes]} (from the CBM) fall outside the "
+                             f"{n_bands} bands of this system")
+        return bands, np.array([df for _, df in self.changes])
+
+
+class NNHModel:
+    """Band energy of a Hamiltonian model + optional remainder MLFF; ``evaluate`` like the MLFF's.
+    With ``excitation``: the excited-state energy and forces (module docstring)."""
+
+    def __init__(self, hamiltonian_model, remainder=None, kT: float = 0.0, path: str | None = None, prior=None,
+                 excitation: Excitation | None = None):
         self.h = hamiltonian_model
         self.remainder = remainder
         self.prior = prior  # a PairRepulsion or None
         self.kT = float(kT)
         self.path = path
+        self.excitation = excitation
         ref = self.h.info.get("reference") or {}
         if ref.get("engine") != "tblite":  # the remainder's prior and its training data are tblite's
             raise ValueError("NNH forces are set up for tblite-trained Hamiltonian models (GFN-xTB), "
@@ -97,6 +141,13 @@ class NNHModel:
     @property
     def elements(self) -> list[str]:
         return self.h.elements
+
+    def with_excitation(self, excitation: Excitation | None) -> "NNHModel":
+        """The same model (shared networks) on the surface of ``excitation`` (None: the ground state)."""
+        twin = NNHModel.__new__(NNHModel)
+        twin.__dict__.update(self.__dict__)
+        twin.excitation = excitation
+        return twin
 
     def basis_functions(self, atoms: Atoms) -> BasisFunctions:
         return basis_functions(self.h.basis.name, atoms.get_chemical_symbols(), periodic=bool(np.all(atoms.pbc)))
@@ -120,23 +171,39 @@ class NNHModel:
         rho, W = density_matrices(C, eps, f)
         # autograd sees S as a constant: Tr(ρ ∂H) through the blocks and the shell potentials v(R)
         surrogate = (torch.as_tensor(rho, dtype=H_t.dtype) * H_t).sum()
+        v = out_h["potential"].detach().cpu().numpy().astype(float) if "potential" in out_h else None
+        if v is not None:
+            # H ∋ ½(V S + S V): its S-derivative Tr(ρ ½(V ∂S + ∂S V)) = Tr(M ∂S), M = ½(ρV + Vρ), joins −Tr(W ∂S)
+            W = W - _potential_pulay(rho, v)
+        H_full_t, v_full = H_t, v  # the full H: band edges as the couplings see them, excited levels
+        if "potential_mean_field" in out_h:
+            v_mf = out_h["potential_mean_field"]
+            H_full_t = H_t + overlap_coupled(v_mf, torch.as_tensor(S, dtype=H_t.dtype, device=H_t.device))
+            v_full = v + v_mf.detach().cpu().numpy().astype(float)
+        levels, C_full = (eps, C) if H_full_t is H_t else eigh(H_full_t.detach().cpu().numpy().astype(float), S)
+        nocc = int(round(n_el / 2))
+        excitation_energy = 0.0
+        if self.excitation is not None:
+            bands, df = self.excitation.absolute(nocc, len(levels))
+            f_new = f[bands] + df
+            if np.any(f_new < -1e-12) or np.any(f_new > 2 + 1e-12):
+                raise ValueError(f"excitation {self.excitation.changes} leaves occupations {f_new} outside [0, 2]")
+            Cx = C_full[:, bands]
+            d_rho, d_W = (Cx * df) @ Cx.T, (Cx * (df * levels[bands])) @ Cx.T
+            surrogate = surrogate + (torch.as_tensor(d_rho, dtype=H_t.dtype) * H_full_t).sum()
+            W = W + d_W - (_potential_pulay(d_rho, v_full) if v_full is not None else 0.0)
+            excitation_energy = float(np.dot(df, levels[bands]))
         wrt = [d[POSITIONS]] + ([d[STRAIN]] if stress else [])
         grads = torch.autograd.grad(surrogate, wrt)
-        if "potential" in out_h:
-            # H ∋ ½(V S + S V): its S-derivative Tr(ρ ½(V ∂S + ∂S V)) = Tr(M ∂S), M = ½(ρV + Vρ), joins −Tr(W ∂S)
-            v = out_h["potential"].detach().cpu().numpy().astype(float)
-            W = W - 0.5 * (rho * v[None, :] + v[:, None] * rho)
         dWS, dWS_strain = overlap_trace_gradients(bf, atoms, W, pair_cutoff_ang(bf, atoms.numbers), stress)
         forces = -grads[0].cpu().numpy().astype(float) + dWS
-        levels = eps
-        if "potential_mean_field" in out_h:  # band edges of the model's full H, as the couplings see them
-            v = out_h["potential_mean_field"].detach().cpu().numpy().astype(float)
-            levels = eigh(H + 0.5 * (v[:, None] + v[None, :]) * S, S)[0]
-        nocc = int(round(n_el / 2))
-        out = {"energy": float(np.dot(f, eps) - TS), "forces": forces,
+        out = {"energy": float(np.dot(f, eps) - TS) + excitation_energy, "forces": forces,
                "extras": {"vbm_eV": float(levels[nocc - 1]), "cbm_eV": float(levels[nocc]),
                           "gap_eV": float(levels[nocc] - levels[nocc - 1]), "mu_eV": mu,
                           "band_energy_eV": float(np.dot(f, eps))}}
+        if self.excitation is not None:
+            out["extras"]["excitation_energy_eV"] = excitation_energy
+            out["extras"]["excited_level_spacing_eV"] = _smallest_spacing(levels, bands, df)
         if stress:
             V = atoms.get_volume()
             dH = grads[1][0].cpu().numpy().astype(float)
@@ -157,6 +224,21 @@ class NNHModel:
         if self.remainder is not None:
             _add(out, self.remainder.evaluate(atoms, stress=stress), stress)
         return out
+
+
+def _potential_pulay(rho: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """M = ½(ρV + Vρ), V = diag(v): the S-derivative of Tr(ρ ½(VS + SV))."""
+    return 0.5 * (rho * v[None, :] + v[:, None] * rho)
+
+
+def _smallest_spacing(levels: np.ndarray, bands: np.ndarray, df: np.ndarray) -> float:
+    """Smallest |ε_n − ε_m| (eV) between an excited band n and a neighbour m whose occupation change differs:
+    near zero, the excited state's force is not defined."""
+    change = np.zeros(len(levels))
+    change[bands] = df
+    gaps = [abs(levels[m] - levels[n]) for n in bands for m in (n - 1, n + 1)
+            if 0 <= m < len(levels) and change[m] != change[n]]
+    return float(min(gaps)) if gaps else float("inf")
 
 
 def _add(out: dict, term: dict, stress: bool) -> None:
