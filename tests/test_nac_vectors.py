@@ -97,3 +97,45 @@ def test_engine_nac_vectors_by_finite_differences_of_h():
     scale = np.abs(nv.d).max()
     for (k, x), ref in fd.items():
         np.testing.assert_allclose(nv.d[:, :, k, x], ref, rtol=0, atol=1e-3 * scale)
+
+
+def test_nac_vectors_dotted_with_velocities_give_the_hst_coupling():
+    """Along a short MLFF MD segment, Σ_K d_ij·Ṙ_K at time t equals the Hammes-Schiffer–Tully coupling
+    (O_ij − O_ji)/(2Δt) from the states at t ± Δt/2, with an error that falls as Δt²."""
+    from ase import units
+    from ase.md.verlet import VelocityVerlet
+
+    from n2amd_driver.models.calculator import N2AMDCalculator
+    from n2amd_driver.namd.couplings import nac_from_overlaps, state_overlaps
+
+    source = ModelSource(MODELS + "si_hamiltonian.pt", device="cpu", dtype="float64")
+    atoms = bulk("Si", "diamond", a=5.43, cubic=True)
+    atoms.rattle(0.08, seed=11)
+    kT = 600 * units.kB
+    atoms.set_momenta(np.random.default_rng(2).normal(size=(8, 3)) * np.sqrt(kT * atoms.get_masses())[:, None])
+    atoms.calc = N2AMDCalculator("si_mlff.pt", device="cpu")
+    frames = [atoms.copy()]
+    md = VelocityVerlet(atoms, timestep=0.25 * units.fs)
+    for _ in range(8):
+        md.run(1)
+        frames.append(atoms.copy())
+    bands = window(source, frames[4])
+    nv = nac_vectors(source, frames[4], bands)
+    velocity = frames[4].get_velocities() * units.fs  # Å/fs
+    exact = nv.time_derivative_couplings(velocity)
+    assert np.abs(exact).max() > 1e-3  # fs⁻¹: a coupling worth testing
+    bf = source.basis_functions(frames[4])
+    errors, hsts = [], []
+    for half in (4, 2, 1):  # Δt = 2, 1, 0.5 fs around the same midpoint
+        a, b = frames[4 - half], frames[4 + half]
+        Ca, Cb = (dense_window(*source.electronic(f)[:2], *bands).C for f in (a, b))
+        # the gauge of the midpoint's states, carried to both ends
+        Ca = Ca * np.sign(np.diag(state_overlaps(nv.coefficients, cross_overlap(bf, frames[4], a), Ca)))
+        Cb = Cb * np.sign(np.diag(state_overlaps(nv.coefficients, cross_overlap(bf, frames[4], b), Cb)))
+        hst = nac_from_overlaps(state_overlaps(Ca, cross_overlap(bf, a, b), Cb), 2 * half * 0.25)
+        errors.append(np.abs(hst - exact).max())
+        hsts.append(hst)
+    assert 3.5 < errors[0] / errors[1] < 4.5 and 3.5 < errors[1] / errors[2] < 4.5  # O(Δt²)
+    # with the Δt² term extrapolated away (Richardson), what is left is O(Δt⁴)
+    richardson = (4 * hsts[2] - hsts[1]) / 3
+    assert np.abs(richardson - exact).max() < 0.05 * errors[2]
