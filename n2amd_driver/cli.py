@@ -11,6 +11,7 @@ socket and inside the reference engines).
     n2amd md lammps|ipi [options]                                MD with a model (LAMMPS plugin or i-PI)
     n2amd namd couplings CONFIG.yaml                             energies and NAC along an MD trajectory
     n2amd namd hop CONFIG.yaml                                   FSSH/DISH populations and lifetimes
+    n2amd namd hop-md CONFIG.yaml                                surface hopping with back-reaction (NNH MD)
     n2amd namd analyse couplings.h5                              gap, dephasing, RMS NAC, plots
     n2amd demo                                                   the whole pipeline on bundled Si models
 """

@@ -139,8 +139,10 @@ def load_model(path, device: str = "auto", dtype: str | None = None, kinds: tupl
 
 
 def load_hamiltonian_model(path, device: str = "auto", dtype: str | None = None):
-    """A Hamiltonian model file: ``model = load_hamiltonian_model("model.pt")``."""
-    return load_model(path, device, dtype, kinds=("hamiltonian",))
+    """A Hamiltonian model file: ``model = load_hamiltonian_model("model.pt")``; an NNH file gives the
+    Hamiltonian its forces come from (so couplings and NNH-MD use the same H)."""
+    state = read_model_file(resolve_model_path(path), ("hamiltonian", "nnh"))
+    return hamiltonian_from_state(state["hamiltonian"] if state["kind"] == "nnh" else state, device, dtype)
 
 
 def load_force_model(path, device: str = "auto", dtype: str | None = None):

@@ -46,6 +46,7 @@ from ..orbitals.eigen import eigh
 from ..orbitals.functions import BasisFunctions, basis_functions
 from ..orbitals.overlap import overlap_matrix, pair_cutoff_ang
 from ..orbitals.radial import overlap_trace_gradients
+from ..orbitals.window import fixed_signs
 from .batch import POSITIONS, STRAIN
 from .potential import overlap_coupled
 
@@ -152,8 +153,10 @@ class NNHModel:
     def basis_functions(self, atoms: Atoms) -> BasisFunctions:
         return basis_functions(self.h.basis.name, atoms.get_chemical_symbols(), periodic=bool(np.all(atoms.pbc)))
 
-    def band_terms(self, atoms: Atoms, stress: bool = False) -> dict:
-        """Ω_band (eV), its forces (eV/Å), optionally stress (eV/Å³), and the electronic extras."""
+    def band_terms(self, atoms: Atoms, stress: bool = False, window: tuple[int, int] | None = None) -> dict:
+        """Ω_band (eV), its forces (eV/Å), optionally stress (eV/Å³), and the electronic extras. ``window``:
+        bands lo..hi (0-based, inclusive) of the full H returned as ``out["window"]`` (energies eV, states
+        (norb, n) in the largest-coefficient-positive gauge, and S)."""
         bf = self.basis_functions(atoms)
         S = overlap_matrix(bf, atoms)
         d = self.h.prepare([atoms], overlaps=[S])
@@ -204,6 +207,10 @@ class NNHModel:
         if self.excitation is not None:
             out["extras"]["excitation_energy_eV"] = excitation_energy
             out["extras"]["excited_level_spacing_eV"] = _smallest_spacing(levels, bands, df)
+        if window is not None:
+            lo, hi = window
+            out["window"] = {"energies": levels[lo:hi + 1].copy(), "states": fixed_signs(C_full[:, lo:hi + 1]),
+                             "overlap": S}
         if stress:
             V = atoms.get_volume()
             dH = grads[1][0].cpu().numpy().astype(float)
@@ -211,16 +218,16 @@ class NNHModel:
             out["stress"] = 0.5 * (s + s.T) / V
         return out
 
-    def fixed_terms(self, atoms: Atoms, stress: bool = False) -> dict:
+    def fixed_terms(self, atoms: Atoms, stress: bool = False, window: tuple[int, int] | None = None) -> dict:
         """Band terms plus the repulsion prior: everything but the learned remainder."""
-        out = self.band_terms(atoms, stress)
+        out = self.band_terms(atoms, stress, window)
         if self.prior is not None:
             _add(out, self.prior.evaluate(atoms, stress=stress), stress)
         return out
 
-    def evaluate(self, atoms: Atoms, stress: bool | None = None) -> dict:
+    def evaluate(self, atoms: Atoms, stress: bool | None = None, window: tuple[int, int] | None = None) -> dict:
         stress = bool(np.all(atoms.pbc)) if stress is None else stress
-        out = self.fixed_terms(atoms, stress)
+        out = self.fixed_terms(atoms, stress, window)
         if self.remainder is not None:
             _add(out, self.remainder.evaluate(atoms, stress=stress), stress)
         return out

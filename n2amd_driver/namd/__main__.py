@@ -12,7 +12,7 @@ def main(argv=None) -> int:
     p.add_argument("--debug", action="store_true", help="on an error, show the traceback instead of one line")
     sub = p.add_subparsers(dest="command", required=True)
     from ..core.config import schema_help
-    from . import couplings_job, hop_job
+    from . import couplings_job, hop_job, hop_md_job
 
     h = sub.add_parser("hop", help="surface hopping (FSSH/DISH): populations and lifetimes",
                        formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -35,6 +35,17 @@ def main(argv=None) -> int:
     c.add_argument("config", nargs="?", help="YAML config (settings may also all come from --set)")
     c.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config value (e.g. dt_fs=1)")
     c.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    m = sub.add_parser("hop-md", help="surface hopping with back-reaction: FSSH on the fly along NNH MD",
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       epilog="config keys (YAML, or --set KEY=VALUE; units in the descriptions):\n"
+                              + schema_help(hop_md_job.SCHEMA),
+                       description="Nuclei on the active carrier state's surface of an NNH model (excited-carrier "
+                                   "forces), TDKS along, hops with velocity rescaling along the NAC vector, energy-"
+                                   "based decoherence; from the frames of a ground-state MD trajectory. Writes "
+                                   "results.npz, summary.json and a plot. Resumes from checkpoints when re-run.")
+    m.add_argument("config", nargs="?", help="YAML config (settings may also all come from --set)")
+    m.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config value (e.g. trajectories=2)")
+    m.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     a = sub.add_parser("analyse", help="averaged gap, dephasing times, RMS NAC and plots of a couplings file",
                        description="Reads an n2amd couplings HDF5 (or a Hefei-NAMD folder with EIGTXT/NATXT) and "
                                    "writes a table (stdout), <prefix>_analysis.json and PNGs. Energies eV, times fs, "
@@ -52,6 +63,16 @@ def main(argv=None) -> int:
             from .analyse import analyse
 
             print(analyse(args.couplings, args.prefix, tuple(args.pair) if args.pair else None)["text"])
+        elif args.command == "hop-md":
+            from .hop_md_job import load_config, run_hop_md
+
+            s = run_hop_md(load_config(args.config, parse_overrides(args.set)), progress=not args.quiet)
+            if s is not None:
+                print(f"[n2amd namd hop-md] {s['trajectories']} trajectories x {s['steps']} steps, "
+                      f"{s['hops']['accepted']} hops ({s['hops']['frustrated']} frustrated), energy drift "
+                      f"{s['energy_drift_meV_atom_ps']['mean']:+.3f} meV/atom/ps, carrier energy "
+                      f"{s['carrier_energy_eV']['start']:.3f} -> {s['carrier_energy_eV']['end']:.3f} eV, "
+                      f"{s['wall_s']} s -> {s['output']}")
         elif args.command == "hop":
             from .hop_job import load_config, run_hop
 

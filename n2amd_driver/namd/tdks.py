@@ -20,8 +20,10 @@ from ..core.units import HBAR_EV_FS
 from .series import CouplingSeries
 
 
-def substep_hamiltonians(series: CouplingSeries, nelm: int, steps=None) -> np.ndarray:
-    """H_eff (eV) at the middle of each sub-step of ``steps`` (default: all): complex (len(steps), nelm, n, n)."""
+def substep_hamiltonians(series: CouplingSeries, nelm: int, steps=None, coupling: str = "linear") -> np.ndarray:
+    """H_eff (eV) at the middle of each sub-step of ``steps`` (default: all): complex (len(steps), nelm, n, n).
+    ``coupling="step"`` holds each step's coupling over the whole step instead of interpolating it (what
+    on-the-fly dynamics can do, :mod:`.back_reaction`)."""
     E, d = series.energies, series.nac
     M, N = series.nsteps, E.shape[0]
     k = np.arange(M) if steps is None else np.asarray(steps, int)
@@ -34,6 +36,10 @@ def substep_hamiltonians(series: CouplingSeries, nelm: int, steps=None) -> np.nd
     lo = np.where(first[None, :, None, None], d_prev[:, None], d[k][:, None])
     hi = np.where(first[None, :, None, None], d[k][:, None], d_next[:, None])
     ds = lo + (hi - lo) * w  # (M, nelm, n, n)
+    if coupling == "step":
+        ds = np.broadcast_to(d[k][:, None], ds.shape)
+    elif coupling != "linear":
+        raise ValueError(f"coupling must be 'linear' or 'step', not {coupling!r}")
     H = -1j * HBAR_EV_FS * ds
     idx = np.arange(E.shape[1])
     H[..., idx, idx] += Es
