@@ -240,7 +240,7 @@ class SurfaceHopping:
         offsets = self.bf.basis.orbital_offsets(at.numbers)
         C = tr.states[:, [i, j]]
         eps = tr.energies[[i, j]]
-        h = projected_hamiltonian_gradient(self.model.h, at, C, S, G)
+        h = projected_hamiltonian_gradient(self.model.h, at, C, S, G, diagonal=False)
         g = coupling_numerators(eps, h, overlap_derivative_forms(G, C, C, offsets))
         d, degenerate = coupling_vectors(eps, g, ket_derivative_forms(G, C, C, offsets), degenerate_tolerance_eV=0.0)
         return d[0, 1]

@@ -40,9 +40,10 @@ class NACVectors:
 
 
 def nac_vectors(source, atoms: Atoms, bands: tuple[int, int], degenerate_tolerance_eV: float = 1e-4,
-                fd_step_ang: float = 0.01) -> NACVectors:
+                fd_step_ang: float = 0.01, fd_atoms=None) -> NACVectors:
     """NAC vectors of bands ``lo..hi`` (0-based, inclusive) of ``atoms`` for a :class:`~.sources.ModelSource`
-    (autograd) or an :class:`~.sources.EngineSource` (finite differences of H with ``fd_step_ang``)."""
+    (autograd) or an :class:`~.sources.EngineSource` (finite differences of H with ``fd_step_ang``; with
+    ``fd_atoms`` only for those atoms, the others' entries NaN: 6 single points per atom)."""
     lo, hi = (int(b) for b in bands)
     H, S, _ = source.electronic(atoms)
     states = dense_window(H, S, lo, hi)
@@ -56,18 +57,20 @@ def nac_vectors(source, atoms: Atoms, bands: tuple[int, int], degenerate_toleran
         h = projected_hamiltonian_gradient(source.model, atoms, C, S, G)
         method = "autograd"
     else:
-        h = finite_difference_hamiltonian_gradient(source, atoms, C, fd_step_ang)
+        h = finite_difference_hamiltonian_gradient(source, atoms, C, fd_step_ang, fd_atoms)
         method = f"finite differences of H, ΔR = {fd_step_ang} Å"
     g = coupling_numerators(eps, h, overlap_derivative_forms(G, C, C, offsets))
     d, degenerate = coupling_vectors(eps, g, ket_derivative_forms(G, C, C, offsets), degenerate_tolerance_eV)
     return NACVectors(np.arange(lo, hi + 1), eps, C, d, g, degenerate, method)
 
 
-def finite_difference_hamiltonian_gradient(source, atoms: Atoms, C: np.ndarray, step_ang: float) -> np.ndarray:
-    """c_iᵀ (∂H/∂R_Kx) c_j (eV/Å) by central differences of the source's Γ-point H, (n, n, N, 3)."""
+def finite_difference_hamiltonian_gradient(source, atoms: Atoms, C: np.ndarray, step_ang: float,
+                                           only_atoms=None) -> np.ndarray:
+    """c_iᵀ (∂H/∂R_Kx) c_j (eV/Å) by central differences of the source's Γ-point H, (n, n, N, 3); with
+    ``only_atoms`` for those atoms only (NaN elsewhere)."""
     n = C.shape[1]
-    h = np.empty((n, n, len(atoms), 3))
-    for k in range(len(atoms)):
+    h = np.full((n, n, len(atoms), 3), np.nan)
+    for k in (range(len(atoms)) if only_atoms is None else only_atoms):
         for x in range(3):
             projected = []
             for sign in (1.0, -1.0):
