@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Regenerate docs/benchmarks.md: run the benchmark scripts of every stage, then write the page from their JSON.
 #   bash scripts/benchmarks.sh                    all stages (about 5 hours on 2 cores, 1.5 of them the NNH NVE, plus
-#                                                 dft_cost: hours, resumable; datasets first if missing)
-#   bash scripts/benchmarks.sh overlap report     some stages: overlap hamiltonian hamiltonian_gaas hamiltonian_pbe scc couplings functionals forcefield defects nnh_lammps nnh_nve md hop hop_dev dft_cost basis_range hybrid_range large_cells couplings_pbe demo report
+#                                                 dft_cost, nac_vectors and back_reaction: hours each, resumable;
+#                                                 datasets first if missing)
+#   bash scripts/benchmarks.sh overlap report     some stages: overlap hamiltonian hamiltonian_gaas hamiltonian_pbe scc couplings functionals forcefield defects nnh_lammps nnh_nve md hop hop_dev dft_cost basis_range hybrid_range large_cells couplings_pbe nac_vectors back_reaction demo report
 #                                                 (and forcefield_nnh: only the NNH row, not in the default list)
 # Results: docs/bench/*.json (committed, so a partial rerun keeps the other stages' figures); work folders
 # (datasets, demo run, trajectories) under runs/; page: docs/benchmarks.md, written from docs/bench/ only.
@@ -19,7 +20,7 @@ models=n2amd_driver/assets/models
 mkdir -p "$out" "$work"
 stages=("$@")
 explicit=$#
-[ ${#stages[@]} -gt 0 ] || stages=(overlap hamiltonian hamiltonian_gaas hamiltonian_pbe scc couplings functionals forcefield defects nnh_lammps nnh_nve md hop hop_dev dft_cost basis_range hybrid_range large_cells couplings_pbe demo report)
+[ ${#stages[@]} -gt 0 ] || stages=(overlap hamiltonian hamiltonian_gaas hamiltonian_pbe scc couplings functionals forcefield defects nnh_lammps nnh_nve md hop hop_dev dft_cost basis_range hybrid_range large_cells couplings_pbe nac_vectors back_reaction demo report)
 data() {  # the GFN1-xTB Si64 datasets the models were trained and tested on (~15 min each)
     [ -f runs/si64_train.h5 ] || $n2amd data generate $cfg/data_si64_train.yaml -o runs/si64_train.h5 --workers 2
     [ -f runs/si64_test.h5 ] || $n2amd data generate $cfg/data_si64_test.yaml -o runs/si64_test.h5 --workers 2
@@ -51,6 +52,14 @@ for s in "${stages[@]}"; do
                            --model-ranks 2 --reference-ranks 1 --out $out/validate_couplings_pbe
                        cp $out/validate_couplings_pbe/validate_couplings.json $out/validate_couplings_pbe.json ;;
         large_cells) OMP_NUM_THREADS=2 $py scripts/bench_large_cells.py --stage cutoff --json $out/large_cells.json ;;  # ~3 min
+        nac_vectors) # per-cell results are kept in docs/bench/nac_vectors/ (~2 min per cell and model)
+                     OMP_NUM_THREADS=1 $py scripts/bench_nac_vectors.py --model si_hamiltonian.pt --cells 50 --atoms 2 \
+                         --work $out/nac_vectors/si_hamiltonian --out $out/nac_vectors.json
+                     OMP_NUM_THREADS=1 $py scripts/bench_nac_vectors.py --model gaas_hamiltonian.pt --cells 50 --atoms 2 \
+                         --work $out/nac_vectors/gaas_hamiltonian --update $out/nac_vectors.json ;;
+        back_reaction) # the ground-state trajectory and the hop-md checkpoints are kept in docs/bench/back_reaction/
+                       OMP_NUM_THREADS=1 $py scripts/bench_back_reaction.py --work $out/back_reaction \
+                           --json $out/back_reaction.json ;;
         hamiltonian_gaas) data_gaas; OMP_NUM_THREADS=2 $py scripts/bench_hamiltonian.py $models/gaas_hamiltonian.pt \
                               runs/gaas64_test.h5 --speed-sizes 2 --out $out/hamiltonian_gaas.json ;;
         scc) data; OMP_NUM_THREADS=2 $py scripts/analyse_scc_shift.py runs/si64_train.h5 runs/si64_test.h5 \

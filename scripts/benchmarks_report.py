@@ -411,6 +411,55 @@ def large_cells(res) -> list[str]:
     return out
 
 
+def nac_vectors(res) -> list[str]:
+    out = []
+    for formula, m in res["models"].items():
+        prov = res.get("provenance") if f"provenance_{formula}" not in res else res[f"provenance_{formula}"]
+        rows = []
+        for pair in ("VBM-1/VBM", "VBM/CBM", "CBM/CBM+1"):
+            r = m[pair]
+            a, mt = r.get("all"), r.get("states_matched")
+            rows.append([pair, a["cells"] if a else 0, r["degenerate_left_out"],
+                         f"{a['mae_per_ang']:.3f}" if a else "—", f"{a['mae_hbar_eV_fs_per_ang']:.3f}" if a else "—",
+                         f"{a['rms_ref_per_ang']:.3f}" if a else "—", f"{a['mae_relative_to_rms']:.2f}" if a else "—",
+                         mt["cells"] if mt else 0, f"{mt['mae_relative_to_rms']:.2f}" if mt else "—"])
+        c = m["seconds_per_cell"]
+        out += [_prov({"provenance": prov}), "",
+                f"`{m['model']}` against {m['reference']} on {m['cells'] if 'cells' in m else m['VBM/CBM']['cells']} "
+                f"perturbed {m['formula']}{m['atoms']} cells (Gaussian displacements σ = "
+                f"{m['perturbation']['rattle_ang']} Å, strains up to {m['perturbation']['strain']}); the reference's "
+                f"∂H by central differences (ΔR = {m['fd_step_ang']} Å) for {m['atoms_sampled_per_cell']} random atoms "
+                "per cell, compared there. Model signs aligned with the reference states; 'matched': pairs whose "
+                "states both overlap their reference state by > 0.9 (in near-degenerate manifolds the two "
+                "Hamiltonians pick different combinations, and d of a single state is then not comparable). "
+                f"Band-edge MAE on these cells {m['band_edge_mae_meV']:.0f} meV; median state overlap "
+                f"{m['state_overlap_median']:.2f}.", "",
+                _table(["pair", "cells", "degenerate (left out)", "MAE (Å⁻¹)", "ħ·MAE (eV·fs/Å)", "reference RMS (Å⁻¹)",
+                        "MAE / RMS", "matched cells", "matched MAE / RMS"], rows), "",
+                f"Cost of all {m['atoms']} atoms' vectors for the 4 window states: model (autograd) "
+                f"{c['model_autograd_all_atoms']:.1f} s, reference finite differences "
+                f"{c['reference_finite_differences_all_atoms']:.0f} s (from its per-atom time): {m['speedup']:.0f}×.", ""]
+    return out
+
+
+def back_reaction(res) -> list[str]:
+    b, c = res["back_reaction"], res["cpa"]
+    e = b["energy_drift_meV_atom_ps"]
+    rows = [["CPA (`namd couplings` + `namd hop` FSSH)", c["trajectories"], f"{c['final_occupation'][0]:.2f}",
+             f"{c['carrier_energy_eV']['start']:.3f} → {c['carrier_energy_eV']['end']:.3f}",
+             f"{c['relaxation_fs']:.0f}" if c["relaxation_fs"] else "—", "—", "—"],
+            ["back-reaction (`namd hop-md`)", b["trajectories"], f"{b['final_occupation'][0]:.2f}",
+             f"{b['carrier_energy_eV']['start']:.3f} → {b['carrier_energy_eV']['end']:.3f}",
+             f"{b['relaxation_fs']:.0f}" if b["relaxation_fs"] else "—",
+             f"{b['hops']['accepted']} / {b['hops']['frustrated']}", f"{e['mean']:+.3f} (max {e['max_abs']:.3f})"]]
+    return [_prov(res), "", f"{res['system']}: a hot electron from the top of the window {res['window']}, "
+            f"{b['steps'] * b['dt_fs'] / 1000:g} ps, initial frames {res['initial_frames']} of one ground-state NNH "
+            f"trajectory. Largest change of E_kin + E_active across a hop: "
+            f"{b['hops']['max_abs_energy_change_eV']:.1e} eV. Plot: `docs/bench/back_reaction.png`.", "",
+            _table(["dynamics", "trajectories", "final occupation of the CBM", "electron energy above the CBM (eV)",
+                    "1/e relaxation (fs)", "hops / frustrated", "energy drift (meV/atom/ps)"], rows)]
+
+
 SECTIONS = [  # (title, stage of scripts/benchmarks.sh, JSON file under --dir, renderer)
     ("The demo (`n2amd demo`)", "demo", "demo.json", demo),
     ("Hamiltonian model on held-out Si64 (`scripts/bench_hamiltonian.py`)", "hamiltonian", "hamiltonian.json",
@@ -446,6 +495,10 @@ SECTIONS = [  # (title, stage of scripts/benchmarks.sh, JSON file under --dir, r
      "hybrid_range.json", hybrid_range),
     ("Large cells: overlap cutoff of the sparse path (`scripts/bench_large_cells.py`)", "large_cells",
      "large_cells.json", large_cells),
+    ("NAC vectors of the model against the reference's finite differences (`scripts/bench_nac_vectors.py`)",
+     "nac_vectors", "nac_vectors.json", nac_vectors),
+    ("Surface hopping with back-reaction against the classical path (`scripts/bench_back_reaction.py`)",
+     "back_reaction", "back_reaction.json", back_reaction),
 ]
 
 
