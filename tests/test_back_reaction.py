@@ -178,3 +178,27 @@ def test_job_resumes_and_does_not_depend_on_ranks(tmp_path):
     for key in ("active", "total_eV", "populations"):
         np.testing.assert_allclose(a[key], c[key], rtol=0, atol=1e-12)
     assert json.loads((tmp_path / "c" / "summary.json").read_text())["ranks"] == 2
+
+
+def test_job_refuses_bad_input_by_name(tmp_path):
+    from n2amd_driver.namd.hop_md_job import load_config, run_hop_md
+
+    atoms, v = si8_with_velocities()
+    write(tmp_path / "novel.extxyz", [atoms], format="extxyz")
+    with_v = atoms.copy()
+    with_v.arrays["velocities_A_fs"] = v
+    write(tmp_path / "md.extxyz", [with_v], format="extxyz")
+    base = {"initial": {"trajectory": str(tmp_path / "md.extxyz"), "frames": 1}, "time_fs": 1, "plots": False,
+            "output": str(tmp_path / "out")}
+    with pytest.raises(ValueError, match="needs an NNH model"):
+        run_hop_md(load_config(None, {**base, "model": "si_mlff.pt"}), progress=False)
+    with pytest.raises(ValueError, match="no velocities"):
+        run_hop_md(load_config(None, {**base, "model": "si_nnh.pt",
+                                      "initial": {"trajectory": str(tmp_path / "novel.extxyz")}}), progress=False)
+    with pytest.raises(ValueError, match="decoherance"):
+        load_config(None, {**base, "decoherance": "edc"})
+    with pytest.raises(ValueError, match="decoherence"):
+        load_config(None, {**base, "decoherence": "afssh"})
+    with pytest.raises(ValueError, match="outside the 6-state window"):
+        run_hop_md(load_config(None, {**base, "model": "si_nnh.pt", "initial": {**base["initial"], "state": 9}}),
+                   progress=False)

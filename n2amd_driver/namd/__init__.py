@@ -14,7 +14,7 @@ __all__, __getattr__, __dir__ = exports(__name__, {
     "nac_vectors": ["NACVectors", "finite_difference_hamiltonian_gradient", "nac_vectors"],
     "hopping": ["HopSettings", "HopState", "Propagators", "Record", "advance", "kernels_path"],
     "hop_job": ["run_hop"],
-    "back_reaction": ["Settings", "SurfaceHopping", "Trajectory", "edc_decoherence", "rescaling_factor"],
+    "back_reaction": ["HoppingTrajectory", "Settings", "SurfaceHopping", "edc_decoherence", "rescaling_factor"],
     "hop_md_job": ["run_hop_md"],
     "hefei": ["read_dephtime", "read_hefei", "read_inicon", "write_hefei"],
     "exports": ["write_pyxaid"],

@@ -90,7 +90,7 @@ class Settings:
 
 
 @dataclass
-class Trajectory:
+class HoppingTrajectory:
     """Everything one trajectory needs to continue (what a checkpoint stores)."""
 
     positions: np.ndarray  # (N, 3) Å, unwrapped
@@ -133,20 +133,20 @@ class SurfaceHopping:
         model = self.model.with_excitation(self.settings.excitation(active) if self.settings.back_reaction else None)
         return model.evaluate(at, stress=False, window=self.bands)
 
-    def start(self, positions: np.ndarray, velocities: np.ndarray, active: int, seed) -> Trajectory:
+    def start(self, positions: np.ndarray, velocities: np.ndarray, active: int, seed) -> HoppingTrajectory:
         out = self.surface(positions, active)
         n = self.settings.nstates
         c = np.zeros(n, complex)
         c[active] = 1.0
         w = out["window"]
-        return Trajectory(np.array(positions, float), np.array(velocities, float), out["forces"], out["energy"], c,
+        return HoppingTrajectory(np.array(positions, float), np.array(velocities, float), out["forces"], out["energy"], c,
                           int(active), w["energies"], w["states"], np.random.default_rng(seed))
 
-    def total_energy(self, tr: Trajectory) -> float:
+    def total_energy(self, tr: HoppingTrajectory) -> float:
         return self.kinetic_eV(tr.velocities) + tr.potential_eV
 
     # ---- one MD step ---------------------------------------------------------------------------
-    def step(self, tr: Trajectory) -> dict:
+    def step(self, tr: HoppingTrajectory) -> dict:
         """Advance ``tr`` by one MD step (in place); returns that step's record."""
         s = self.settings
         dt = s.dt_fs
@@ -200,7 +200,7 @@ class SurfaceHopping:
         g[active] = 0.0
         return c, np.clip(g, 0.0, None)
 
-    def _hop(self, tr: Trajectory, target: int, D: np.ndarray, S: np.ndarray) -> dict:
+    def _hop(self, tr: HoppingTrajectory, target: int, D: np.ndarray, S: np.ndarray) -> dict:
         s = self.settings
         a = tr.active
         dE = s.carrier_sign() * float(tr.energies[target] - tr.energies[a])  # carrier's potential energy change
@@ -227,7 +227,7 @@ class SurfaceHopping:
         tr.hops.append(event)
         return event
 
-    def nac_vector(self, tr: Trajectory, i: int, j: int, S: np.ndarray) -> np.ndarray:
+    def nac_vector(self, tr: HoppingTrajectory, i: int, j: int, S: np.ndarray) -> np.ndarray:
         """d_ij(R) (Å⁻¹, (N, 3)) at the trajectory's current positions, from its own window states."""
         from ..models.hamiltonian_gradients import projected_hamiltonian_gradient
         from ..orbitals.derivative_couplings import (coupling_numerators, coupling_vectors, ket_derivative_forms,

@@ -19,7 +19,7 @@ import numpy as np
 
 from ..core.checkpoint import atomic_write, save_npz
 from ..core.parallel import chunk, world
-from .back_reaction import Settings, SurfaceHopping, Trajectory
+from .back_reaction import HoppingTrajectory, Settings, SurfaceHopping
 
 
 def _schema():
@@ -127,7 +127,7 @@ def _initial_state(cfg: dict) -> int:
 _RECORDS = ("active", "total_eV", "kinetic_eV", "potential_eV", "populations", "energies")
 
 
-def _record(sh: SurfaceHopping, tr: Trajectory, rec: dict) -> None:
+def _record(sh: SurfaceHopping, tr: HoppingTrajectory, rec: dict) -> None:
     rec["active"].append(tr.active)
     rec["kinetic_eV"].append(sh.kinetic_eV(tr.velocities))
     rec["potential_eV"].append(tr.potential_eV)
@@ -136,7 +136,7 @@ def _record(sh: SurfaceHopping, tr: Trajectory, rec: dict) -> None:
     rec["energies"].append(tr.energies.copy())
 
 
-def _save(path: Path, tr: Trajectory, rec: dict, fingerprint: str, nsteps: int) -> None:
+def _save(path: Path, tr: HoppingTrajectory, rec: dict, fingerprint: str, nsteps: int) -> None:
     save_npz(path, positions=tr.positions, velocities=tr.velocities, forces=tr.forces, potential=tr.potential_eV,
              c=tr.c, active=tr.active, energies=tr.energies, states=tr.states, step=tr.step,
              rng=json.dumps(tr.rng.bit_generator.state), hops=json.dumps(tr.hops), frustrated=tr.frustrated,
@@ -144,14 +144,14 @@ def _save(path: Path, tr: Trajectory, rec: dict, fingerprint: str, nsteps: int) 
              **{f"rec_{k}": np.asarray(v) for k, v in rec.items()})
 
 
-def _load(path: Path, fingerprint: str) -> tuple[Trajectory, dict] | None:
+def _load(path: Path, fingerprint: str) -> tuple[HoppingTrajectory, dict] | None:
     z = np.load(path)
     if str(z["fingerprint"]) != fingerprint:
         raise ValueError(f"{path} was written with other settings or another model; remove "
                          f"{path.parent} to start again, or give another output folder")
     rng = np.random.default_rng()
     rng.bit_generator.state = json.loads(str(z["rng"]))
-    tr = Trajectory(z["positions"], z["velocities"], z["forces"], float(z["potential"]), z["c"], int(z["active"]),
+    tr = HoppingTrajectory(z["positions"], z["velocities"], z["forces"], float(z["potential"]), z["c"], int(z["active"]),
                     z["energies"], z["states"], rng, int(z["step"]), json.loads(str(z["hops"])), int(z["frustrated"]),
                     z["coupling"] if z["coupling"].size else None)
     rec = {k: list(z[f"rec_{k}"]) for k in _RECORDS}
