@@ -183,15 +183,25 @@ class NNHModel:
             v_mf = out_h["potential_mean_field"]
             H_full_t = H_t + overlap_coupled(v_mf, torch.as_tensor(S, dtype=H_t.dtype, device=H_t.device))
             v_full = v + v_mf.detach().cpu().numpy().astype(float)
-        levels, C_full = (eps, C) if H_full_t is H_t else eigh(H_full_t.detach().cpu().numpy().astype(float), S)
         nocc = int(round(n_el / 2))
+        norb = len(eps)
+        need = [nocc - 1, nocc] + (list(window) if window is not None else [])
+        if self.excitation is not None:
+            bands, df = self.excitation.absolute(nocc, norb)
+            need += [int(bands.min()) - 1, int(bands.max()) + 1]  # and their neighbours: the spacing report
+        lo, hi = max(0, min(need)), min(norb - 1, max(need))
+        # levels and states of the full H for the bands used below only (LAPACK's subset solver)
+        levels = np.full(norb, np.nan)
+        if H_full_t is H_t:
+            levels[lo:hi + 1], C_full = eps[lo:hi + 1], C[:, lo:hi + 1]
+        else:
+            levels[lo:hi + 1], C_full = eigh(H_full_t.detach().cpu().numpy().astype(float), S, (lo, hi))
         excitation_energy = 0.0
         if self.excitation is not None:
-            bands, df = self.excitation.absolute(nocc, len(levels))
             f_new = f[bands] + df
             if np.any(f_new < -1e-12) or np.any(f_new > 2 + 1e-12):
                 raise ValueError(f"excitation {self.excitation.changes} leaves occupations {f_new} outside [0, 2]")
-            Cx = C_full[:, bands]
+            Cx = C_full[:, bands - lo]
             d_rho, d_W = (Cx * df) @ Cx.T, (Cx * (df * levels[bands])) @ Cx.T
             surrogate = surrogate + (torch.as_tensor(d_rho, dtype=H_t.dtype) * H_full_t).sum()
             W = W + d_W - (_potential_pulay(d_rho, v_full) if v_full is not None else 0.0)
@@ -208,8 +218,8 @@ class NNHModel:
             out["extras"]["excitation_energy_eV"] = excitation_energy
             out["extras"]["excited_level_spacing_eV"] = _smallest_spacing(levels, bands, df)
         if window is not None:
-            lo, hi = window
-            out["window"] = {"energies": levels[lo:hi + 1].copy(), "states": fixed_signs(C_full[:, lo:hi + 1]),
+            a, b = window
+            out["window"] = {"energies": levels[a:b + 1].copy(), "states": fixed_signs(C_full[:, a - lo:b - lo + 1]),
                              "overlap": S}
         if stress:
             V = atoms.get_volume()
