@@ -108,13 +108,20 @@ def _write_exact_xyz(path, frames):
     Path(path).write_text("\n".join(lines) + "\n")
 
 
-def test_hops_conserve_the_total_energy(nnh):
-    """Every accepted hop leaves E_kin + E_active unchanged (≤ 1e-6 eV); the run here has hops."""
+@pytest.mark.parametrize("carrier,start,seed", [("electron", 3, 11), ("hole", 1, 1)])
+def test_hops_conserve_the_total_energy(nnh, carrier, start, seed):
+    """Every accepted hop leaves E_kin + E_active unchanged (≤ 1e-6 eV), electrons and holes; the potential is the
+    excited-carrier calculator's energy on the active surface; the runs here have hops."""
     atoms, v = si8_with_velocities(seed=5, temperature_K=900.0)
-    sh = SurfaceHopping(nnh, atoms, Settings(nstates=4))
-    tr = sh.start(atoms.positions, v, 3, seed=11)
+    settings = Settings(nstates=4, carrier=carrier)
+    sh = SurfaceHopping(nnh, atoms, settings)
+    tr = sh.start(atoms.positions, v, start, seed=seed)
     for _ in range(12):
         sh.step(tr)
+    moved = atoms.copy()
+    moved.positions = tr.positions
+    assert tr.potential_eV == pytest.approx(
+        nnh.with_excitation(settings.excitation(tr.active)).evaluate(moved)["energy"], abs=1e-9)
     accepted = [h for h in tr.hops if h["accepted"]]
     assert accepted, "no hop in this run: choose another seed"
     assert max(abs(h["energy_change_eV"]) for h in accepted) < 1e-6
