@@ -229,6 +229,23 @@ def test_sparse_hamiltonian_equals_the_dense_one(gaas_model):
     np.testing.assert_allclose(H.toarray(), dense, atol=1e-12, rtol=0)
 
 
+def test_inference_in_passes_equals_one_pass(gaas_model, monkeypatch):
+    """Without gradients, the off-site head runs over the block pairs in passes of BLOCK_CHUNK (bounded memory
+    for large cells): the same blocks as one pass; with gradients, one pass."""
+    import n2amd_driver.models.hamiltonian as hm
+
+    m, _ = gaas_model
+    atoms = make_triclinic_gaas()
+    whole = m.hamiltonian(atoms)
+    d = m.prepare([atoms])
+    monkeypatch.setattr(hm, "BLOCK_CHUNK", 7)
+    assert len(d["blk_index"][0]) > 5 * hm.BLOCK_CHUNK
+    np.testing.assert_allclose(m.hamiltonian(atoms), whole, atol=1e-13, rtol=0)
+    with torch.enable_grad():
+        out = m(m.prepare([atoms]))
+    np.testing.assert_allclose(m.matrices(out, d)[0].detach().numpy(), whole, atol=1e-13, rtol=0)
+
+
 def make_triclinic_gaas():
     a = gaas()
     a.set_cell(a.cell.array @ np.array([[1.0, 0.05, -0.03], [0.02, 0.97, 0.06], [-0.04, 0.01, 1.04]]),

@@ -28,6 +28,10 @@ from .layers import BesselBasis, Interaction, weighted_tensor_product
 from .potential import ShellPotential, cell_radial_descriptor, descriptor_statistics, overlap_coupled
 from .products import MixedEdgeProduct, ScalarMixing
 
+#: block pairs per pass of the off-site head when no gradient is taken: its intermediates take tens of kB per
+#: pair, so a cell of thousands of atoms is done in passes of this many (memory then stays linear in the atoms)
+BLOCK_CHUNK = 8192
+
 
 @dataclass
 class HamiltonianConfig:
@@ -229,13 +233,11 @@ class HamiltonianModel(torch.nn.Module):
         # off-site tiles for every pair within r_block, averaged with their reverse (exact Hermiticity)
         i, j = d["blk_index"]
         vb = edge_vectors(d, d["blk_index"], d["blk_shift"])
-        shb = o3.spherical_harmonics(self.irreps_edge_sh, vb, normalize=True, normalization="component")
-        x = torch.cat([h[i], h[j]], dim=1)
-        x = x[:, self.pair_perm]
-        w = self.edge_radial(self.rbf_block(vb.norm(dim=1)))
-        pair = d[SPECIES][i] * S + d[SPECIES][j]
-        pair_onehot = torch.nn.functional.one_hot(pair, S * S).to(x.dtype)
-        off = self.layout.tiles(self.edge_product(x, shb, w, pair_onehot), pair)
+        if torch.is_grad_enabled() or len(i) <= BLOCK_CHUNK:
+            off = self._offsite(h, d[SPECIES], i, j, vb)
+        else:  # inference on a large cell: the head in passes (module constant BLOCK_CHUNK)
+            off = torch.cat([self._offsite(h, d[SPECIES], i[s:s + BLOCK_CHUNK], j[s:s + BLOCK_CHUNK],
+                                           vb[s:s + BLOCK_CHUNK]) for s in range(0, len(i), BLOCK_CHUNK)])
         off = 0.5 * (off + off[d["blk_reverse"]].transpose(1, 2))
         args = (d["norb_atom"], d["orb_offset"], d["mat_offset"], d["mat_size"], d[BATCH], d["total"])
         n_atoms = torch.arange(len(d[SPECIES]), device=h.device)
@@ -264,6 +266,17 @@ class HamiltonianModel(torch.nn.Module):
                 start += n
             out["H_flat"] = H + torch.cat(terms)
         return out
+
+    def _offsite(self, h: torch.Tensor, species: torch.Tensor, i: torch.Tensor, j: torch.Tensor,
+                 vb: torch.Tensor) -> torch.Tensor:
+        """Padded off-site tiles (E, nmax, nmax) of the block pairs i → j with vectors vb (Å)."""
+        S = len(self.elements)
+        shb = o3.spherical_harmonics(self.irreps_edge_sh, vb, normalize=True, normalization="component")
+        x = torch.cat([h[i], h[j]], dim=1)[:, self.pair_perm]
+        w = self.edge_radial(self.rbf_block(vb.norm(dim=1)))
+        pair = species[i] * S + species[j]
+        pair_onehot = torch.nn.functional.one_hot(pair, S * S).to(x.dtype)
+        return self.layout.tiles(self.edge_product(x, shb, w, pair_onehot), pair)
 
     # ---- convenience ---------------------------------------------------------------------------
     @staticmethod
@@ -310,8 +323,10 @@ class HamiltonianModel(torch.nn.Module):
         if "potential" in out:
             S = overlap_matrix(self.basis_functions(atoms), atoms, sparse=True) if overlap is None else overlap
             v = out["potential"].detach().cpu().numpy()
-            V = sp.diags(v)
-            H = H + 0.5 * (V @ S + S @ V)
+            coupled = sp.csr_matrix(S, copy=True)  # ½(v_a + v_b) S_ab on S's own pattern, one copy of S
+            rows = np.repeat(np.arange(coupled.shape[0]), np.diff(coupled.indptr))
+            coupled.data *= 0.5 * (v[rows] + v[coupled.indices])
+            H = H + coupled
         return H.tocsr()
 
 

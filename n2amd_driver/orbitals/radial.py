@@ -213,17 +213,26 @@ def _pair_blocks(ro: RadialOverlap, numbers, i, j, d_ang: torch.Tensor):
         yield za, zb, sel, ro.blocks(chemical_symbols[za], chemical_symbols[zb], d_bohr[torch.from_numpy(sel)])
 
 
+#: atom pairs whose blocks are evaluated and placed together in a sparse assembly (bounds its memory)
+_SPARSE_PAIRS = 32768
+
+
 def _assemble_sparse(ro: RadialOverlap, numbers, i, j, d_ang: torch.Tensor):
-    """As :func:`_assemble` at Γ, into a sparse CSR matrix: only the blocks of pairs within the cutoff."""
+    """As :func:`_assemble` at Γ, into a sparse CSR matrix: only the blocks of pairs within the cutoff, in
+    passes of :data:`_SPARSE_PAIRS` pairs."""
     import scipy.sparse as sp
 
-    from .sparse import blocks_to_csr
+    from .sparse import blocks_to_csr, pair_groups
 
     offs = ro.bf.basis.orbital_offsets(numbers)
     norb = int(offs[-1])
     out = sp.csr_matrix((norb, norb))
-    for _, _, sel, blk in _pair_blocks(ro, numbers, i, j, d_ang):
-        out = out + blocks_to_csr(blk.numpy(), i[sel], j[sel], offs, offs, (norb, norb))
+    d_bohr = d_ang / BOHR_ANG
+    for za, zb, group in pair_groups(numbers[i], numbers[j]):
+        for start in range(0, len(group), _SPARSE_PAIRS):
+            sel = group[start:start + _SPARSE_PAIRS]
+            blk = ro.blocks(chemical_symbols[za], chemical_symbols[zb], d_bohr[torch.from_numpy(sel)])
+            out = out + blocks_to_csr(blk.numpy(), i[sel], j[sel], offs, offs, (norb, norb))
     return out
 
 
