@@ -34,6 +34,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 from benchlib import provenance  # noqa: E402
 
+from n2amd_driver.core.checkpoint import save_npz  # noqa: E402
 from n2amd_driver.core.units import AMU_A2_FS2_EV, KB_EV_K  # noqa: E402
 
 STATES = 12
@@ -74,7 +75,7 @@ def ground(work: Path, temperature_K: float, equilibrate_fs: int, keep_fs: int, 
             pos.append(atoms.positions.copy())
             vel.append(atoms.get_velocities() * units.fs)
         if step % 25 == 0 or step == total:
-            np.savez(path, positions=np.array(pos), velocities=np.array(vel), step=step, cell=atoms.cell.array,
+            save_npz(path, positions=np.array(pos), velocities=np.array(vel), step=step, cell=atoms.cell.array,
                      numbers=atoms.numbers, last_positions=atoms.positions, last_velocities=atoms.get_velocities()
                      * units.fs, equilibrate_fs=equilibrate_fs, energy_eV=atoms.get_total_energy())
             print(f"ground: step {step}/{total}, T = {atoms.get_temperature():.0f} K, "

@@ -131,7 +131,13 @@ def one_size(repeat: int, cutoff: float, dense: bool) -> dict:
     warm = snaps[1:]
     total = lambda t: sum(t.get(k, 0.0) for k in ("S_s", "model_s", "factorise_s", "eigen_solve_s", "cross_overlap_s",
                                                   "state_overlaps_s"))
+    from n2amd_driver.namd.couplings_job import snapshot_memory
+    from n2amd_driver.namd.sources import ModelSource
+
+    estimate = snapshot_memory(ModelSource("si_hamiltonian.pt", device="cpu", dtype="float64"), a,
+                               {"solver": "sparse", "overlap_cutoff_ang": cutoff})
     return {"atoms": len(a), "orbitals": int(H.shape[0]), "snapshots": snaps, "peak_rss_GB": peak,
+            "memory_estimate_GB": sum(estimate.values()) / 2**30,
             "warm_total_s": float(np.mean([total(t) for t in warm])), "cold_total_s": total(snaps[0])}
 
 

@@ -391,14 +391,16 @@ def large_cells(res) -> list[str]:
                  f"{mean(v, 'S_s'):.1f}", f"{mean(v, 'cross_overlap_s'):.1f}", f"{mean(v, 'factorise_s'):.1f}",
                  f"{mean(v, 'eigen_solve_s'):.1f}", f"{mean(v, 'state_overlaps_s'):.2f}", f"{v['warm_total_s']:.1f}",
                  f"{v['cold_total_s']:.1f}", f"{v['snapshots'][1]['dense_eigen_s']:.1f}" if "dense_eigen_s" in
-                 v["snapshots"][1] else "—", f"{v['peak_rss_GB']:.1f}", v["provenance"]["date_utc"]]
+                 v["snapshots"][1] else "—", f"{v['peak_rss_GB']:.1f}",
+                 f"{v['memory_estimate_GB']:.1f}" if "memory_estimate_GB" in v else "—", v["provenance"]["date_utc"]]
                 for n, v in sorted(sc["sizes"].items(), key=lambda x: int(x[0]))]
         out += ["", f"Cost per snapshot of the sparse path (overlap cutoff {sc['cutoff_A']} Å, {sc['window']}; "
                 "warm: the mean of two snapshots after the first, one MD step apart). Seconds; 'dense eigen' is "
                 "LAPACK's windowed eigh on the same matrices made dense. " + _prov(res["scaling"]["sizes"][max(
                     sc["sizes"], key=int)]), "",
                 _table(["atoms", "orbitals", "entries per row", "model H", "S", "S(t; t+dt)", "factorise", "eigen solve",
-                        "state overlaps", "warm total", "cold total", "dense eigen", "peak memory (GB)", "measured"],
+                        "state overlaps", "warm total", "cold total", "dense eigen", "peak memory (GB)",
+                        "job's up-front estimate (GiB, sparse)", "measured"],
                        rows)]
         if len(sc["sizes"]) >= 2:
             n = np.array([int(k) for k in sc["sizes"]], float)

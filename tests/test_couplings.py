@@ -603,3 +603,29 @@ def test_a_window_state_swapping_with_a_buffer_state_is_reported():
         assert "buffer state" in exchanges[0]["text"]
         if track:  # the label moved with the character: from step 2 on it is the eigen-state above the window
             assert sub.order[2, 1] == 3
+
+
+def test_memory_is_estimated_up_front_and_a_job_that_does_not_fit_is_refused(monkeypatch):
+    """The sparse estimate counts the exact pattern of S and H (pairs within the overlap cutoff) and the
+    factorisation from Pardiso's symbolic analysis; a job beyond the machine's memory is refused naming the parts."""
+    from n2amd_driver.namd.couplings_job import check_memory, snapshot_memory
+    from n2amd_driver.namd.sources import ModelSource
+    from n2amd_driver.orbitals.overlap import overlap_matrix
+    from n2amd_driver.orbitals.sparse import block_pattern
+
+    source = ModelSource("si_hamiltonian.pt", device="cpu")
+    atoms = bulk("Si", "diamond", a=5.43, cubic=True).repeat(2)
+    atoms.rattle(0.05, seed=1)
+    window = {"solver": "sparse", "overlap_cutoff_ang": 7.0}
+    bf = source.basis_functions(atoms)
+    pattern = block_pattern(atoms, bf.basis.orbital_offsets(atoms.numbers), source.model.config.r_block)  # 8 Å
+    S = overlap_matrix(bf, atoms, cutoff_ang=7.0, sparse=True)
+    H, _, _ = source.electronic_sparse(atoms, 7.0)
+    assert (pattern - (H != 0).astype(float)).count_nonzero() == 0  # H's places exactly
+    assert S.multiply(pattern).count_nonzero() == S.count_nonzero()  # S's among them
+    parts = snapshot_memory(source, atoms, window)
+    assert set(parts) == {"sparse matrices", "factorisation", "model blocks"} and all(v > 0 for v in parts.values())
+    assert set(snapshot_memory(source, atoms, {"solver": "dense"})) == {"dense matrices and eigensolver"}
+    monkeypatch.setattr(os, "sysconf", lambda name: 1024 if name == "SC_PHYS_PAGES" else 4096)  # 4 MiB
+    with pytest.raises(ValueError, match=r"factorisation .* GiB.* on each of 2 rank"):
+        check_memory(source, atoms, window, 2)

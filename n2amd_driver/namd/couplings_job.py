@@ -290,22 +290,55 @@ def stored_states(path: Path):
     return WindowStates(z["eps"], z["C"], first)
 
 
-def check_memory(source, atoms, window_cfg: dict, ranks: int) -> None:
-    """Refuse up front a dense job whose snapshot matrices would not fit in this machine's memory shared by
-    ``ranks`` ranks (H, S, the eigensolver's copy and workspace: ~5 n_orb² doubles per rank)."""
+def snapshot_memory(source, atoms, window_cfg: dict) -> dict:
+    """Estimated bytes one snapshot needs, by part. Dense: H, S, the eigensolver's copy and workspace (~5 n_orb²
+    doubles). Sparse: the CSR matrices (H, S, S(t; t+dt) and their assembly, ~6 copies of the pattern of H: pairs
+    within the overlap cutoff or the model's block cutoff), the LDLᵀ factorisation (Pardiso's symbolic analysis of that pattern) and,
+    for a model, its off-site head (the blocks, and one pass of BLOCK_CHUNK pairs at ~40 kB each: measured for
+    the bundled architecture, docs/couplings.md)."""
+    from ..orbitals.overlap import pair_cutoff_ang
+    from ..orbitals.sparse import block_pattern
+    from ..orbitals.window import factorisation_memory
+
+    n = source.n_orbitals(atoms)
+    if not use_sparse(window_cfg, n):
+        return {"dense matrices and eigensolver": 5 * 8 * n * n}
+    bf = source.basis_functions(atoms)
+    offsets = bf.basis.orbital_offsets(atoms.numbers)
+    cutoff = window_cfg.get("overlap_cutoff_ang") or pair_cutoff_ang(bf, atoms.numbers)
+    model = getattr(source, "model", None)
+    if model is not None:  # H has the model's blocks out to r_block as well
+        cutoff = max(cutoff, model.config.r_block)
+    pattern = block_pattern(atoms, offsets, cutoff)
+    parts = {"sparse matrices": 6 * (12 * pattern.nnz + 4 * (n + 1)),
+             "factorisation": factorisation_memory(pattern)[0]}
+    if model is not None:
+        from ..core.graph import pairs_between
+        from ..models.hamiltonian import BLOCK_CHUNK
+
+        pairs = len(pairs_between(atoms, atoms, model.config.r_block)[0])
+        parts["model blocks"] = 4 * 8 * pairs * model.layout.nmax ** 2 + 40_000 * min(pairs, BLOCK_CHUNK)
+    return parts
+
+
+def check_memory(source, atoms, window_cfg: dict, ranks: int) -> dict | None:
+    """Refuse up front a job whose snapshots (one per rank at a time) would not fit in this machine's memory,
+    naming the estimate by part (:func:`snapshot_memory`); returns the estimate."""
     import os
 
     try:
-        n = source.n_orbitals(atoms)
+        parts = snapshot_memory(source, atoms, window_cfg)
     except (KeyError, ValueError):  # an element without basis functions: the first snapshot names it
-        return
-    if use_sparse(window_cfg, n):
-        return
-    need = 5 * 8 * n * n * ranks
+        return None
+    need = sum(parts.values()) * ranks
     have = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     if need > 0.8 * have:
-        raise ValueError(f"a dense snapshot of {n} orbitals needs ~{need / 2**30:.1f} GiB for {ranks} rank(s), this "
-                          f"machine has {have / 2**30:.1f} GiB: set window.solver: sparse (or auto)")
+        detail = ", ".join(f"{k} {v / 2**30:.1f}" for k, v in parts.items())
+        hint = ("set window.solver: sparse (or auto)" if len(parts) == 1 else
+                "use fewer ranks, or a shorter window.overlap_cutoff_ang (docs/couplings.md measures its effect)")
+        raise ValueError(f"a snapshot needs ~{need / ranks / 2**30:.1f} GiB ({detail} GiB) on each of {ranks} "
+                         f"rank(s), {need / 2**30:.1f} GiB in all; this machine has {have / 2**30:.1f} GiB: {hint}")
+    return parts
 
 
 def run_couplings(cfg: dict, progress: bool = True) -> dict | None:
@@ -334,7 +367,7 @@ def run_couplings(cfg: dict, progress: bool = True) -> dict | None:
         mine = chunk(N, ranks.rank, ranks.size)
         bar = _bar(progress and ranks.rank == 0, 2 * N, "couplings")
         timings = []
-        check_memory(source, frames[0], cfg["window"], ranks.size)
+        memory = check_memory(source, frames[0], cfg["window"], ranks.size)
         start = None  # the previous snapshot's states: the sparse solver's warm start
         for k in mine:  # eigenpairs of my snapshots
             f = ckdir / f"snap_{k:06d}.npz"
@@ -377,8 +410,11 @@ def run_couplings(cfg: dict, progress: bool = True) -> dict | None:
     ranks.barrier()
     if ranks.rank != 0:
         return None
-    return _assemble(cfg, source, frames, dt, ckdir, out, ranks.size, time.time() - t0, [t for ts in all_t for t in ts],
-                     outside)
+    summary = _assemble(cfg, source, frames, dt, ckdir, out, ranks.size, time.time() - t0,
+                        [t for ts in all_t for t in ts], outside)
+    if memory:
+        summary["memory_estimate_GiB"] = {k: round(v / 2**30, 3) for k, v in memory.items()}
+    return summary
 
 
 def _scissor_dir(cfg: dict, ckdir: Path) -> Path:

@@ -47,3 +47,24 @@ def drop_small(X: sp.csr_matrix, tol: float) -> sp.csr_matrix:
 def memory_bytes(X: sp.csr_matrix) -> int:
     """Bytes held by a CSR matrix (values and both index arrays)."""
     return int(X.data.nbytes + X.indices.nbytes + X.indptr.nbytes)
+
+
+def block_pattern(atoms, orbital_offsets: np.ndarray, cutoff_ang: float) -> sp.csr_matrix:
+    """The non-zero pattern (ones) of a Γ matrix with a block for every pair of atoms closer than ``cutoff_ang``
+    (any lattice image): what S, H and H − σS hold, known before any of them is computed."""
+    from ..core.graph import pairs_between
+
+    i, j, _, _ = pairs_between(atoms, atoms, cutoff_ang)
+    pairs = np.unique(np.stack([i, j], axis=1), axis=0)
+    offs = np.asarray(orbital_offsets)
+    norb = np.diff(offs)
+    rows, cols = [], []
+    for a, b in ((x, y) for x in np.unique(norb) for y in np.unique(norb)):
+        sel = pairs[(norb[pairs[:, 0]] == a) & (norb[pairs[:, 1]] == b)]
+        r = offs[sel[:, 0]][:, None, None] + np.arange(a)[None, :, None]
+        c = offs[sel[:, 1]][:, None, None] + np.arange(b)[None, None, :]
+        rows.append(np.broadcast_to(r, (len(sel), a, b)).ravel())
+        cols.append(np.broadcast_to(c, (len(sel), a, b)).ravel())
+    rows, cols = np.concatenate(rows), np.concatenate(cols)
+    n = int(offs[-1])
+    return sp.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(n, n))

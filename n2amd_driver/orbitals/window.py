@@ -112,6 +112,25 @@ def dense_window(H, S, lo: int, hi: int) -> WindowStates:
     return WindowStates(eps, C, lo, residual=float(np.linalg.norm(r, axis=0).max()))
 
 
+def factorisation_memory(pattern: sp.spmatrix) -> tuple[int, int]:
+    """(peak bytes, non-zeros of the factor) of the LDLᵀ factorisation of a matrix with ``pattern``'s non-zeros
+    (the :class:`ShiftInvert` settings), from Pardiso's symbolic analysis alone: ordering and fill-in, no
+    numerical work."""
+    import pypardiso
+
+    A = sp.triu(sp.csr_matrix(pattern), format="csr")
+    A.data[:] = 1.0
+    A.sort_indices()
+    solver = pypardiso.PyPardisoSolver(mtype=-2)
+    solver.set_iparm(18, -1)  # report the factor's non-zeros
+    solver.set_phase(11)
+    solver._call_pardiso(A, np.zeros((A.shape[0], 1)))  # pypardiso has no public analysis-only call
+    kb = [int(solver.get_iparm(k)) for k in (15, 16, 17)]  # peak of the analysis; permanent; factorisation
+    nonzeros = int(solver.get_iparm(18))
+    solver.free_memory(everything=True)
+    return 1024 * max(kb[0], kb[1] + kb[2]), nonzeros
+
+
 def smallest_overlap_eigenvalue(S: sp.spmatrix, seed: int = 0, tol: float = 1e-8) -> float:
     """The smallest eigenvalue of S by LOBPCG (matrix–vector products only, diagonal preconditioner)."""
     from scipy.sparse.linalg import LinearOperator, lobpcg
