@@ -5,8 +5,8 @@ A hot electron starts at the top of a 12-state conduction window (CBM … CBM+11
 upper ~0.35 eV above the lower in this model) and relaxes. Stages (each
 resumable; re-running a finished stage only reads its results):
 
-- ``ground``: NNH ground-state NVE MD of Si64 (bundled si_nnh.pt), Maxwell–Boltzmann start at twice the
-  target temperature, frames every step after an equilibration; kept in <work>/ground.npz.
+- ``ground``: NNH ground-state MD of Si64 (bundled si_nnh.pt): Langevin equilibration at the target temperature
+  (friction 0.01 fs⁻¹), then NVE with frames every step; kept in <work>/ground.npz.
 - ``cpa``: the classical path through the existing post-processor: `namd couplings` along that trajectory
   (the NNH's own Hamiltonian, window CBM..CBM+11), then `namd hop` FSSH from the same initial frames, the
   same number of trajectories, detailed-balance factors, no decoherence.
@@ -44,6 +44,7 @@ def ground(work: Path, temperature_K: float, equilibrate_fs: int, keep_fs: int, 
     """NVE frames (positions Å, velocities Å/fs) every 1 fs after ``equilibrate_fs``; resumable."""
     from ase import units
     from ase.build import bulk
+    from ase.md.langevin import Langevin
     from ase.md.verlet import VelocityVerlet
 
     from n2amd_driver.models.calculator import N2AMDCalculator
@@ -59,17 +60,22 @@ def ground(work: Path, temperature_K: float, equilibrate_fs: int, keep_fs: int, 
         rng = np.random.default_rng(seed)
         atoms.positions += rng.normal(scale=0.02, size=atoms.positions.shape)
         m = atoms.get_masses()[:, None]
-        v = rng.normal(size=atoms.positions.shape) * np.sqrt(KB_EV_K * 2 * temperature_K / (m * AMU_A2_FS2_EV))
+        v = rng.normal(size=atoms.positions.shape) * np.sqrt(KB_EV_K * temperature_K / (m * AMU_A2_FS2_EV))
         v -= (m * v).sum(0) / m.sum()
         pos, vel, step = [], [], 0
     if step >= total:
         return path
     atoms.set_velocities(v / units.fs)
     atoms.calc = N2AMDCalculator("si_nnh.pt", device="cpu")
-    md = VelocityVerlet(atoms, timestep=units.fs)
+    nve = VelocityVerlet(atoms, timestep=units.fs)
+    # equilibration with a Langevin thermostat (the NNH lattice releases potential energy from the ideal
+    # positions, so a Maxwell–Boltzmann start alone ends far above the target); a resumed equilibration
+    # continues with a fresh random stream
+    nvt = Langevin(atoms, timestep=units.fs, temperature_K=temperature_K, friction=0.01 / units.fs,
+                   rng=np.random.default_rng([seed, step]))
     t0 = time.time()
     while step < total:
-        md.run(1)
+        (nvt if step < equilibrate_fs else nve).run(1)
         step += 1
         if step > equilibrate_fs:
             pos.append(atoms.positions.copy())
@@ -204,7 +210,7 @@ def main() -> None:
     p.add_argument("--runs", default="runs/bench/back_reaction")
     p.add_argument("--json", default="docs/bench/back_reaction.json")
     p.add_argument("--temperature", type=float, default=300.0)
-    p.add_argument("--equilibrate-fs", type=int, default=300)
+    p.add_argument("--equilibrate-fs", type=int, default=500)
     p.add_argument("--keep-fs", type=int, default=2000, help="ground-state frames kept (1 fs apart)")
     p.add_argument("--frames", type=int, default=10, help="initial frames")
     p.add_argument("--trajectories", type=int, default=5, help="per initial frame")
