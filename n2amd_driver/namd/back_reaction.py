@@ -21,7 +21,7 @@ Each MD step (dt, fs) then does, in this order:
    projection d_aj·Ṙ at the end of the step is recorded beside the HST couplings carried there,
    D_k + (D_k − D_{k−1})/2 (they agree to O(dt²)). The velocities are
    rescaled along d_aj/m so that E_kin + E_pot is the same on both surfaces,
-       v_K ← v_K − γ d_K / m_K,   ½ Σ_K (d_K²/m_K) γ² − (Σ_K v_K·d_K) γ + ΔE = 0  (the root of smaller |γ|),
+       v_K ← v_K − γ d_K / m_K,   ½ Σ_K (d_K²/m_K) γ² − (Σ_K v_K·d_K) γ + ΔE = 0   (the smaller root),
    and the forces become those of the new surface.
 4. **Frustrated hops** (no real root: too little kinetic energy along d_aj): the hop is refused and the
    velocities are kept as they are (Tully's original rule, no reversal); they are counted.
@@ -139,8 +139,9 @@ class SurfaceHopping:
         c = np.zeros(n, complex)
         c[active] = 1.0
         w = out["window"]
-        return HoppingTrajectory(np.array(positions, float), np.array(velocities, float), out["forces"], out["energy"], c,
-                          int(active), w["energies"], w["states"], np.random.default_rng(seed))
+        return HoppingTrajectory(np.array(positions, float), np.array(velocities, float), out["forces"],
+                                 out["energy"], c, int(active), w["energies"], w["states"],
+                                 np.random.default_rng(seed))
 
     def total_energy(self, tr: HoppingTrajectory) -> float:
         return self.kinetic_eV(tr.velocities) + tr.potential_eV
@@ -258,7 +259,7 @@ def _pick(g: np.ndarray, u: float) -> int | None:
 
 def rescaling_factor(v: np.ndarray, masses: np.ndarray, d: np.ndarray, dE_eV: float) -> float | None:
     """γ with v − γ d/m conserving E_kin + E_pot across a potential step ΔE (eV): the root of smaller |γ| of
-    a γ² − b γ + ΔE = 0, a = ½ Σ d²/m, b = Σ v·d (in eV with the amu·Å²/fs² factor); None if frustrated."""
+    a γ² − b γ + ΔE = 0, a = ½ Σ d²/m, b = Σ v·d (eV, with the amu·Å²/fs² factor); None if frustrated."""
     a = 0.5 * float(np.sum(d**2 / masses[:, None])) * AMU_A2_FS2_EV
     b = float(np.sum(v * d)) * AMU_A2_FS2_EV
     disc = b * b - 4.0 * a * dE_eV

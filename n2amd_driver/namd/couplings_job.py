@@ -293,9 +293,9 @@ def stored_states(path: Path):
 def snapshot_memory(source, atoms, window_cfg: dict) -> dict:
     """Estimated bytes one snapshot needs, by part. Dense: H, S, the eigensolver's copy and workspace (~5 n_orb²
     doubles). Sparse: the CSR matrices (H, S, S(t; t+dt) and their assembly, ~6 copies of the pattern of H: pairs
-    within the overlap cutoff or the model's block cutoff), the LDLᵀ factorisation (Pardiso's symbolic analysis of that pattern) and,
-    for a model, its off-site head (the blocks, and one pass of BLOCK_CHUNK pairs at ~40 kB each: measured for
-    the bundled architecture, docs/couplings.md)."""
+    within the overlap cutoff or the model's block cutoff), the LDLᵀ factorisation (Pardiso's symbolic analysis
+    of that pattern) and, for a model, its off-site head (the blocks, and one pass of BLOCK_CHUNK pairs at
+    ~40 kB each: measured for the bundled architecture, docs/couplings.md)."""
     from ..orbitals.overlap import pair_cutoff_ang
     from ..orbitals.sparse import block_pattern
     from ..orbitals.window import factorisation_memory

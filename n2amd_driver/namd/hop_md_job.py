@@ -151,9 +151,10 @@ def _load(path: Path, fingerprint: str) -> tuple[HoppingTrajectory, dict] | None
                          f"{path.parent} to start again, or give another output folder")
     rng = np.random.default_rng()
     rng.bit_generator.state = json.loads(str(z["rng"]))
-    tr = HoppingTrajectory(z["positions"], z["velocities"], z["forces"], float(z["potential"]), z["c"], int(z["active"]),
-                    z["energies"], z["states"], rng, int(z["step"]), json.loads(str(z["hops"])), int(z["frustrated"]),
-                    z["coupling"] if z["coupling"].size else None)
+    tr = HoppingTrajectory(z["positions"], z["velocities"], z["forces"], float(z["potential"]), z["c"],
+                           int(z["active"]), z["energies"], z["states"], rng, int(z["step"]),
+                           json.loads(str(z["hops"])), int(z["frustrated"]),
+                           z["coupling"] if z["coupling"].size else None)
     rec = {k: list(z[f"rec_{k}"]) for k in _RECORDS}
     return tr, rec
 

@@ -25,7 +25,8 @@ import numpy as np
 
 
 def ket_derivative_forms(G: np.ndarray, U: np.ndarray, V: np.ndarray, orbital_offsets: np.ndarray) -> np.ndarray:
-    """F[i, j, K, x] = Σ_a Σ_{b on atom K} U_ai <φ_a|∂φ_b/∂R_Kx> V_bj, shape (nu, nv, N, 3) (Å⁻¹ × units of U, V).
+    """F[i, j, K, x] = Σ_a Σ_{b on atom K} U_ai <φ_a|∂φ_b/∂R_Kx> V_bj, shape (nu, nv, N, 3) (Å⁻¹ times the units
+    of U and V).
 
     ``G``: (3, norb, norb) bra derivatives; ``U`` (norb, nu), ``V`` (norb, nv) coefficient columns;
     ``orbital_offsets``: (N + 1,) first orbital of each atom (orbitals of an atom are contiguous)."""
@@ -50,8 +51,8 @@ def degenerate_pairs(energies: np.ndarray, tolerance_eV: float) -> np.ndarray:
 
 
 def coupling_numerators(energies: np.ndarray, h_grad: np.ndarray, s_grad: np.ndarray) -> np.ndarray:
-    """g_ij = c_iᵀ(∂H − ε_j ∂S)c_j (eV/Å), from h_grad[i, j] = c_iᵀ ∂H c_j and s_grad[i, j] = c_iᵀ ∂S c_j, each
-    (n, n, N, 3). The diagonal g_ii = ∂ε_i/∂R is the (negative) force of state i's energy."""
+    """g_ij = c_iᵀ(∂H − ε_j ∂S)c_j (eV/Å), from h_grad[i, j] = c_iᵀ ∂H c_j and s_grad[i, j] = c_iᵀ ∂S c_j,
+    each (n, n, N, 3). The diagonal g_ii = ∂ε_i/∂R is the (negative) force of state i's energy."""
     return h_grad - np.asarray(energies, float)[None, :, None, None] * s_grad
 
 
