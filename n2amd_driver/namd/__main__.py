@@ -14,38 +14,30 @@ def main(argv=None) -> int:
     from ..core.config import schema_help
     from . import couplings_job, hop_job, hop_md_job
 
-    h = sub.add_parser("hop", help="surface hopping (FSSH/DISH): populations and lifetimes",
-                       formatter_class=argparse.RawDescriptionHelpFormatter,
-                       epilog="config keys (YAML, or --set KEY=VALUE; units in the descriptions):\n"
-                              + schema_help(hop_job.SCHEMA),
-                       description="Run FSSH or DISH on a couplings file (or Hefei-NAMD EIGTXT/NATXT) and write "
-                                   "populations (HDF5 + CSV), lifetime fits, plots and a summary table. Every key is listed below and "
-                                   "checked when the config is loaded. Resumes from checkpoints when re-run.")
-    h.add_argument("config", nargs="?", help="YAML config (settings may also all come from --set)")
-    h.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config value (e.g. ntraj=200)")
-    h.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    c = sub.add_parser("couplings", help="energies, overlaps and NAC along an MD trajectory",
-                       formatter_class=argparse.RawDescriptionHelpFormatter,
-                       epilog="config keys (YAML, or --set KEY=VALUE; units in the descriptions):\n"
-                              + schema_help(couplings_job.SCHEMA),
-                       description="Model (or tblite reference) Hamiltonian per snapshot, generalised eigenpairs in a "
-                                   "band window, cross-time overlaps, phase-corrected Hammes-Schiffer-Tully NAC; one "
-                                   "HDF5 file (+ Hefei-NAMD/PYXAID exports, plots). Every key is listed below and checked when "
-                                   "the config is loaded. Resumes from checkpoints when re-run.")
-    c.add_argument("config", nargs="?", help="YAML config (settings may also all come from --set)")
-    c.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config value (e.g. dt_fs=1)")
-    c.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    m = sub.add_parser("hop-md", help="surface hopping with back-reaction: FSSH on the fly along NNH MD",
-                       formatter_class=argparse.RawDescriptionHelpFormatter,
-                       epilog="config keys (YAML, or --set KEY=VALUE; units in the descriptions):\n"
-                              + schema_help(hop_md_job.SCHEMA),
-                       description="Nuclei on the active carrier state's surface of an NNH model (excited-carrier "
-                                   "forces), TDKS along, hops with velocity rescaling along the NAC vector, energy-"
-                                   "based decoherence; from the frames of a ground-state MD trajectory. Writes "
-                                   "results.npz, summary.json and a plot. Resumes from checkpoints when re-run.")
-    m.add_argument("config", nargs="?", help="YAML config (settings may also all come from --set)")
-    m.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config value (e.g. trajectories=2)")
-    m.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    def config_job(name: str, help: str, schema, description: str, example: str) -> None:
+        """A job run from a YAML config: its keys listed from the schema, --set overrides, -q."""
+        p_ = sub.add_parser(name, help=help, formatter_class=argparse.RawDescriptionHelpFormatter,
+                            epilog="config keys (YAML, or --set KEY=VALUE; units in the descriptions):\n"
+                                   + schema_help(schema), description=description)
+        p_.add_argument("config", nargs="?", help="YAML config (settings may also all come from --set)")
+        p_.add_argument("--set", action="append", metavar="KEY=VALUE",
+                        help=f"override a config value (e.g. {example})")
+        p_.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
+    config_job("hop", "surface hopping (FSSH/DISH): populations and lifetimes", hop_job.SCHEMA,
+               "Run FSSH or DISH on a couplings file (or Hefei-NAMD EIGTXT/NATXT) and write "
+               "populations (HDF5 + CSV), lifetime fits, plots and a summary table. Every key is listed below and "
+               "checked when the config is loaded. Resumes from checkpoints when re-run.", "ntraj=200")
+    config_job("couplings", "energies, overlaps and NAC along an MD trajectory", couplings_job.SCHEMA,
+               "Model (or tblite reference) Hamiltonian per snapshot, generalised eigenpairs in a "
+               "band window, cross-time overlaps, phase-corrected Hammes-Schiffer-Tully NAC; one "
+               "HDF5 file (+ Hefei-NAMD/PYXAID exports, plots). Every key is listed below and checked when "
+               "the config is loaded. Resumes from checkpoints when re-run.", "dt_fs=1")
+    config_job("hop-md", "surface hopping with back-reaction: FSSH on the fly along NNH MD", hop_md_job.SCHEMA,
+               "Nuclei on the active carrier state's surface of an NNH model (excited-carrier "
+               "forces), TDKS along, hops with velocity rescaling along the NAC vector, energy-"
+               "based decoherence; from the frames of a ground-state MD trajectory. Writes "
+               "results.npz, summary.json and a plot. Resumes from checkpoints when re-run.", "trajectories=2")
     a = sub.add_parser("analyse", help="averaged gap, dephasing times, RMS NAC and plots of a couplings file",
                        description="Reads an n2amd couplings HDF5 (or a Hefei-NAMD folder with EIGTXT/NATXT) and "
                                    "writes a table (stdout), <prefix>_analysis.json and PNGs. Energies eV, times fs, "
