@@ -318,6 +318,34 @@ def test_more_frames_compute_only_the_new_snapshots(tmp_path, si8_dump, monkeypa
     np.testing.assert_allclose(extended.nac, read_series(tmp_path / "fresh.h5").nac, atol=1e-12)
 
 
+def test_compact_checkpoints_keep_the_results_and_only_the_last_states(tmp_path, si8_dump):
+    """compact_checkpoint drops each snapshot's states once both its steps are written: the same couplings,
+    checkpoints without C but the last one, a rerun with more frames continues from it, and a run killed
+    after some snapshots resumes."""
+    from n2amd_driver.namd import couplings_job
+    from n2amd_driver.namd.couplings_file import read_series
+
+    ref = couplings_job.run_couplings(_cfg(tmp_path, si8_dump, output=str(tmp_path / "ref.h5")), progress=False)
+    ck = tmp_path / "c.h5.ckpt"
+    couplings_job.run_couplings(_cfg(tmp_path, si8_dump, frames={"stop": 5}, compact_checkpoint=True),
+                                progress=False)
+    with_states = [f.name for f in sorted(ck.glob("snap_*.npz")) if "C" in np.load(f).files]
+    assert with_states == ["snap_000004.npz"]
+    # killed before the last two snapshots of a longer run: the rest resumes, the seam included
+    couplings_job.run_couplings(_cfg(tmp_path, si8_dump, frames={"stop": 7}, compact_checkpoint=True),
+                                progress=False)
+    for k in (5, 6):
+        (ck / f"snap_{k:06d}.npz").unlink()
+    (ck / "ovl_000005.npz").unlink()
+    long = couplings_job.run_couplings(_cfg(tmp_path, si8_dump, compact_checkpoint=True), progress=False)
+    assert long["snapshots"] == ref["snapshots"] == 9
+    with_states = [f.name for f in sorted(ck.glob("snap_*.npz")) if "C" in np.load(f).files]
+    assert with_states == ["snap_000008.npz"]
+    a, b = read_series(tmp_path / "c.h5"), read_series(tmp_path / "ref.h5")
+    np.testing.assert_allclose(a.nac, b.nac, atol=1e-12)
+    np.testing.assert_allclose(a.energies, b.energies, atol=1e-12)
+
+
 def test_uneven_md_steps_are_refused_unless_a_grid_is_given(tmp_path, si8_dump):
     from n2amd_driver.namd.couplings_job import load_frames
 

@@ -7,7 +7,9 @@ tracking (optional), phase correction and Hammes-Schiffer–Tully NAC (:mod:`.co
 Parallel under ``mpirun -n N``: each rank takes a contiguous chunk of snapshots; every snapshot's eigenpairs
 and every step's overlaps are checkpointed as their own small files (``<output>.ckpt/``), written atomically,
 so the step across a chunk boundary is computed from the neighbour's checkpoint, a killed run resumes where it
-stopped (with any number of ranks), and results do not depend on the number of ranks. Rank 0 assembles
+stopped (with any number of ranks), and results do not depend on the number of ranks. A step inside a rank's
+chunk is computed as soon as both its snapshots are; with ``compact_checkpoint`` a snapshot's states
+(n_orb × m) then leave its checkpoint, which keeps checkpoints of large cells to a few kB per snapshot. Rank 0 assembles
 the output HDF5 (format "n2amd-couplings", readable by ``namd hop``) and the optional exports and plots.
 """
 from __future__ import annotations
@@ -109,6 +111,9 @@ def _schema():
         checkpoint: str | None = Field(None, description="folder for per-snapshot checkpoints; default <output>.ckpt")
         keep_checkpoint: bool = Field(True, description="keep them after the output is written: a rerun with more "
                                                         "frames then computes only the new snapshots")
+        compact_checkpoint: bool = Field(False, description="drop a snapshot's states (n_orb × window doubles) from "
+                                         "its checkpoint once the overlaps of both its steps are written: a few kB "
+                                         "per snapshot at any cell size (those states can then not be reused)")
         exports: Exports = Field(default_factory=Exports)
         plots: bool = Field(True, description="PNGs next to the output: band energies, NAC time series, NAC heat map")
 
@@ -286,8 +291,42 @@ def stored_states(path: Path):
     from ..orbitals.window import WindowStates
 
     z = np.load(path)
+    if "C" not in z:  # a compacted checkpoint: no warm start from it
+        return None
     first = int(z["first"]) if "first" in z else int(z["lo"])
     return WindowStates(z["eps"], z["C"], first)
+
+
+def step_overlap(cfg: dict, source, frames, ckdir: Path, k: int, C: dict) -> None:
+    """The raw state overlaps of step k → k+1, C(k)ᵀ S(k; k+1) C(k+1), into ``ovl_k.npz``; ``C``: states at
+    hand by snapshot index (the others are read from their checkpoints). Then the two snapshots' states are
+    dropped from their checkpoints if ``compact_checkpoint`` asks and both their steps are done."""
+    from ..orbitals.overlap import cross_overlap
+    from .couplings import state_overlaps
+
+    a, b = (C[j] if j in C else np.load(ckdir / f"snap_{j:06d}.npz")["C"] for j in (k, k + 1))
+    sparse = use_sparse(cfg["window"], a.shape[0])
+    S12 = cross_overlap(source.basis_functions(frames[k]), frames[k], frames[k + 1], sparse=sparse,
+                        cutoff_ang=cfg["window"].get("overlap_cutoff_ang") if sparse else None)
+    save_npz(ckdir / f"ovl_{k:06d}.npz", O=state_overlaps(a, S12, b))
+    if cfg["compact_checkpoint"]:
+        for j in (k, k + 1):
+            compact(ckdir, j)
+
+
+def compact(ckdir: Path, k: int) -> None:
+    """Snapshot k's checkpoint without its states, once the overlaps of its steps k − 1 → k and k → k + 1 exist
+    (the last snapshot keeps them: a rerun with more frames starts from them); rewritten atomically, so a rank
+    that reads it meanwhile sees either version."""
+    done = all((ckdir / f"ovl_{j:06d}.npz").exists() for j in (k - 1, k) if j >= 0)
+    f = ckdir / f"snap_{k:06d}.npz"
+    if not done or not f.exists():
+        return
+    with np.load(f) as z:
+        if "C" not in z.files:
+            return
+        kept = {name: z[name] for name in z.files if name != "C"}
+    save_npz(f, **kept)
 
 
 def snapshot_memory(source, atoms, window_cfg: dict) -> dict:
@@ -343,8 +382,6 @@ def check_memory(source, atoms, window_cfg: dict, ranks: int) -> dict | None:
 
 def run_couplings(cfg: dict, progress: bool = True) -> dict | None:
     """Run (or resume) a couplings job; rank 0 returns a summary dict, other ranks None."""
-    from ..orbitals.overlap import cross_overlap
-    from .couplings import state_overlaps
     from .sources import make_source
 
     ranks = world()
@@ -369,7 +406,8 @@ def run_couplings(cfg: dict, progress: bool = True) -> dict | None:
         timings = []
         memory = check_memory(source, frames[0], cfg["window"], ranks.size)
         start = None  # the previous snapshot's states: the sparse solver's warm start
-        for k in mine:  # eigenpairs of my snapshots
+        held = {}  # states of my last snapshot or two, by index: the step between them needs no file read
+        for k in mine:  # eigenpairs of my snapshots, and each step within my chunk as soon as both ends exist
             f = ckdir / f"snap_{k:06d}.npz"
             if not f.exists():
                 if start is None and k > 0 and (ckdir / f"snap_{k - 1:06d}.npz").exists():
@@ -382,26 +420,25 @@ def run_couplings(cfg: dict, progress: bool = True) -> dict | None:
                 (lo, hi), r = snap["window"], snap["record"]
                 save_npz(f, eps=snap["eps"], C=snap["C"], first=snap["first"], lo=lo, hi=hi, nel=snap["nel"],
                          vbm=snap["vbm"], cbm=snap["cbm"], **{k_: np.asarray(v) for k_, v in r.items()})
-                start = snap["states"]
+                start, held = snap["states"], {j: c for j, c in held.items() if j == k - 1} | {k: snap["C"]}
                 timings.append(time.perf_counter() - ts)
             else:  # done by an earlier run: the next one starts from this one's checkpoint
-                start = None
+                start, held = None, {}
             if bar is not None:
                 bar.update(ranks.size)
+            if k > mine[0] and not (ckdir / f"ovl_{k - 1:06d}.npz").exists():
+                ts = time.perf_counter()
+                step_overlap(cfg, source, frames, ckdir, k - 1, held)
+                timings.append(time.perf_counter() - ts)
         scissor_edges(cfg, frames, mine, ckdir, bar is not None)
         ranks.barrier()
-        for k in mine:  # overlaps of my steps k → k+1 (the last one reads the next rank's snapshot)
-            if k == N - 1:
-                continue
-            f = ckdir / f"ovl_{k:06d}.npz"
-            if not f.exists():
+        for k in mine:  # the steps left: the one into the next rank's chunk, and any a killed run did not write
+            if k < N - 1 and not (ckdir / f"ovl_{k:06d}.npz").exists():
                 ts = time.perf_counter()
-                a, b = np.load(ckdir / f"snap_{k:06d}.npz"), np.load(ckdir / f"snap_{k + 1:06d}.npz")
-                sparse = use_sparse(cfg["window"], a["C"].shape[0])
-                S12 = cross_overlap(source.basis_functions(frames[k]), frames[k], frames[k + 1], sparse=sparse,
-                                    cutoff_ang=cfg["window"].get("overlap_cutoff_ang") if sparse else None)
-                save_npz(f, O=state_overlaps(a["C"], S12, b["C"]))
+                step_overlap(cfg, source, frames, ckdir, k, {})
                 timings.append(time.perf_counter() - ts)
+            elif cfg["compact_checkpoint"]:  # a run killed between an overlap and the compaction it allows
+                compact(ckdir, k)
             if bar is not None:
                 bar.update(ranks.size)
         if bar is not None:
