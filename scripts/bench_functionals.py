@@ -22,33 +22,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from benchlib import provenance  # noqa: E402
+from benchlib import DISH, dish_populations, namd_figures, provenance, run_package as run  # noqa: E402
 
 #: (name, bundled Hamiltonian, scissor to this level's averaged gap)
 LEVELS = [("GFN1-xTB", "si_hamiltonian.pt", None), ("ML-PBE", "si_pbe_hamiltonian.pt", None),
           ("ML-PBE + scissor", "si_pbe_hamiltonian.pt", "ML-HSE06"), ("ML-HSE06", "si_hse06_hamiltonian.pt", None)]
 VALENCE = CONDUCTION = 2
-DISH = {"initial": {"times": 10, "state": "auto"}, "ntraj": 100, "namdtime_fs": 50000.0}
-
-
-def run(cmd: list[str], log: Path, ranks: int = 1) -> None:
-    """A package command (on ``ranks`` MPI ranks), its output appended to ``log``; stops the script on failure."""
-    from n2amd_driver.md.launch import module_command
-
-    full, env = module_command(cmd, ranks)
-    with open(log, "a") as fh:
-        r = subprocess.run(full, stdout=fh, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
-    if r.returncode:
-        raise SystemExit(f"{' '.join(cmd[:3])} failed (exit {r.returncode}); see {log}; rerun to resume")
 
 
 def trajectory(out: Path, mlff: str, nve_fs: int) -> Path:
@@ -80,38 +65,13 @@ def couplings(out: Path, name: str, model: str, traj: Path, nve_fs: int, scissor
     return h5
 
 
-def dish(out: Path, h5: Path) -> Path:
-    folder = h5.with_suffix("")
-    if not (folder / "populations.h5").exists():
-        cfg = {"input": {"couplings": str(h5)}, "states": [VALENCE - 1, VALENCE], "method": "dish",
-               "carrier": "electron", "temperature_K": 300.0, **DISH, "plots": True, "output": str(folder)}
-        import yaml
-
-        path = folder.with_suffix(".dish.yaml")
-        path.write_text(yaml.safe_dump(cfg, sort_keys=False))
-        run(["n2amd_driver.namd", "hop", str(path), "-q"], out / f"{folder.name}.log", ranks=2)
-    return folder / "populations.h5"
-
-
-def row(name: str, h5: Path, pops: Path) -> dict:
-    import h5py
-
+def row(name: str, h5: Path, out: Path) -> dict:
+    """One level's figures (:func:`benchlib.namd_figures`) after its DISH run."""
     from n2amd_driver.namd.couplings_file import read_couplings
 
-    c = read_couplings(h5)
-    rms = c.series.rms_nac_meV()
-    iv = VALENCE - 1
-    with h5py.File(pops) as f:
-        tau = float(f["dephasing_fs"][()][0, 1])
-        g = f["lifetime/exponential"]
-        life, err = float(g.attrs["tau_fs"]), float(g.attrs["stderr_fs"])
-    gap = c.cbm_eV - c.vbm_eV
+    pops = dish_populations(h5, VALENCE, out / f"{h5.stem}.log")
     job = json.loads(h5.with_suffix(".summary.json").read_text())
-    return {"level": name, "snapshots": int(c.series.energies.shape[0]), "gap_eV": float(np.mean(gap)),
-            "gap_std_meV": 1000 * float(np.std(gap)), "dephasing_fs": tau,
-            "rms_nac_meV": {"VBM-1/VBM": float(rms[iv - 1, iv]), "VBM/CBM": float(rms[iv, iv + 1]),
-                            "CBM/CBM+1": float(rms[iv + 1, iv + 2])},
-            "lifetime_ns": life / 1e6, "lifetime_stderr_ns": err / 1e6, "scissor": c.series.meta.get("scissor"),
+    return {"level": name, **namd_figures(h5, pops, VALENCE), "scissor": read_couplings(h5).series.meta.get("scissor"),
             "couplings_s_per_task": job.get("seconds_per_task")}
 
 
@@ -170,7 +130,7 @@ def main() -> None:
         print(f"[functionals] {name} ({time.time() - t0:.0f} s)", flush=True)
         gap = done[scissor_to]["gap_eV"] if scissor_to else None
         h5 = couplings(out, name, model, traj, args.nve_fs, gap)
-        done[name] = row(name, h5, dish(out, h5))
+        done[name] = row(name, h5, out)
     rows = [done[name] for name, _, _ in LEVELS if name in done]
     png = Path(args.json).with_suffix(".png")
     plot(rows, png)

@@ -19,3 +19,64 @@ def provenance() -> dict:
             "wall_s": round(time.time() - _T0, 1), "cores": os.cpu_count(), "machine": platform.machine(),
             "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
             "note": os.environ.get("N2AMD_BENCH_NOTE")}
+
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+#: DISH settings of the NAMD benchmarks (the demo's): 10 initial times × 100 trajectories × 50 ps
+DISH = {"initial": {"times": 10, "state": "auto"}, "ntraj": 100, "namdtime_fs": 50000.0}
+
+
+def run_package(cmd: list[str], log, ranks: int = 1) -> None:
+    """A package module (``["n2amd_driver.namd", "couplings", ...]``) on ``ranks`` MPI ranks, its output appended
+    to ``log``; stops the script on failure, naming the log (every job resumes when the script is re-run)."""
+    import subprocess
+
+    sys.path.insert(0, ROOT)
+    from n2amd_driver.md.launch import module_command
+
+    full, env = module_command(cmd, ranks)
+    with open(log, "a") as fh:
+        r = subprocess.run(full, stdout=fh, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+    if r.returncode:
+        raise SystemExit(f"{' '.join(cmd[:3])} failed (exit {r.returncode}); see {log}; rerun to resume")
+
+
+def dish_populations(h5, valence: int, log, ranks: int = 2):
+    """DISH electron–hole recombination CBM → VBM (:data:`DISH`) on a couplings file whose window has
+    ``valence`` valence states; returns the populations file (skipped when it exists)."""
+    from pathlib import Path
+
+    import yaml
+
+    folder = Path(h5).with_suffix("")
+    if not (folder / "populations.h5").exists():
+        cfg = {"input": {"couplings": str(h5)}, "states": [valence - 1, valence], "method": "dish",
+               "carrier": "electron", "temperature_K": 300.0, **DISH, "plots": True, "output": str(folder)}
+        path = folder.with_suffix(".dish.yaml")
+        path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+        run_package(["n2amd_driver.namd", "hop", str(path), "-q"], log, ranks=ranks)
+    return folder / "populations.h5"
+
+
+def namd_figures(h5, pops, valence: int) -> dict:
+    """⟨gap⟩ (eV) and its spread (meV), VBM–CBM pure-dephasing time (fs), RMS NAC (meV) of VBM−1/VBM, VBM/CBM
+    and CBM/CBM+1, and the DISH lifetime (ns) with its standard error over the initial times."""
+    import h5py
+    import numpy as np
+
+    from n2amd_driver.namd.couplings_file import read_couplings
+
+    c = read_couplings(h5)
+    rms = c.series.rms_nac_meV()
+    iv = valence - 1
+    with h5py.File(pops) as f:
+        tau = float(f["dephasing_fs"][()][0, 1])
+        g = f["lifetime/exponential"]
+        life, err = float(g.attrs["tau_fs"]), float(g.attrs["stderr_fs"])
+    gap = c.cbm_eV - c.vbm_eV
+    return {"snapshots": int(c.series.energies.shape[0]), "gap_eV": float(np.mean(gap)),
+            "gap_std_meV": 1000 * float(np.std(gap)), "dephasing_fs": tau,
+            "rms_nac_meV": {"VBM-1/VBM": float(rms[iv - 1, iv]), "VBM/CBM": float(rms[iv, iv + 1]),
+                            "CBM/CBM+1": float(rms[iv + 1, iv + 2])},
+            "lifetime_ns": life / 1e6, "lifetime_stderr_ns": err / 1e6}

@@ -3,7 +3,7 @@
 #   bash scripts/benchmarks.sh                    all stages (about 5 hours on 2 cores, 1.5 of them the NNH NVE, plus
 #                                                 dft_cost, nac_vectors and back_reaction: hours each, resumable;
 #                                                 datasets first if missing)
-#   bash scripts/benchmarks.sh overlap report     some stages: overlap hamiltonian hamiltonian_gaas hamiltonian_pbe scc couplings functionals forcefield defects nnh_lammps nnh_nve md hop hop_dev dft_cost basis_range hybrid_range large_cells couplings_pbe nac_vectors back_reaction demo report
+#   bash scripts/benchmarks.sh overlap report     some stages: overlap hamiltonian hamiltonian_gaas hamiltonian_pbe scc couplings functionals forcefield defects nnh_lammps nnh_nve md hop hop_dev dft_cost basis_range hybrid_range large_cells size_series couplings_pbe nac_vectors back_reaction demo report
 #                                                 (and forcefield_nnh: only the NNH row, not in the default list)
 # Results: docs/bench/*.json (committed, so a partial rerun keeps the other stages' figures); work folders
 # (datasets, demo run, trajectories) under runs/; page: docs/benchmarks.md, written from docs/bench/ only.
@@ -20,7 +20,7 @@ models=n2amd_driver/assets/models
 mkdir -p "$out" "$work"
 stages=("$@")
 explicit=$#
-[ ${#stages[@]} -gt 0 ] || stages=(overlap hamiltonian hamiltonian_gaas hamiltonian_pbe scc couplings functionals forcefield defects nnh_lammps nnh_nve md hop hop_dev dft_cost basis_range hybrid_range large_cells couplings_pbe nac_vectors back_reaction demo report)
+[ ${#stages[@]} -gt 0 ] || stages=(overlap hamiltonian hamiltonian_gaas hamiltonian_pbe scc couplings functionals forcefield defects nnh_lammps nnh_nve md hop hop_dev dft_cost basis_range hybrid_range large_cells size_series couplings_pbe nac_vectors back_reaction demo report)
 data() {  # the GFN1-xTB Si64 datasets the models were trained and tested on (~15 min each)
     [ -f runs/si64_train.h5 ] || $n2amd data generate $cfg/data_si64_train.yaml -o runs/si64_train.h5 --workers 2
     [ -f runs/si64_test.h5 ] || $n2amd data generate $cfg/data_si64_test.yaml -o runs/si64_test.h5 --workers 2
@@ -52,6 +52,9 @@ for s in "${stages[@]}"; do
                            --model-ranks 2 --reference-ranks 1 --out $out/validate_couplings_pbe
                        cp $out/validate_couplings_pbe/validate_couplings.json $out/validate_couplings_pbe.json ;;
         large_cells) OMP_NUM_THREADS=2 $py scripts/bench_large_cells.py --stage cutoff --json $out/large_cells.json ;;  # ~3 min
+        size_series) # trajectories and compact couplings checkpoints are kept in docs/bench/size_series/ (hours per size from 1000 atoms; resumable)
+                     OMP_NUM_THREADS=1 $py scripts/bench_size_series.py --json $out/size_series.json
+                     OMP_NUM_THREADS=1 $py scripts/bench_size_series.py --stage tblite216 --json $out/size_series.json ;;
         nac_vectors) # per-cell results are kept in docs/bench/nac_vectors/ (~2 min per cell and model)
                      OMP_NUM_THREADS=1 $py scripts/bench_nac_vectors.py --model si_hamiltonian.pt --cells 50 --atoms 2 \
                          --work $out/nac_vectors/si_hamiltonian --out $out/nac_vectors.json

@@ -371,6 +371,26 @@ def functionals(res) -> list[str]:
                     "CBM/CBM+1 (meV)", "DISH lifetime (ns)"], rows)]
 
 
+def size_series(res) -> list[str]:
+    if not res.get("rows"):
+        return couplings(res["tblite216"])
+    d = res["dish"]
+    rows = [[r["atoms"], r["snapshots"], f"{r['gap_eV']:.3f}", f"{r['dephasing_fs']:.1f}",
+             f"{r['rms_nac_meV']['VBM/CBM']:.3f}", f"{r['lifetime_ns']:.3g} ± {r['lifetime_stderr_ns']:.2g}",
+             r["solver"], f"{r['seconds_per_task']:.1f} ({r['ranks']} rank(s))" if r.get("seconds_per_task") else "—"]
+            for r in res.get("rows", [])]
+    out = [_prov(res), "", "Si at 300 K, the bundled GFN1-xTB models: per size its own MLFF trajectory (LAMMPS, 1000 fs "
+           f"NVT, then {res['snapshots']} fs NVE), couplings on every step for {res['window'][0]} valence + "
+           f"{res['window'][1]} conduction states (buffer {res['buffer']}; sparse path with a {res['cutoff_ang']:g} Å "
+           f"overlap cutoff from 512 atoms), DISH CBM → VBM ({d['initial']['times']} initial times × {d['ntraj']} "
+           f"trajectories × {d['namdtime_fs'] / 1000:g} ps). Plot: `{res['plot']}`.", "",
+           _table(["atoms", "snapshots", "⟨gap⟩ (eV)", "dephasing VBM–CBM (fs)", "RMS NAC VBM/CBM (meV)",
+                   "DISH lifetime (ns)", "solver", "couplings s per snapshot"], rows)]
+    if res.get("tblite216"):
+        out += ["", "The model against tblite along the 216-atom trajectory:", "", *couplings(res["tblite216"])]
+    return out
+
+
 def large_cells(res) -> list[str]:
     c = res["cutoff"]
     out = []
@@ -497,6 +517,8 @@ SECTIONS = [  # (title, stage of scripts/benchmarks.sh, JSON file under --dir, r
      "hybrid_range.json", hybrid_range),
     ("Large cells: overlap cutoff of the sparse path (`scripts/bench_large_cells.py`)", "large_cells",
      "large_cells.json", large_cells),
+    ("Large cells: the paper's size series for Si (`scripts/bench_size_series.py`)", "size_series",
+     "size_series.json", size_series),
     ("NAC vectors of the model against the reference's finite differences (`scripts/bench_nac_vectors.py`)",
      "nac_vectors", "nac_vectors.json", nac_vectors),
     ("Surface hopping with back-reaction against the classical path (`scripts/bench_back_reaction.py`)",

@@ -1,0 +1,188 @@
+"""Large cells ([K]): the N2AMD paper's size series (its Table 3) for Si at 300 K, NAC and lifetime against N.
+
+    OMP_NUM_THREADS=1 .venv/bin/python scripts/bench_size_series.py [--sizes 2 3 4 5 6] [--snapshots 300] \\
+        [--ranks 2] [--work docs/bench/size_series] [--json docs/bench/size_series.json]
+    OMP_NUM_THREADS=1 .venv/bin/python scripts/bench_size_series.py --stage tblite216
+
+Per size (the cubic 8-atom cell repeated n×n×n: 64, 216, 512, 1000, 1728 atoms), each step resumable and kept
+under ``--work`` (committed as it grows, so a later session continues it):
+
+1. its own MLFF trajectory: the bundled ``si_mlff.pt`` in LAMMPS (float32), 1000 fs NVT at 300 K, then
+   ``--snapshots`` fs of NVE dumped every 1 fs step. The positions are kept in ``si<N>/frames.npz`` (float32, Å),
+   which *is* the trajectory from then on: the couplings checkpoints are tied to its frames;
+2. the couplings job with the bundled ``si_hamiltonian.pt`` (float32) for 2 valence + 2 conduction states and a
+   buffer of 4 states on each side: the dense solver below 512 atoms, the sparse one from 512 atoms with a 10 Å
+   overlap cutoff (its effect is measured in docs/benchmarks.md, stage large_cells); compact checkpoints in
+   ``si<N>/ckpt`` (the states leave them once both steps are done);
+3. DISH recombination CBM → VBM (``benchlib.DISH``) and the figures of ``benchlib.namd_figures``.
+
+The JSON gets a row per finished size, the seconds per snapshot of its couplings, a log–log plot of the RMS
+VBM/CBM NAC and the DISH lifetime against N beside the N^-1/2 and N laws anchored at the smallest size.
+
+Stage ``tblite216``: the model against tblite GFN1-xTB along the first 31 frames of the 216-atom trajectory
+(``scripts/validate_couplings.py``, its JSON into ``<work>/tblite216``).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from benchlib import DISH, dish_populations, namd_figures, provenance, run_package  # noqa: E402
+
+VALENCE = CONDUCTION = 2
+BUFFER = 4
+SPARSE_FROM_ATOMS = 512
+CUTOFF_ANG = 10.0
+
+
+def frames_file(work: Path, runs: Path, n: int, snapshots: int) -> Path:
+    """The size's NVE frames (positions float32 Å, cell, numbers), made once by LAMMPS and kept."""
+    from ase.build import bulk
+    from ase.io import write
+
+    from n2amd_driver.data.trajectory import read_trajectory
+
+    out = work / f"si{8 * n**3}" / "frames.npz"
+    if out.exists():
+        return out
+    md = runs / f"si{8 * n**3}_md"
+    md.mkdir(parents=True, exist_ok=True)
+    cell = md / "si8.extxyz"
+    write(cell, bulk("Si", "diamond", a=5.43, cubic=True), format="extxyz")
+    dumps = list(md.glob("*_nve.dump"))
+    frames = read_trajectory(dumps[0], "lammps-dump") if dumps else []
+    if len(frames) != snapshots + 1:  # none yet, or a killed run's part: LAMMPS starts again (minutes)
+        run_package(["n2amd_driver.cli", "md", "lammps", "--model", "si_mlff.pt", "--structure", str(cell),
+                     "--repeat", str(n), str(n), str(n), "--temperature", "300", "--nvt-steps", "1000",
+                     "--nve-steps", str(snapshots), "--dtype", "float32", "--seed", str(4928 + n),
+                     "--threads", "2", "--workdir", str(md)], runs / f"si{8 * n**3}_md.log")
+        frames = read_trajectory(next(md.glob("*_nve.dump")), "lammps-dump")
+    if len(frames) != snapshots + 1:
+        raise SystemExit(f"{md}: {len(frames)} NVE frames, expected {snapshots + 1}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(out, positions=np.array([f.positions for f in frames], np.float32), cell=np.asarray(frames[0].cell),
+             numbers=frames[0].numbers)
+    return out
+
+
+def trajectory(frames: Path, runs: Path) -> Path:
+    """The kept frames as extended XYZ for the couplings job (rewritten identically each session)."""
+    from ase import Atoms
+    from ase.io import write
+
+    out = runs / f"{frames.parent.name}.extxyz"
+    if not out.exists():
+        z = np.load(frames)
+        write(out, [Atoms(numbers=z["numbers"], positions=p.astype(float), cell=z["cell"], pbc=True)
+                    for p in z["positions"]], format="extxyz")
+    return out
+
+
+def couplings(work: Path, runs: Path, traj: Path, atoms: int, ranks: int) -> Path:
+    h5 = runs / f"si{atoms}.h5"
+    if h5.exists():
+        return h5
+    sets = {"trajectory": str(traj), "dt_fs": 1.0, "hamiltonian.model": "si_hamiltonian.pt",
+            "hamiltonian.dtype": "float32", "window.valence": VALENCE, "window.conduction": CONDUCTION,
+            "window.buffer": BUFFER, "window.solver": "sparse" if atoms >= SPARSE_FROM_ATOMS else "dense",
+            "compact_checkpoint": True, "checkpoint": str(work / f"si{atoms}" / "ckpt"), "output": str(h5),
+            "plots": False}
+    if atoms >= SPARSE_FROM_ATOMS:
+        sets["window.overlap_cutoff_ang"] = CUTOFF_ANG
+    cmd = ["n2amd_driver.namd", "couplings", str(ROOT / "tests" / "data" / "empty.yaml"), "-q"]
+    for k, v in sets.items():
+        cmd += ["--set", f"{k}={v}"]
+    run_package(cmd, runs / f"si{atoms}_couplings.log", ranks=ranks)
+    return h5
+
+
+def size_row(work: Path, runs: Path, n: int, snapshots: int, ranks: int) -> dict:
+    atoms = 8 * n**3
+    t = time.time()
+    traj = trajectory(frames_file(work, runs, n, snapshots), runs)
+    h5 = couplings(work, runs, traj, atoms, ranks)
+    pops = dish_populations(h5, VALENCE, runs / f"si{atoms}_dish.log")
+    summary = json.loads(h5.with_suffix(".summary.json").read_text())
+    return {"atoms": atoms, **namd_figures(h5, pops, VALENCE), "per_snapshot": summary.get("per_snapshot"),
+            "seconds_per_task": summary.get("seconds_per_task"), "ranks": ranks,
+            "solver": "sparse" if atoms >= SPARSE_FROM_ATOMS else "dense", "wall_s_this_run": time.time() - t}
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    N = np.array([r["atoms"] for r in rows], float)
+    nac = np.array([r["rms_nac_meV"]["VBM/CBM"] for r in rows])
+    life = np.array([r["lifetime_ns"] for r in rows])
+    err = np.array([r["lifetime_stderr_ns"] for r in rows])
+    fig, ax = plt.subplots(1, 2, figsize=(9, 3.6))
+    ax[0].loglog(N, nac, "o-", label="RMS NAC VBM/CBM")
+    ax[0].loglog(N, nac[0] * (N / N[0]) ** -0.5, "k--", label="∝ N^-1/2")
+    ax[0].set(xlabel="atoms N", ylabel="meV")
+    ax[1].errorbar(N, life, yerr=err, fmt="o-", capsize=3, label="DISH lifetime")
+    ax[1].plot(N, life[0] * N / N[0], "k--", label="∝ N")
+    ax[1].set(xscale="log", yscale="log", xlabel="atoms N", ylabel="ns")
+    for a in ax:
+        a.legend(fontsize=8)
+    fig.suptitle("Si at 300 K, GFN1-xTB models: couplings and recombination against cell size")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--stage", choices=["series", "tblite216"], default="series")
+    ap.add_argument("--sizes", type=int, nargs="+", default=[2, 3, 4, 5, 6], help="repeats of the 8-atom cell")
+    ap.add_argument("--snapshots", type=int, default=300, help="fs of NVE (1 fs steps) per size")
+    ap.add_argument("--ranks", type=int, default=2, help="MPI ranks of the couplings jobs")
+    ap.add_argument("--work", default="docs/bench/size_series")
+    ap.add_argument("--runs", default="runs/bench/size_series")
+    ap.add_argument("--json", default="docs/bench/size_series.json")
+    a = ap.parse_args()
+    work, runs, out = (ROOT / a.work).resolve(), (ROOT / a.runs).resolve(), ROOT / a.json
+    runs.mkdir(parents=True, exist_ok=True)
+    if a.stage == "tblite216":
+        from ase.io import read, write
+
+        part = runs / "si216_first31.extxyz"
+        write(part, read(trajectory(frames_file(work, runs, 3, a.snapshots), runs), index=":31"), format="extxyz")
+        import subprocess
+
+        cmd = [sys.executable, str(ROOT / "scripts" / "validate_couplings.py"), "si_hamiltonian.pt", "--trajectory",
+               str(part), "--window", str(VALENCE), str(CONDUCTION), "--model-ranks", "1", "--reference-ranks", "1",
+               "--out", str(work / "tblite216")]
+        if subprocess.run(cmd, cwd=ROOT).returncode:
+            raise SystemExit("validate_couplings.py failed; rerun to resume")
+        res = json.loads(out.read_text()) if out.exists() else {"rows": []}
+        res["tblite216"] = json.loads((work / "tblite216" / "validate_couplings.json").read_text())
+        res.setdefault("provenance", res["tblite216"]["provenance"])
+        out.write_text(json.dumps(res, indent=1))
+        return
+    res = json.loads(out.read_text()) if out.exists() else {"rows": []}
+    done = {r["atoms"] for r in res["rows"]}
+    for n in a.sizes:
+        if 8 * n**3 in done:
+            continue
+        print(f"[size series] Si{8 * n**3}", flush=True)
+        res["rows"] = sorted(res["rows"] + [size_row(work, runs, n, a.snapshots, a.ranks)], key=lambda r: r["atoms"])
+        png = out.with_suffix(".png")
+        plot(res["rows"], png)
+        res.update({"window": [VALENCE, CONDUCTION], "buffer": BUFFER, "cutoff_ang": CUTOFF_ANG, "dish": DISH,
+                    "snapshots": a.snapshots, "plot": os.path.relpath(png, ROOT), "provenance": provenance()})
+        out.write_text(json.dumps(res, indent=1))
+
+
+if __name__ == "__main__":
+    main()
