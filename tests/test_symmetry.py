@@ -34,6 +34,13 @@ def test_bundled_models_are_equivariant(name, formula, dtype, triclinic):
     assert_equivariant(model, crystal(formula, triclinic))
 
 
+def test_every_bundled_model_is_checked():
+    """A model file added to the package is in BUNDLED, so the check above covers it."""
+    from n2amd_driver.models.io import BUNDLED as FOLDER
+
+    assert sorted(p.name for p in FOLDER.glob("*.pt")) == sorted({name for name, _, _ in BUNDLED})
+
+
 def test_symmetry_cases_are_what_they_say():
     atoms = crystal("GaAs", triclinic=True)
     cases = {c.name: c for c in symmetry_cases(atoms, seed=3)}
