@@ -344,6 +344,20 @@ def test_compact_checkpoints_keep_the_results_and_only_the_last_states(tmp_path,
     a, b = read_series(tmp_path / "c.h5"), read_series(tmp_path / "ref.h5")
     np.testing.assert_allclose(a.nac, b.nac, atol=1e-12)
     np.testing.assert_allclose(a.energies, b.energies, atol=1e-12)
+    # 2 ranks: the chunk seam is computed from the first snapshot of the second chunk before it is compacted
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [str(Path(sys.executable).parent / "mpirun"), "-n", "2", sys.executable, "-m", "n2amd_driver.namd", "couplings",
+           "--set", f"trajectory={si8_dump}", "--set", "dt_fs=1.0", "--set", "hamiltonian.engine=tblite",
+           "--set", "hamiltonian.method=GFN1-xTB", "--set", "window.valence=3", "--set", "window.conduction=3",
+           "--set", "compact_checkpoint=true", "--set", f"output={tmp_path / 'two.h5'}", "--set", "plots=false",
+           "-q", str(ROOT / "tests" / "data" / "empty.yaml")]
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    two = read_series(tmp_path / "two.h5")
+    assert two.meta["nranks"] == 2
+    np.testing.assert_allclose(two.nac, b.nac, atol=1e-12)
+    ck2 = tmp_path / "two.h5.ckpt"
+    assert [f.name for f in sorted(ck2.glob("snap_*.npz")) if "C" in np.load(f).files] == ["snap_000008.npz"]
 
 
 def test_uneven_md_steps_are_refused_unless_a_grid_is_given(tmp_path, si8_dump):
