@@ -18,8 +18,9 @@ resumable; re-running a finished stage only reads its results):
     OMP_NUM_THREADS=1 .venv/bin/python scripts/bench_back_reaction.py --stage ground cpa br report \\
         --work docs/bench/back_reaction --json docs/bench/back_reaction.json
 
-The work folder holds the ground-state trajectory (npz) and the hop-md checkpoints, which are committed so that
-a later session continues them; the couplings and CPA hop runs are cheap and stay under runs/.
+The work folder holds the ground-state trajectory (npz), the CPA couplings file and populations, and the hop-md
+checkpoints, all committed so that a later session continues from them; the couplings job's checkpoints stay
+under runs/.
 """
 from __future__ import annotations
 
@@ -113,20 +114,22 @@ def initial_frames(nframes: int, count: int) -> list[int]:
     return np.linspace(0, nframes // 2, count).round().astype(int).tolist()
 
 
-def cpa(traj: Path, runs: Path, frames: list[int], ntraj: int, time_fs: float, ranks: int) -> Path:
+def cpa(traj: Path, work: Path, runs: Path, frames: list[int], ntraj: int, time_fs: float, ranks: int) -> Path:
+    """The CPA side; its couplings file and populations are kept in ``work`` (a few MB), the couplings
+    checkpoints (the window states of every snapshot) under ``runs``."""
     from n2amd_driver.namd.couplings_job import load_config as couplings_config
     from n2amd_driver.namd.couplings_job import run_couplings
     from n2amd_driver.namd.hop_job import load_config as hop_config
     from n2amd_driver.namd.hop_job import run_hop
 
-    couplings = runs / "cpa_couplings.h5"
+    couplings = work / "cpa_couplings.h5"
     if not couplings.exists():
         nocc = 128
         run_couplings(couplings_config(None, {
             "trajectory": str(traj), "dt_fs": 1.0, "hamiltonian": {"model": "si_nnh.pt"},
             "window": {"bands": [nocc + 1, nocc + STATES]}, "plots": False, "device": "cpu",
-            "output": str(couplings)}))
-    out = runs / "cpa_hop"
+            "output": str(couplings), "checkpoint": str(runs / "cpa_couplings.ckpt")}))
+    out = work / "cpa_hop"
     if not (out / "populations.h5").exists():
         run_hop(hop_config(None, {"input": {"couplings": str(couplings)}, "method": "fssh", "carrier": "electron",
                                   "ntraj": ntraj, "namdtime_fs": time_fs, "temperature_K": 300.0,
@@ -146,14 +149,14 @@ def br(traj: Path, work: Path, frames: list[int], ntraj: int, time_fs: float) ->
     return out
 
 
-def report(work: Path, runs: Path, out_json: Path, frames: list[int], ntraj: int) -> None:
+def report(work: Path, out_json: Path, frames: list[int], ntraj: int) -> None:
     import h5py
 
     from n2amd_driver.namd.couplings_file import read_series
 
     res = {"system": "Si64, 300 K, si_nnh.pt", "window": f"CBM..CBM+{STATES - 1}", "initial_frames": frames}
-    series = read_series(runs / "cpa_couplings.h5")
-    with h5py.File(runs / "cpa_hop" / "populations.h5") as f:
+    series = read_series(work / "cpa_couplings.h5")
+    with h5py.File(work / "cpa_hop" / "populations.h5") as f:
         t_cpa, P = f["time_fs"][:], f["populations"][:]  # (initial times, time, state)
     E = series.energies - series.energies[:, :1]  # above the CBM
     steps = np.array(frames)[:, None] + np.arange(len(t_cpa))[None, :]
@@ -225,11 +228,11 @@ def main() -> None:
     if {"cpa", "br"} & set(a.stage):
         traj = trajectory_file(work, runs)
     if "cpa" in a.stage:
-        cpa(traj, runs, frames, a.trajectories, a.time_fs, 1)
+        cpa(traj, work, runs, frames, a.trajectories, a.time_fs, 1)
     if "br" in a.stage:
         br(traj, work, frames, a.trajectories, a.time_fs)
     if "report" in a.stage:
-        report(work, runs, Path(a.json), frames, a.trajectories)
+        report(work, Path(a.json), frames, a.trajectories)
 
 
 if __name__ == "__main__":
