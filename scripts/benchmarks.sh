@@ -60,7 +60,7 @@ for s in "${stages[@]}"; do
                          --work $out/nac_vectors/si_hamiltonian --out $out/nac_vectors.json
                      OMP_NUM_THREADS=1 $py scripts/bench_nac_vectors.py --model gaas_hamiltonian.pt --cells 50 --atoms 2 \
                          --work $out/nac_vectors/gaas_hamiltonian --update $out/nac_vectors.json ;;
-        back_reaction) # the ground-state trajectory and the hop-md checkpoints are kept in docs/bench/back_reaction/
+        back_reaction) # ground-state trajectory, CPA couplings and populations, hop-md checkpoints: kept in docs/bench/back_reaction/
                        OMP_NUM_THREADS=1 $py scripts/bench_back_reaction.py --work $out/back_reaction \
                            --json $out/back_reaction.json ;;
         hamiltonian_gaas) data_gaas; OMP_NUM_THREADS=2 $py scripts/bench_hamiltonian.py $models/gaas_hamiltonian.pt \
