@@ -9,8 +9,9 @@ and every step's overlaps are checkpointed as their own small files (``<output>.
 so the step across a chunk boundary is computed from the neighbour's checkpoint, a killed run resumes where it
 stopped (with any number of ranks), and results do not depend on the number of ranks. A step inside a rank's
 chunk is computed as soon as both its snapshots are; with ``compact_checkpoint`` a snapshot's states
-(n_orb × m) then leave its checkpoint, which keeps checkpoints of large cells to a few kB per snapshot. Rank 0 assembles
-the output HDF5 (format "n2amd-couplings", readable by ``namd hop``) and the optional exports and plots.
+(n_orb × m) then leave its checkpoint, which keeps checkpoints of large cells to a few kB per snapshot.
+Rank 0 assembles the output HDF5 (format "n2amd-couplings", readable by ``namd hop``) and the optional
+exports and plots.
 """
 from __future__ import annotations
 
