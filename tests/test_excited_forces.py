@@ -72,3 +72,12 @@ def test_impossible_excitations_are_refused(nnh, si8):
         nnh.with_excitation(Excitation.promote(hole=-1, electron=-2)).evaluate(si8)  # into a full band
     with pytest.raises(ValueError, match="fall outside"):
         nnh.with_excitation(Excitation.promote(electron=10_000)).evaluate(si8)
+
+
+def test_an_nnh_model_refuses_a_precision_or_device_it_cannot_run_in():
+    """NNH runs in float64 on the CPU; asking for float32 or CUDA is refused, not silently ignored."""
+    for kw in ({"dtype": "float32"}, {"device": "cuda"}):
+        with pytest.raises(ValueError, match=r"si_nnh.pt: an NNH model runs in float64 on the CPU"):
+            load_force_model("si_nnh.pt", **kw)
+        with pytest.raises(ValueError, match=r"float64 on the CPU"):
+            N2AMDCalculator("si_nnh.pt", **kw)

@@ -135,6 +135,9 @@ def load_model(path, device: str = "auto", dtype: str | None = None, kinds: tupl
         return hamiltonian_from_state(state, device, dtype)
     if state["kind"] == "forcefield":
         return forcefield_from_state(state, device, dtype)
+    if dtype not in (None, "float64") or device not in ("auto", "cpu"):
+        raise ValueError(f"{path}: an NNH model runs in float64 on the CPU (its eigensolver and overlaps are numpy); "
+                         f"dtype={dtype!r}, device={device!r} is not available for it")
     return nnh_from_state(state, str(path))
 
 
