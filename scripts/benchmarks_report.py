@@ -420,7 +420,9 @@ def large_cells(res) -> list[str]:
                 for n, v in sorted(sc["sizes"].items(), key=lambda x: int(x[0]))]
         out += ["", f"Cost per snapshot of the sparse path (overlap cutoff {sc['cutoff_A']} Å, {sc['window']}; "
                 "warm: the mean of two snapshots after the first, one MD step apart). Seconds; 'dense eigen' is "
-                "LAPACK's windowed eigh on the same matrices made dense. " + _prov(res["scaling"]["sizes"][max(
+                "LAPACK's windowed eigh on the same matrices made dense; 'peak memory' is the whole process's, "
+                "the dense matrices included where the dense path ran, while the job's estimate is the sparse path's. "
+                + _prov(res["scaling"]["sizes"][max(
                     sc["sizes"], key=int)]), "",
                 _table(["atoms", "orbitals", "entries per row", "model H", "S", "S(t; t+dt)", "factorise", "eigen solve",
                         "state overlaps", "warm total", "cold total", "dense eigen", "peak memory (GB)",
@@ -434,6 +436,12 @@ def large_cells(res) -> list[str]:
                      "eigen solve": ("eigen_solve_s",)}
             out += ["", "Fitted exponents p of cost ∝ N^p (least squares in log–log over the sizes above): "
                     + ", ".join(f"{name} {fit(key):.2f}" for name, key in parts.items()) + "."]
+            lo, hi = min(sc["sizes"], key=int), max(sc["sizes"], key=int)
+            a, b = sc["sizes"][lo], sc["sizes"][hi]
+            p_end = np.log(b["warm_total_s"] / a["warm_total_s"]) / np.log(int(hi) / int(lo))
+            out += ["", f"[K]'s targets: warm snapshot at {hi} atoms {b['warm_total_s']:.0f} s (target ≤ 120 s), peak "
+                    f"memory {b['peak_rss_GB']:.1f} GB (≤ 16 GB); warm cost from {lo} to {hi} atoms ∝ N^{p_end:.2f} "
+                    "(target ≤ N^1.3). Why the speed targets are missed: `docs/couplings.md`."]
     return out
 
 
