@@ -52,7 +52,7 @@ for s in "${stages[@]}"; do
                            --model-ranks 2 --reference-ranks 1 --out $out/validate_couplings_pbe
                        cp $out/validate_couplings_pbe/validate_couplings.json $out/validate_couplings_pbe.json ;;
         large_cells) OMP_NUM_THREADS=2 $py scripts/bench_large_cells.py --stage cutoff --json $out/large_cells.json  # ~3 min
-                     # per size in its own process, kept in the JSON (resumes); Si4096 takes about an hour
+                     # per size in its own process, kept in the JSON (resumes); Si4096 took 36 min beside one other job (2026-12-07, wall_s in large_cells.json)
                      OMP_NUM_THREADS=1 $py scripts/bench_large_cells.py --stage scaling --sizes 4 5 6 8 --cutoff 10 \
                          --json $out/large_cells.json ;;
         size_series) # trajectories and compact couplings checkpoints are kept in docs/bench/size_series/ (hours per size from 1000 atoms; resumable)
