@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -94,7 +95,10 @@ def reference_ms_64(engine: dict) -> float:
     """ms for one single point of the reference engine (the labels' method) on the rattled 64-atom cell."""
     from n2amd_driver.engines import get_engine
 
-    eng = get_engine(engine["engine"], method=engine["method"])
+    options = {"method": engine["method"]}
+    if engine["engine"] == "pyscf":  # the labels' basis and pseudopotential, Γ point, with forces
+        options.update(basis=engine["basis"], pseudo=engine["pseudo"])
+    eng = get_engine(engine["engine"], **options)
     return timing(lambda: eng.label(si_cell(2)), 1)
 
 
@@ -146,6 +150,9 @@ def main(argv=None) -> int:
     p.add_argument("--nnh-model", help="NNH model.pt (band energy + remainder)")
     p.add_argument("--nequip", help="NequIP checkpoint trained on the same data (scripts/nequip_baseline.py)")
     p.add_argument("--test", required=True, help="held-out dataset (n2amd HDF5)")
+    p.add_argument("--held-out-of", metavar="TRAIN.yaml",
+                   help="use only the test frames that this training config's seeded split leaves out of --test "
+                        "(for one dataset that holds both training and held-out frames)")
     p.add_argument("--nve-ps", type=float, default=5.0)
     p.add_argument("--nnh-nve-fs", type=float, default=200.0, help="NNH NVE length (fs; NNH steps cost seconds)")
     p.add_argument("--ttf-temperature", type=float, default=1800.0, help="K")
@@ -160,6 +167,15 @@ def main(argv=None) -> int:
     torch.set_num_threads(a.threads)
 
     frames, engine = load_frames(a.test)
+    if a.held_out_of:
+        import yaml
+
+        from n2amd_driver.training.loop import split_indices
+
+        split = yaml.safe_load(open(a.held_out_of))["split"]
+        frames = [frames[i] for i in split_indices(len(frames), tuple(split["fractions"]), int(split["seed"]))[2]]
+        if not frames:
+            p.error(f"the split of {a.held_out_of} holds out no frames")
     if a.update:
         return update(a, frames, engine)
     if not a.model:
@@ -171,7 +187,8 @@ def main(argv=None) -> int:
         models["NNH"] = load_model(a.nnh_model)
     if a.nequip:
         models["NequIP (baseline)"] = NequIPBaseline(a.nequip)
-    res: dict = {"test_set": a.test, "reference": engine, "threads": a.threads, "models": {}}
+    test_set = f"{a.test} (the test split of {Path(a.held_out_of).name})" if a.held_out_of else a.test
+    res: dict = {"test_set": test_set, "reference": engine, "threads": a.threads, "models": {}}
     for name, m in models.items():
         res["models"][name] = measure(name, m, frames)
     for name, sp in speeds(models).items():

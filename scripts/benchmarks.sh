@@ -3,7 +3,7 @@
 #   bash scripts/benchmarks.sh                    all stages (about 5 hours on 2 cores, 1.5 of them the NNH NVE, plus
 #                                                 dft_cost, nac_vectors and back_reaction: hours each, resumable;
 #                                                 datasets first if missing)
-#   bash scripts/benchmarks.sh overlap report     some stages: overlap hamiltonian hamiltonian_gaas hamiltonian_pbe scc couplings functionals forcefield defects nnh_lammps nnh_nve md hop hop_dev dft_cost basis_range hybrid_range large_cells size_series couplings_pbe nac_vectors back_reaction demo report
+#   bash scripts/benchmarks.sh overlap report     some stages: overlap hamiltonian hamiltonian_gaas hamiltonian_pbe hamiltonian_hse06 scc couplings functionals forcefield forcefield_pbe defects nnh_lammps nnh_nve md hop hop_dev dft_cost basis_range hybrid_range large_cells size_series couplings_pbe couplings_hse06 nac_vectors back_reaction demo demo_hse06 report
 #                                                 (and forcefield_nnh: only the NNH row, not in the default list)
 # Results: docs/bench/*.json (committed, so a partial rerun keeps the other stages' figures); work folders
 # (datasets, demo run, trajectories) under runs/; page: docs/benchmarks.md, written from docs/bench/ only.
@@ -20,7 +20,7 @@ models=n2amd_driver/assets/models
 mkdir -p "$out" "$work"
 stages=("$@")
 explicit=$#
-[ ${#stages[@]} -gt 0 ] || stages=(overlap hamiltonian hamiltonian_gaas hamiltonian_pbe scc couplings functionals forcefield defects nnh_lammps nnh_nve md hop hop_dev dft_cost basis_range hybrid_range large_cells size_series couplings_pbe nac_vectors back_reaction demo report)
+[ ${#stages[@]} -gt 0 ] || stages=(overlap hamiltonian hamiltonian_gaas hamiltonian_pbe hamiltonian_hse06 scc couplings functionals forcefield forcefield_pbe defects nnh_lammps nnh_nve md hop hop_dev dft_cost basis_range hybrid_range large_cells size_series couplings_pbe couplings_hse06 nac_vectors back_reaction demo demo_hse06 report)
 data() {  # the GFN1-xTB Si64 datasets the models were trained and tested on (~15 min each)
     [ -f runs/si64_train.h5 ] || $n2amd data generate $cfg/data_si64_train.yaml -o runs/si64_train.h5 --workers 2
     [ -f runs/si64_test.h5 ] || $n2amd data generate $cfg/data_si64_test.yaml -o runs/si64_test.h5 --workers 2
@@ -46,11 +46,25 @@ for s in "${stages[@]}"; do
                              $cfg/data_si8_pbe_test.yaml -o runs/si8_pbe_test.h5  # ~10 min
                          OMP_NUM_THREADS=2 $py scripts/bench_hamiltonian.py $models/si_pbe_hamiltonian.pt \
                              runs/si8_pbe_test.h5 --speed-sizes --out $out/hamiltonian_pbe.json ;;
+        forcefield_pbe) # held-out: the 4 frames of the committed datasets/si64_pbe.h5 that the training split leaves out;
+                        # one pyscf PBE single point with forces on Si64 is timed in the same run (~7 min)
+                        $py scripts/bench_forcefield.py --model $models/si_pbe_mlff.pt --test datasets/si64_pbe.h5 \
+                            --held-out-of $cfg/train_ff_si64_pbe.yaml --out $out/forcefield_pbe.json ;;
+        hamiltonian_hse06) # held-out labels committed (datasets/si8_hse06_test.h5, 8 frames, ~2 h to make); the
+                           # speed row runs one pyscf HSE06 single point on 2×2×2 k-points (~15 min)
+                           OMP_NUM_THREADS=2 $py scripts/bench_hamiltonian.py $models/si_hse06_hamiltonian.pt \
+                               datasets/si8_hse06_test.h5 --speed-sizes 2 --out $out/hamiltonian_hse06.json ;;
         functionals) $py scripts/bench_functionals.py --out runs/functionals --json $out/functionals.json ;;
         couplings_pbe) # the pyscf PBE reference (101 Si216 snapshots, ~4 h) is kept in docs/bench/validate_couplings_pbe/
                        OMP_NUM_THREADS=1 $py scripts/validate_couplings.py $models/si_pbe_hamiltonian.pt --steps 100 \
                            --model-ranks 2 --reference-ranks 1 --out $out/validate_couplings_pbe
                        cp $out/validate_couplings_pbe/validate_couplings.json $out/validate_couplings_pbe.json ;;
+        couplings_hse06) # the pyscf HSE06 reference (11 Si64 snapshots, ~15 min each) is kept in
+                         # docs/bench/validate_couplings_hse06/ with the trajectory it runs on
+                         OMP_NUM_THREADS=1 $py scripts/validate_couplings.py $models/si_hse06_hamiltonian.pt \
+                             --trajectory $out/validate_couplings_hse06/si8x222_300K.extxyz --model-ranks 2 \
+                             --reference-ranks 1 --out $out/validate_couplings_hse06
+                         cp $out/validate_couplings_hse06/validate_couplings.json $out/validate_couplings_hse06.json ;;
         large_cells) OMP_NUM_THREADS=2 $py scripts/bench_large_cells.py --stage cutoff --json $out/large_cells.json  # ~3 min
                      # per size in its own process, kept in the JSON (resumes); Si4096 took 36 min beside one other job (2026-12-07, wall_s in large_cells.json)
                      OMP_NUM_THREADS=1 $py scripts/bench_large_cells.py --stage scaling --sizes 4 5 6 8 --cutoff 10 \
@@ -105,6 +119,8 @@ for s in "${stages[@]}"; do
         basis_range) OMP_NUM_THREADS=2 $py scripts/analyse_basis_range.py --out $out/basis_range.json ;;  # resumes
         hybrid_range) OMP_NUM_THREADS=2 $py scripts/analyse_hybrid_range.py --out $out/hybrid_range.json ;;  # ~10 min
         demo) rm -rf $work/demo; $n2amd demo --workdir $work/demo; cp $work/demo/summary.json $out/demo.json ;;
+        demo_hse06) rm -rf $work/demo_hse06; $n2amd demo --level hse06 --workdir $work/demo_hse06
+                    cp $work/demo_hse06/summary.json $out/demo_hse06.json ;;
         nnh_lammps) OMP_NUM_THREADS=2 $py scripts/bench_nnh_lammps.py --nvt-steps 10 --nve-steps 50 --workdir $work/nnh_lammps --out $out/nnh_lammps.json ;;
         report) $py scripts/benchmarks_report.py --dir $out --out docs/benchmarks.md ;;
         *) echo "unknown stage '$s'" >&2; exit 2 ;;

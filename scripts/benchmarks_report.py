@@ -36,7 +36,7 @@ def _table(header: list[str], rows: list[list]) -> str:
     return "\n".join(out)
 
 
-def demo(res) -> list[str]:
+def demo(res, options: str = "--workdir runs/bench/demo") -> list[str]:
     s: list[str] = []
     when = f" — {res['date_utc']} UTC, {res.get('cores', '?')} cores" if res.get("date_utc") else ""
     st = res.get("settings") or {}
@@ -44,7 +44,7 @@ def demo(res) -> list[str]:
             f"({st.get('md_dtype', 'float64')}), couplings over {st['namd_fs']} fs on {st['ranks']} ranks, DISH "
             f"{st['initial_times']} × {st['ntraj']} × {st['namdtime_fs'] / 1000:g} ps on {st['ranks']} ranks"
             if st else "default settings")
-    s += [f"Command: `.venv/bin/n2amd demo --workdir runs/bench/demo`{when} ({what}).", "",
+    s += [f"Command: `.venv/bin/n2amd demo {options}`{when} ({what}).", "",
           _table(["MD (s)", "couplings (s)", "DISH (s)", "total (s)", "<gap> (eV)", "dephasing (fs)",
                   "RMS NAC (meV)", "lifetime (ns)"],
                  [[f"{res['md_s']:.0f}", f"{res['couplings_s']:.0f}", f"{res['dish_s']:.0f}", f"{res['total_s']:.0f}",
@@ -161,7 +161,7 @@ def forcefield(res) -> list[str]:
     for name, m in res["models"].items():
         a, t = m["accuracy"], m["ms_per_call"]
         r = m.get("reference_ms_64", ref)  # a row re-measured later carries the reference timed in its own run
-        rows.append([name, f"{a['E_mae_meV_atom']:.2f}", f"{a['F_mae_meV_A']:.1f}", f"{a.get('S_mae_meV_A3', 0):.2f}",
+        rows.append([name, f"{a['E_mae_meV_atom']:.2f}", f"{a['F_mae_meV_A']:.1f}", f"{a['S_mae_meV_A3']:.2f}" if a.get("S_mae_meV_A3") is not None else "– (no stress labels)",
                      f"{t['64']:.1f}" if "64" in t else "–", f"{t['512']:.0f}" if "512" in t else "–",
                      f"{r / t['64']:.0f}×" if r and "64" in t else "–"])
     s += [_prov(res)]
@@ -498,20 +498,28 @@ SECTIONS = [  # (title, stage of scripts/benchmarks.sh, JSON file under --dir, r
     ("The demo (`n2amd demo`)", "demo", "demo.json", demo),
     ("Hamiltonian model on held-out Si64 (`scripts/bench_hamiltonian.py`)", "hamiltonian", "hamiltonian.json",
      hamiltonian),
+    ("The demo at the HSE06 level (`n2amd demo --level hse06`)", "demo_hse06", "demo_hse06.json",
+     lambda res: demo(res, "--level hse06 --workdir runs/bench/demo_hse06")),
     ("Hamiltonian model on held-out GaAs64 (`scripts/bench_hamiltonian.py`)", "hamiltonian_gaas",
      "hamiltonian_gaas.json", hamiltonian),
     ("Hamiltonian model on held-out Si8 PBE frames (`scripts/bench_hamiltonian.py`)", "hamiltonian_pbe",
      "hamiltonian_pbe.json", hamiltonian),
+    ("Hamiltonian model on held-out Si8 HSE06 frames (`scripts/bench_hamiltonian.py`)", "hamiltonian_hse06",
+     "hamiltonian_hse06.json", hamiltonian),
     ("The reference's charge term: local or per cell? (`scripts/analyse_scc_shift.py`)", "scc", "scc_shift.json",
      scc_shift),
     ("Couplings along an MD trajectory: model vs reference (`scripts/validate_couplings.py`)", "couplings",
      "validate_couplings.json", couplings),
     ("Couplings along an MD trajectory at the PBE level: model vs pyscf (`scripts/validate_couplings.py`)",
      "couplings_pbe", "validate_couplings_pbe.json", couplings),
+    ("Couplings along an MD trajectory at the HSE06 level: model vs pyscf (`scripts/validate_couplings.py`)",
+     "couplings_hse06", "validate_couplings_hse06.json", couplings),
     ("NAMD at several levels of theory: the paper's Table 2 for Si64 (`scripts/bench_functionals.py`)",
      "functionals", "functionals.json", functionals),
     ("Basis-function overlaps (`scripts/bench_overlap.py`)", "overlap", "overlap.json", overlap),
     ("Force fields (`scripts/bench_forcefield.py`)", "forcefield", "forcefield.json", forcefield),
+    ("Force field at the PBE level (`scripts/bench_forcefield.py`)", "forcefield_pbe", "forcefield_pbe.json",
+     forcefield),
     ("Do MLFF-driven MD runs stay crystalline? (`scripts/bench_mlff_defects.py`)", "defects", "mlff_defects.json",
      mlff_defects),
     ("NNH-MD in LAMMPS (`scripts/bench_nnh_lammps.py`)", "nnh_lammps", "nnh_lammps.json", nnh_lammps),

@@ -41,4 +41,7 @@ cp runs/h_gaas64/model.pt $M/gaas_hamiltonian.pt
 # ~75 min), so only the training runs here (~17 min on 2 threads)
 $N2AMD train hamiltonian $C/train_h_si8_pbe.yaml --set data=datasets/si8_pbe.h5
 cp runs/h_si8_pbe/model.pt $M/si_pbe_hamiltonian.pt
+# HSE06: labels committed too (datasets/si8_hse06.h5, ~12 h of this machine); fine-tuned from the PBE model (~20 min)
+$N2AMD train hamiltonian $C/train_h_si8_hse06.yaml --set data=datasets/si8_hse06.h5
+cp runs/h_si8_hse06/model.pt $M/si_hse06_hamiltonian.pt
 ls -l $M
