@@ -24,7 +24,7 @@ from pathlib import Path
 from .core.config import parse_overrides
 
 #: ``n2amd demo --level`` choices: the keys of ``demo.LEVELS`` (not imported here: it loads torch)
-DEMO_LEVELS = ["gfn1-xtb", "pbe"]
+DEMO_LEVELS = ["gfn1-xtb", "pbe", "hse06"]
 
 ASSETS = Path(__file__).parent / "assets"
 
@@ -284,8 +284,9 @@ def build_parser(with_keys: bool = True) -> argparse.ArgumentParser:
     demo.add_argument("--mlff", help="own MLFF model file")
     demo.add_argument("--nnh", help="own NNH model file")
     demo.add_argument("--level", choices=DEMO_LEVELS,
-                      help="Hamiltonian level: bundled GFN1-xTB model (default) or the PBE model (pyscf labels; "
-                           "couplings ~2x slower per snapshot)")
+                      help="level of the bundled models: gfn1-xtb (default, fastest), pbe (pyscf PBE Hamiltonian "
+                           "and MLFF) or hse06 (HSE06 Hamiltonian, PBE MLFF); the DFT levels' couplings cost ~2x "
+                           "more per snapshot")
     demo.add_argument("--hamiltonian", help="own Hamiltonian model file (any level)")
     demo.add_argument("--ranks", type=POSITIVE_INT, help="MPI ranks for couplings and DISH (default 2)")
     demo.add_argument("--quick", action="store_true", help="tiny settings (seconds; used by the tests)")

@@ -29,8 +29,10 @@ LENGTHS_FS = {"mlff": {"nvt_fs": 500, "nve_fs": 2000, "namd_fs": 400},
               "nnh": {"nvt_fs": 50, "nve_fs": 200, "namd_fs": 200}}
 
 
-#: the demo's Hamiltonian levels and their bundled models
-LEVELS = {"gfn1-xtb": "si_hamiltonian.pt", "pbe": "si_pbe_hamiltonian.pt"}
+#: the demo's levels: (bundled Hamiltonian, bundled MLFF); the DFT levels run their MD on the PBE force field
+LEVELS = {"gfn1-xtb": ("si_hamiltonian.pt", "si_mlff.pt"),
+          "pbe": ("si_pbe_hamiltonian.pt", "si_pbe_mlff.pt"),
+          "hse06": ("si_hse06_hamiltonian.pt", "si_pbe_mlff.pt")}
 
 
 @dataclass
@@ -58,12 +60,15 @@ class DemoSettings:
 
     @classmethod
     def at_level(cls, level: str, quick: bool = False, **kw) -> "DemoSettings":
-        """Settings whose Hamiltonian is the bundled model of ``level`` (LEVELS); ``quick``: the tests' sizes."""
+        """Settings whose Hamiltonian and MLFF are the bundled models of ``level`` (LEVELS); an own MLFF
+        (``mlff=``) replaces the level's; ``quick``: the tests' sizes."""
         if level not in LEVELS:
             raise ValueError(f"level must be one of {', '.join(LEVELS)}, not {level!r}")
         if kw.get("hamiltonian"):
             raise ValueError("give either a level or an own Hamiltonian model, not both")
-        kw["hamiltonian"] = str(BUNDLED / LEVELS[level])
+        hamiltonian, mlff = LEVELS[level]
+        kw["hamiltonian"] = str(BUNDLED / hamiltonian)
+        kw.setdefault("mlff", str(BUNDLED / mlff))
         return cls.quick(**kw) if quick else cls(**kw)
 
     @classmethod

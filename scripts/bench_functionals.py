@@ -1,9 +1,10 @@
 """The N2AMD paper's Table 2 for silicon: NAMD of one MLFF trajectory with Hamiltonians at several levels.
 
-    .venv/bin/python scripts/bench_functionals.py [--mlff si_mlff.pt] [--nve-fs 1000] [--out runs/functionals] \
+    .venv/bin/python scripts/bench_functionals.py [--mlff si_pbe_mlff.pt] [--nve-fs 1000] [--out runs/functionals_pbe] \
         [--json docs/bench/functionals.json]
 
-One Si64 trajectory at 300 K (``n2amd md lammps``: 1000 fs NVT, then NVE dumped every 1 fs), then for each level
+One Si64 trajectory at 300 K with the PBE MLFF (``n2amd md lammps``: 1000 fs NVT, then NVE dumped every 1 fs), so that
+the MD is at the DFT level whatever the Hamiltonian, then for each level
 the couplings job (2 MPI ranks, 2 valence + 2 conduction bands) and DISH electron–hole recombination CBM → VBM
 (the demo's settings: 10 initial times × 100 trajectories × 50 ps), all through the package's CLI:
 
@@ -111,9 +112,9 @@ def main() -> None:
     from n2amd_driver.models.io import BUNDLED
 
     ap = argparse.ArgumentParser()
-    ap.add_argument("--mlff", default="si_mlff.pt", help="force field of the trajectory")
+    ap.add_argument("--mlff", default="si_pbe_mlff.pt", help="force field of the trajectory")
     ap.add_argument("--nve-fs", type=int, default=1000, help="fs of NVE the couplings run over (1 fs steps)")
-    ap.add_argument("--out", default="runs/functionals")
+    ap.add_argument("--out", default="runs/functionals_pbe")
     ap.add_argument("--json", default="docs/bench/functionals.json")
     args = ap.parse_args()
     out = Path(args.out).resolve()

@@ -44,4 +44,7 @@ cp runs/h_si8_pbe/model.pt $M/si_pbe_hamiltonian.pt
 # HSE06: labels committed too (datasets/si8_hse06.h5, ~12 h of this machine); fine-tuned from the PBE model (~20 min)
 $N2AMD train hamiltonian $C/train_h_si8_hse06.yaml --set data=datasets/si8_hse06.h5
 cp runs/h_si8_hse06/model.pt $M/si_hse06_hamiltonian.pt
+# PBE MLFF: Γ-point PBE Si64 labels with forces, committed (datasets/si64_pbe.h5, ~4 h); training ~5 min
+$N2AMD train forcefield $C/train_ff_si64_pbe.yaml --set data=datasets/si64_pbe.h5
+cp runs/ff_si64_pbe/model.pt $M/si_pbe_mlff.pt
 ls -l $M

@@ -91,7 +91,7 @@ def test_demo_at_the_pbe_level(tmp_path):
     r = subprocess.run(N2AMD + ["demo", "--quick", "--level", "pbe", "--workdir", str(wd)], capture_output=True,
                        text=True, timeout=900)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    assert "N2AMD demo — Si64, PBE Hamiltonian, GFN1-xTB MLFF forces, 300 K" in r.stdout
+    assert "N2AMD demo — Si64, PBE-trained models, 300 K" in r.stdout
     with h5py.File(wd / "couplings.h5") as f:
         meta = json.loads(f.attrs["meta"])
         assert meta["hamiltonian"]["model"].endswith("si_pbe_hamiltonian.pt")
@@ -106,23 +106,30 @@ def test_demo_at_the_pbe_level(tmp_path):
 
 
 def test_demo_levels():
-    """Every demo level names a bundled model, the CLI offers exactly those, and a level excludes an own model."""
+    """Every demo level names bundled models, the CLI offers exactly those, a level excludes an own Hamiltonian
+    but not an own MLFF."""
     from n2amd_driver.cli import DEMO_LEVELS
     from n2amd_driver.demo import LEVELS, DemoSettings
     from n2amd_driver.models.io import BUNDLED
 
-    assert DEMO_LEVELS == list(LEVELS) and all((BUNDLED / f).exists() for f in LEVELS.values())
-    assert DemoSettings.at_level("pbe").hamiltonian == str(BUNDLED / "si_pbe_hamiltonian.pt")
+    assert DEMO_LEVELS == list(LEVELS) and all((BUNDLED / f).exists() for pair in LEVELS.values() for f in pair)
+    assert DemoSettings.at_level("gfn1-xtb") == DemoSettings()
+    hse = DemoSettings.at_level("hse06")
+    assert (hse.hamiltonian, hse.mlff) == (str(BUNDLED / "si_hse06_hamiltonian.pt"), str(BUNDLED / "si_pbe_mlff.pt"))
+    assert DemoSettings.at_level("pbe", mlff="mine.pt").mlff == "mine.pt"
     assert DemoSettings.at_level("pbe", quick=True).namd_fs == DemoSettings.quick().namd_fs
     with pytest.raises(ValueError, match="either a level or an own Hamiltonian"):
         DemoSettings.at_level("pbe", hamiltonian="mine.pt")
-    with pytest.raises(ValueError, match="level must be one of gfn1-xtb, pbe"):
+    with pytest.raises(ValueError, match="level must be one of gfn1-xtb, pbe, hse06"):
         DemoSettings.at_level("hse")
     # the summary's title names each model's level (an NNH file's is its remainder's)
     from n2amd_driver.demo import level_title
 
     assert level_title(DemoSettings()) == level_title(DemoSettings(forces="nnh")) == "GFN1-xTB-trained models"
-    assert level_title(DemoSettings.at_level("pbe")) == "PBE Hamiltonian, GFN1-xTB MLFF forces"
+    assert level_title(DemoSettings.at_level("pbe")) == "PBE-trained models"
+    assert level_title(DemoSettings.at_level("hse06")) == "HSE06 Hamiltonian, PBE MLFF forces"
+    assert level_title(DemoSettings.at_level("pbe", mlff=str(BUNDLED / "si_mlff.pt"))) == \
+        "PBE Hamiltonian, GFN1-xTB MLFF forces"
 
 
 def test_md_lammps_on_a_users_structure(tmp_path):

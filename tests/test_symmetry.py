@@ -12,7 +12,7 @@ from n2amd_driver.models.io import load_model
 BUNDLED = [("si_hamiltonian.pt", "Si", "float64"), ("gaas_hamiltonian.pt", "GaAs", "float64"),
            ("si_mlff.pt", "Si", None), ("si_mlff.pt", "Si", "float64"), ("si_mlff_sam.pt", "Si", None),
            ("si_nnh.pt", "Si", None), ("si_pbe_hamiltonian.pt", "Si", "float64"),
-           ("si_hse06_hamiltonian.pt", "Si", "float64")]
+           ("si_hse06_hamiltonian.pt", "Si", "float64"), ("si_pbe_mlff.pt", "Si", None)]
 
 
 def crystal(formula: str, triclinic: bool):
