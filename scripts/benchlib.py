@@ -42,9 +42,9 @@ def run_package(cmd: list[str], log, ranks: int = 1) -> None:
         raise SystemExit(f"{' '.join(cmd[:3])} failed (exit {r.returncode}); see {log}; rerun to resume")
 
 
-def dish_populations(h5, valence: int, log, ranks: int = 2):
-    """DISH electron–hole recombination CBM → VBM (:data:`DISH`) on a couplings file whose window has
-    ``valence`` valence states; returns the populations file (skipped when it exists)."""
+def dish_populations(h5, valence: int, log, ranks: int = 2, dish: dict | None = None):
+    """DISH electron–hole recombination CBM → VBM (``dish``, default :data:`DISH`) on a couplings file whose
+    window has ``valence`` valence states; returns the populations file (skipped when it exists)."""
     from pathlib import Path
 
     import yaml
@@ -52,7 +52,7 @@ def dish_populations(h5, valence: int, log, ranks: int = 2):
     folder = Path(h5).with_suffix("")
     if not (folder / "populations.h5").exists():
         cfg = {"input": {"couplings": str(h5)}, "states": [valence - 1, valence], "method": "dish",
-               "carrier": "electron", "temperature_K": 300.0, **DISH, "plots": True, "output": str(folder)}
+               "carrier": "electron", "temperature_K": 300.0, **(dish or DISH), "plots": True, "output": str(folder)}
         path = folder.with_suffix(".dish.yaml")
         path.write_text(yaml.safe_dump(cfg, sort_keys=False))
         run_package(["n2amd_driver.namd", "hop", str(path), "-q"], log, ranks=ranks)

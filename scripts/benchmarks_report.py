@@ -359,7 +359,8 @@ def hybrid_range(res) -> list[str]:
 def functionals(res) -> list[str]:
     rows = [[r["level"], f"{r['gap_eV']:.3f}", f"{r['dephasing_fs']:.1f}", f"{r['rms_nac_meV']['VBM-1/VBM']:.2f}",
              f"{r['rms_nac_meV']['VBM/CBM']:.3f}", f"{r['rms_nac_meV']['CBM/CBM+1']:.2f}",
-             f"{r['lifetime_ns']:.3g} ± {r['lifetime_stderr_ns']:.2g}"] for r in res["rows"]]
+             f"{r['lifetime_ns']:.3g} ± {r['lifetime_stderr_ns']:.2g}" if np.isfinite(r["lifetime_ns"])
+             else f"no decay in {res['dish']['namdtime_fs'] / 1e6:g} ns"] for r in res["rows"]]
     d = res["dish"]
     return [_prov(res), "", f"One Si64 trajectory at 300 K (MLFF `{res['mlff']}` in LAMMPS, 1000 fs NVT, then "
             f"{res['nve_fs']} fs NVE, 1 fs steps); couplings on every step for {res['window'][0]} valence + "
