@@ -29,10 +29,11 @@ LENGTHS_FS = {"mlff": {"nvt_fs": 500, "nve_fs": 2000, "namd_fs": 400},
               "nnh": {"nvt_fs": 50, "nve_fs": 200, "namd_fs": 200}}
 
 
-#: the demo's levels: (bundled Hamiltonian, bundled MLFF); the DFT levels run their MD on the PBE force field
-LEVELS = {"gfn1-xtb": ("si_hamiltonian.pt", "si_mlff.pt"),
-          "pbe": ("si_pbe_hamiltonian.pt", "si_pbe_mlff.pt"),
-          "hse06": ("si_hse06_hamiltonian.pt", "si_pbe_mlff.pt")}
+#: the demo's levels: (bundled Hamiltonian, bundled MLFF, DISH run length in fs); the DFT levels run their MD on
+#: the PBE force field, and their wider gaps need nanoseconds of DISH to see the recombination start
+LEVELS = {"gfn1-xtb": ("si_hamiltonian.pt", "si_mlff.pt", 50000.0),
+          "pbe": ("si_pbe_hamiltonian.pt", "si_pbe_mlff.pt", 1.0e7),
+          "hse06": ("si_hse06_hamiltonian.pt", "si_pbe_mlff.pt", 1.0e7)}
 
 
 @dataclass
@@ -66,10 +67,12 @@ class DemoSettings:
             raise ValueError(f"level must be one of {', '.join(LEVELS)}, not {level!r}")
         if kw.get("hamiltonian"):
             raise ValueError("give either a level or an own Hamiltonian model, not both")
-        hamiltonian, mlff = LEVELS[level]
+        hamiltonian, mlff, namdtime_fs = LEVELS[level]
         kw["hamiltonian"] = str(BUNDLED / hamiltonian)
         kw.setdefault("mlff", str(BUNDLED / mlff))
-        return cls.quick(**kw) if quick else cls(**kw)
+        if quick:
+            return cls.quick(**kw)
+        return cls(**{"namdtime_fs": namdtime_fs, **kw})
 
     @classmethod
     def quick(cls, **kw) -> "DemoSettings":
@@ -180,6 +183,7 @@ def run_demo(workdir: Path, settings: DemoSettings | None = None) -> dict:
         cfg = {"input": {"couplings": str(couplings)}, "states": [s.valence - 1, s.valence],  # VBM, CBM
                "method": "dish", "carrier": "electron", "temperature_K": s.temperature_K, "ntraj": s.ntraj,
                "namdtime_fs": s.namdtime_fs, "initial": {"times": s.initial_times, "state": "auto"},
+               "record_every": max(1, int(s.namdtime_fs // 50000)),  # ≤ 50 000 recorded steps per run
                "plots": True, "output": str(hop_dir)}
         _namd(["hop", str(_write_yaml(workdir / "dish.yaml", cfg)), "-q"], s.ranks, workdir)
     done("dish_s", t)

@@ -112,11 +112,12 @@ def test_demo_levels():
     from n2amd_driver.demo import LEVELS, DemoSettings
     from n2amd_driver.models.io import BUNDLED
 
-    assert DEMO_LEVELS == list(LEVELS) and all((BUNDLED / f).exists() for pair in LEVELS.values() for f in pair)
+    assert DEMO_LEVELS == list(LEVELS) and all((BUNDLED / f).exists() for lv in LEVELS.values() for f in lv[:2])
     assert DemoSettings.at_level("gfn1-xtb") == DemoSettings()
     hse = DemoSettings.at_level("hse06")
     assert (hse.hamiltonian, hse.mlff) == (str(BUNDLED / "si_hse06_hamiltonian.pt"), str(BUNDLED / "si_pbe_mlff.pt"))
     assert DemoSettings.at_level("pbe", mlff="mine.pt").mlff == "mine.pt"
+    assert hse.namdtime_fs == 1.0e7 and DemoSettings.at_level("hse06", namdtime_fs=5.0).namdtime_fs == 5.0
     assert DemoSettings.at_level("pbe", quick=True).namd_fs == DemoSettings.quick().namd_fs
     with pytest.raises(ValueError, match="either a level or an own Hamiltonian"):
         DemoSettings.at_level("pbe", hamiltonian="mine.pt")
