@@ -172,7 +172,7 @@ def main(argv=None) -> int:
 
         from n2amd_driver.training.loop import split_indices
 
-        split = yaml.safe_load(open(a.held_out_of))["split"]
+        split = yaml.safe_load(Path(a.held_out_of).read_text())["split"]
         frames = [frames[i] for i in split_indices(len(frames), tuple(split["fractions"]), int(split["seed"]))[2]]
         if not frames:
             p.error(f"the split of {a.held_out_of} holds out no frames")
