@@ -138,7 +138,8 @@ def run_demo(workdir: Path, settings: DemoSettings | None = None) -> dict:
     times: dict[str, float] = json.loads(times_file.read_text()) if times_file.exists() else {}
 
     def done(stage: str, t_start: float) -> None:
-        times.setdefault(stage, time.time() - t_start)
+        """Record the wall time of a stage that ran now (a stage skipped on resume keeps its earlier time)."""
+        times[stage] = time.time() - t_start
         times_file.write_text(json.dumps(times))
 
     system = s.system()
@@ -157,7 +158,7 @@ def run_demo(workdir: Path, settings: DemoSettings | None = None) -> dict:
         info = {"trajectory": str(run.trajectory), "format": run.format, "dt_fs": run.dt_fs,
                 "first_frame": run.first_frame, "log": str(run.log)}
         traj_info.write_text(json.dumps(info, indent=2))
-    done("md_s", t)
+        done("md_s", t)
     # 2. couplings
     t = time.time()
     couplings = workdir / "couplings.h5"
@@ -171,9 +172,9 @@ def run_demo(workdir: Path, settings: DemoSettings | None = None) -> dict:
                "window": {"valence": s.valence, "conduction": s.conduction}, "output": str(couplings),
                "exports": {"hefei": str(workdir / "hefei"), "pyxaid": None}, "plots": True}
         _namd(["couplings", str(_write_yaml(workdir / "couplings.yaml", cfg))], s.ranks, workdir)
+        done("couplings_s", t)
     else:
         print("[demo] 2/3 couplings: done before", flush=True)
-    done("couplings_s", t)
     # 3. dephasing + DISH recombination between VBM and CBM
     t = time.time()
     hop_dir = workdir / "dish"
@@ -186,7 +187,7 @@ def run_demo(workdir: Path, settings: DemoSettings | None = None) -> dict:
                "record_every": max(1, int(s.namdtime_fs // 50000)),  # ≤ 50 000 recorded steps per run
                "plots": True, "output": str(hop_dir)}
         _namd(["hop", str(_write_yaml(workdir / "dish.yaml", cfg)), "-q"], s.ranks, workdir)
-    done("dish_s", t)
+        done("dish_s", t)
     summary = _summary(workdir, info, couplings, hop_dir, s.valence - 1, times, sum(times.values()),
                        f"{system}, {level_title(s)}, {s.temperature_K:g} K")
     print(summary["table"], flush=True)
@@ -214,6 +215,11 @@ def level_title(s: DemoSettings) -> str:
     return f"{h}-trained models" if h == f else f"{h} Hamiltonian, {f} {s.forces.upper()} forces"
 
 
+def _seconds(t: float | None) -> str:
+    """A stage's wall time; a stage finished in a run folder from an older version has none recorded."""
+    return "(not recorded)" if t is None else f"{t:.0f} s"
+
+
 def _summary(workdir: Path, info: dict, couplings: Path, hop_dir: Path, iv: int, times: dict, total_s: float,
              title: str) -> dict:
     """The table of the demo's results; ``iv``: index of the VBM in the couplings window."""
@@ -239,8 +245,9 @@ def _summary(workdir: Path, info: dict, couplings: Path, hop_dir: Path, iv: int,
         ("RMS NAC ħ|d| VBM–CBM", f"{rms[iv, iv + 1]:.4f} meV"),
         ("electron–hole recombination τ", fit.text()),
         ("", lin.text()),
-        ("wall time", f"MD {times['md_s']:.0f} s, couplings {times['couplings_s']:.0f} s, DISH {times['dish_s']:.0f} s,"
-                      f" total {total_s:.0f} s"),
+        ("wall time", ", ".join(f"{name} {_seconds(times.get(key))}" for name, key in
+                                (("MD", "md_s"), ("couplings", "couplings_s"), ("DISH", "dish_s")))
+         + f", total {total_s:.0f} s"),
     ]
     plots = sorted(str(p.relative_to(workdir)) for p in workdir.rglob("*.png"))
     w = max(len(k) for k, _ in rows)

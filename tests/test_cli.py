@@ -1,5 +1,6 @@
 """The `n2amd` entry points as a newcomer meets them."""
 import json
+import shutil
 import subprocess
 import sys
 
@@ -75,6 +76,16 @@ def test_demo_pipeline_end_to_end_reduced(tmp_path):
                            timeout=300)
     assert again.returncode == 0 and "done before" in again.stdout
     assert (wd / "summary.md").read_text().split("wall time")[0] in again.stdout
+    # a stage rerun (its output deleted) records its new time; the stages found done keep theirs
+    before = json.loads((wd / "stage_times.json").read_text())
+    shutil.rmtree(wd / "dish")
+    rerun = subprocess.run(N2AMD + ["demo", "--quick", "--workdir", str(wd)], capture_output=True, text=True,
+                           timeout=300)
+    assert rerun.returncode == 0 and "3/3 dephasing" in rerun.stdout
+    after = json.loads((wd / "stage_times.json").read_text())
+    assert {k: after[k] for k in ("md_s", "couplings_s")} == {k: before[k] for k in ("md_s", "couplings_s")}
+    assert after["dish_s"] != before["dish_s"]
+    assert json.loads((wd / "summary.json").read_text())["total_s"] == pytest.approx(sum(after.values()))
 
 
 @pytest.mark.slow
