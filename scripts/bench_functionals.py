@@ -1,7 +1,7 @@
 """The N2AMD paper's Table 2 for silicon: NAMD of one MLFF trajectory with Hamiltonians at several levels.
 
     .venv/bin/python scripts/bench_functionals.py [--mlff si_pbe_mlff.pt] [--nve-fs 1000] [--out runs/functionals_pbe] \
-        [--json docs/bench/functionals.json]
+        [--json docs/bench/functionals.json] [--levels GFN1-xTB ML-PBE ...]
 
 One Si64 trajectory at 300 K with the PBE MLFF (``n2amd md lammps``: 1000 fs NVT, then NVE dumped every 1 fs), so that
 the MD is at the DFT level whatever the Hamiltonian, then for each level
@@ -48,6 +48,25 @@ def trajectory(out: Path, mlff: str, nve_fs: int) -> Path:
              "--nve-steps", str(nve_fs), "--dtype", "float32", "--seed", "4928", "--workdir", str(md)],
             out / "md.log")
     return dump
+
+
+def trajectory_figures(dump: Path) -> dict:
+    """What the MD gives the Hamiltonians to respond to: the RMS displacement of the atoms about their mean
+    positions over the NVE frames (Å, centre-of-mass motion removed) and the kinetic temperature from
+    central-difference velocities (K)."""
+    import numpy as np
+
+    from n2amd_driver.core.units import AMU_A2_FS2_EV, KB_EV_K
+    from n2amd_driver.data.trajectory import read_trajectory
+
+    frames = read_trajectory(dump, "lammps-dump")
+    P = np.array([f.positions for f in frames])
+    P -= P.mean(1, keepdims=True)  # the cell is cubic and atoms stay near their sites: no unwrapping needed
+    rms = float(np.sqrt(((P - P.mean(0)) ** 2).sum(-1).mean()))
+    v = (P[2:] - P[:-2]) / 2.0  # Å/fs, 1 fs frames
+    m = frames[0].get_masses()[None, :, None]
+    T = float((m * v**2).sum((1, 2)).mean() * AMU_A2_FS2_EV / (3 * (P.shape[1] - 1) * KB_EV_K))
+    return {"rms_displacement_A": rms, "temperature_K": T, "frames": len(frames)}
 
 
 def couplings(out: Path, name: str, model: str, traj: Path, nve_fs: int, scissor_gap: float | None) -> Path:
@@ -120,6 +139,8 @@ def main() -> None:
     ap.add_argument("--nve-fs", type=int, default=1000, help="fs of NVE the couplings run over (1 fs steps)")
     ap.add_argument("--out", default="runs/functionals_pbe")
     ap.add_argument("--json", default="docs/bench/functionals.json")
+    ap.add_argument("--levels", nargs="+", choices=[name for name, _, _ in LEVELS], metavar="LEVEL",
+                    default=[name for name, _, _ in LEVELS], help="levels to run (default: all)")
     args = ap.parse_args()
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -128,6 +149,8 @@ def main() -> None:
     done: dict[str, dict] = {}
     order = sorted(LEVELS, key=lambda lv: lv[2] is not None)  # a scissor row needs its target level first
     for name, model, scissor_to in order:
+        if name not in args.levels:
+            continue
         if not (BUNDLED / model).exists() or (scissor_to and scissor_to not in done):
             print(f"[functionals] {name}: skipped ({model if not (BUNDLED / model).exists() else scissor_to} "
                   "is not bundled)", flush=True)
@@ -142,6 +165,7 @@ def main() -> None:
     md = table(rows)
     print(md)
     Path(args.json).write_text(json.dumps({"rows": rows, "mlff": args.mlff, "nve_fs": args.nve_fs,
+                                           "trajectory": trajectory_figures(traj),
                                            "window": [VALENCE, CONDUCTION], "dish": DISH_RUN, "plot": str(png),
                                            "provenance": provenance()}, indent=1))
 

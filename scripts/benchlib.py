@@ -44,23 +44,46 @@ def run_package(cmd: list[str], log, ranks: int = 1) -> None:
 
 def dish_populations(h5, valence: int, log, ranks: int = 2, dish: dict | None = None):
     """DISH electron–hole recombination CBM → VBM (``dish``, default :data:`DISH`) on a couplings file whose
-    window has ``valence`` valence states; returns the populations file (skipped when it exists)."""
+    window has ``valence`` valence states; returns the populations file (skipped when it exists, after checking
+    that it was run with these settings: a folder from other DISH settings stops the script, naming them)."""
+    import json
     from pathlib import Path
 
+    import h5py
     import yaml
 
     folder = Path(h5).with_suffix("")
-    if not (folder / "populations.h5").exists():
-        cfg = {"input": {"couplings": str(h5)}, "states": [valence - 1, valence], "method": "dish",
-               "carrier": "electron", "temperature_K": 300.0, **(dish or DISH), "plots": True, "output": str(folder)}
+    cfg = {"input": {"couplings": str(h5)}, "states": [valence - 1, valence], "method": "dish",
+           "carrier": "electron", "temperature_K": 300.0, **(dish or DISH), "plots": True, "output": str(folder)}
+    if (folder / "populations.h5").exists():
+        with h5py.File(folder / "populations.h5") as f:
+            ran = json.loads(f.attrs["config"])
+        wrong = {k: (ran.get(k), v) for k, v in cfg.items() if k not in ("input", "plots", "output") and ran.get(k) != v}
+        if wrong:
+            raise SystemExit(f"{folder}: populations from other DISH settings ({wrong}, as run → wanted); "
+                             "move the folder away to rerun")
+    else:
         path = folder.with_suffix(".dish.yaml")
         path.write_text(yaml.safe_dump(cfg, sort_keys=False))
         run_package(["n2amd_driver.namd", "hop", str(path), "-q"], log, ranks=ranks)
     return folder / "populations.h5"
 
 
+def correlation_time_fs(x, dt_fs: float) -> float:
+    """∫ C(t) dt up to C's first zero, C the normalised autocorrelation of the fluctuation of ``x`` (fs): short
+    against ħ/σ, the fluctuations average out and the pure dephasing is slow (motional narrowing)."""
+    import numpy as np
+
+    d = np.asarray(x, float) - np.mean(x)
+    n = len(d)
+    acf = np.correlate(d, d, "full")[n - 1:] / np.arange(n, 0, -1)
+    acf = acf / acf[0]
+    first_zero = int(np.argmax(acf < 0)) if np.any(acf < 0) else n
+    return float(np.trapezoid(acf[:first_zero], dx=dt_fs))
+
+
 def namd_figures(h5, pops, valence: int) -> dict:
-    """⟨gap⟩ (eV) and its spread (meV), VBM–CBM pure-dephasing time (fs), RMS NAC (meV) of VBM−1/VBM, VBM/CBM
+    """⟨gap⟩ (eV), its spread (meV) and correlation time (fs), VBM–CBM pure-dephasing time (fs), RMS NAC (meV) of VBM−1/VBM, VBM/CBM
     and CBM/CBM+1, and the DISH lifetime (ns) with its standard error over the initial times."""
     import h5py
     import numpy as np
@@ -76,7 +99,8 @@ def namd_figures(h5, pops, valence: int) -> dict:
         life, err = float(g.attrs["tau_fs"]), float(g.attrs["stderr_fs"])
     gap = c.cbm_eV - c.vbm_eV
     return {"snapshots": int(c.series.energies.shape[0]), "gap_eV": float(np.mean(gap)),
-            "gap_std_meV": 1000 * float(np.std(gap)), "dephasing_fs": tau,
+            "gap_std_meV": 1000 * float(np.std(gap)), "gap_correlation_fs": correlation_time_fs(gap, c.series.dt_fs),
+            "dephasing_fs": tau,
             "rms_nac_meV": {"VBM-1/VBM": float(rms[iv - 1, iv]), "VBM/CBM": float(rms[iv, iv + 1]),
                             "CBM/CBM+1": float(rms[iv + 1, iv + 2])},
             "lifetime_ns": life / 1e6, "lifetime_stderr_ns": err / 1e6}

@@ -54,7 +54,10 @@ for s in "${stages[@]}"; do
                            # speed row runs one pyscf HSE06 single point on 2×2×2 k-points (~15 min)
                            OMP_NUM_THREADS=2 $py scripts/bench_hamiltonian.py $models/si_hse06_hamiltonian.pt \
                                datasets/si8_hse06_test.h5 --speed-sizes 2 --out $out/hamiltonian_hse06.json ;;
-        functionals) $py scripts/bench_functionals.py --out runs/functionals_pbe --json $out/functionals.json ;;
+        functionals) $py scripts/bench_functionals.py --out runs/functionals_pbe --json $out/functionals.json
+                     # the MD level: the GFN1-xTB and ML-PBE Hamiltonians on a GFN1-xTB-MLFF trajectory
+                     $py scripts/bench_functionals.py --mlff si_mlff.pt --levels GFN1-xTB ML-PBE --out runs/functionals \
+                         --json $out/functionals_gfn1_md.json ;;
         couplings_pbe) # the pyscf PBE reference (101 Si216 snapshots, ~4 h) is kept in docs/bench/validate_couplings_pbe/
                        OMP_NUM_THREADS=1 $py scripts/validate_couplings.py $models/si_pbe_hamiltonian.pt --steps 100 \
                            --model-ranks 2 --reference-ranks 1 --out $out/validate_couplings_pbe

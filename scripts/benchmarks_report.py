@@ -357,19 +357,27 @@ def hybrid_range(res) -> list[str]:
 
 
 def functionals(res) -> list[str]:
-    rows = [[r["level"], f"{r['gap_eV']:.3f}", f"{r['dephasing_fs']:.1f}", f"{r['rms_nac_meV']['VBM-1/VBM']:.2f}",
-             f"{r['rms_nac_meV']['VBM/CBM']:.3f}", f"{r['rms_nac_meV']['CBM/CBM+1']:.2f}",
+    rows = [[r["level"], f"{r['gap_eV']:.3f}", f"{r['gap_std_meV']:.1f}", f"{r['gap_correlation_fs']:.1f}",
+             f"{r['dephasing_fs']:.1f}",
+             f"{r['rms_nac_meV']['VBM-1/VBM']:.2f}", f"{r['rms_nac_meV']['VBM/CBM']:.3f}",
+             f"{r['rms_nac_meV']['CBM/CBM+1']:.2f}",
              f"{r['lifetime_ns']:.3g} ± {r['lifetime_stderr_ns']:.2g}" if np.isfinite(r["lifetime_ns"])
              else f"no decay in {res['dish']['namdtime_fs'] / 1e6:g} ns"] for r in res["rows"]]
     d = res["dish"]
-    return [_prov(res), "", f"One Si64 trajectory at 300 K (MLFF `{res['mlff']}` in LAMMPS, 1000 fs NVT, then "
-            f"{res['nve_fs']} fs NVE, 1 fs steps); couplings on every step for {res['window'][0]} valence + "
-            f"{res['window'][1]} conduction bands with each level's Hamiltonian; DISH CBM → VBM "
-            f"({d['initial']['times']} initial times × {d['ntraj']} trajectories × {d['namdtime_fs'] / 1000:g} ps). "
-            "Lifetime: exponential fit, ± its standard error over the initial times. Levels whose model is not "
-            f"bundled yet are missing. Plot: `{res['plot']}`.", "",
-            _table(["level", "⟨gap⟩ (eV)", "dephasing VBM–CBM (fs)", "RMS NAC VBM−1/VBM (meV)", "VBM/CBM (meV)",
-                    "CBM/CBM+1 (meV)", "DISH lifetime (ns)"], rows)]
+    text = (f"One Si64 trajectory at 300 K (MLFF `{res['mlff']}` in LAMMPS, 1000 fs NVT, then {res['nve_fs']} fs "
+            f"NVE, 1 fs steps); couplings on every step for {res['window'][0]} valence + {res['window'][1]} "
+            f"conduction bands with each level's Hamiltonian; DISH CBM → VBM ({d['initial']['times']} initial "
+            f"times × {d['ntraj']} trajectories × {d['namdtime_fs'] / 1000:g} ps). Lifetime: exponential fit, ± its "
+            f"standard error over the initial times. Levels whose model is not bundled yet are missing. Plot: "
+            f"`{res['plot']}`.")
+    if "trajectory" in res:
+        t = res["trajectory"]
+        text += (" Gap correlation time: ∫ of the gap's normalised autocorrelation up to its first zero."
+                 f" The trajectory's atoms move {t['rms_displacement_A']:.3f} Å RMS about their mean positions, "
+                 f"at a kinetic temperature of {t['temperature_K']:.0f} K (central differences over the NVE frames).")
+    return [_prov(res), "", text, "",
+            _table(["level", "⟨gap⟩ (eV)", "gap σ (meV)", "gap correlation time (fs)", "dephasing VBM–CBM (fs)", "RMS NAC VBM−1/VBM (meV)",
+                    "VBM/CBM (meV)", "CBM/CBM+1 (meV)", "DISH lifetime (ns)"], rows)]
 
 
 def _snapshot_cost(row: dict) -> str:
@@ -517,6 +525,8 @@ SECTIONS = [  # (title, stage of scripts/benchmarks.sh, JSON file under --dir, r
      "couplings_hse06", "validate_couplings_hse06.json", couplings),
     ("NAMD at several levels of theory: the paper's Table 2 for Si64 (`scripts/bench_functionals.py`)",
      "functionals", "functionals.json", functionals),
+    ("The MD level: the same Hamiltonians on a GFN1-xTB-MLFF trajectory (`scripts/bench_functionals.py "
+     "--mlff si_mlff.pt`)", "functionals", "functionals_gfn1_md.json", functionals),
     ("Basis-function overlaps (`scripts/bench_overlap.py`)", "overlap", "overlap.json", overlap),
     ("Force fields (`scripts/bench_forcefield.py`)", "forcefield", "forcefield.json", forcefield),
     ("Force field at the PBE level (`scripts/bench_forcefield.py`)", "forcefield_pbe", "forcefield_pbe.json",

@@ -5,6 +5,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -22,3 +25,14 @@ def test_benchmarks_page_is_generated_from_the_committed_json(tmp_path):
         res = json.loads((ROOT / "docs" / "bench" / name).read_text())
         assert res.get("provenance", {}).get("command") or res.get("date_utc"), name
     assert page.count("## ") >= len(found)
+
+
+def test_correlation_time_of_a_cosine():
+    """The benchmarks' gap correlation time: ∫ C(t) dt to C's first zero is 1/ω for cos(ωt)."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from benchlib import correlation_time_fs
+
+    period_fs = 200.0
+    t = np.arange(0, 40000, 0.5)
+    assert correlation_time_fs(np.cos(2 * np.pi * t / period_fs), 0.5) == \
+        pytest.approx(period_fs / (2 * np.pi), rel=5e-3)
