@@ -176,7 +176,8 @@ def main() -> None:
         if 8 * n**3 in done:
             continue
         print(f"[size series] Si{8 * n**3}", flush=True)
-        res["rows"] = sorted(res["rows"] + [size_row(work, runs, n, a.snapshots, a.ranks)], key=lambda r: r["atoms"])
+        row = {**size_row(work, runs, n, a.snapshots, a.ranks), "provenance": provenance()}  # rows come from
+        res["rows"] = sorted(res["rows"] + [row], key=lambda r: r["atoms"])                    # several runs
         png = out.with_suffix(".png")
         plot(res["rows"], png)
         res.update({"window": [VALENCE, CONDUCTION], "buffer": BUFFER, "cutoff_ang": CUTOFF_ANG, "dish": DISH,

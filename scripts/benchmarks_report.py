@@ -391,14 +391,17 @@ def size_series(res) -> list[str]:
     d = res["dish"]
     rows = [[r["atoms"], r["snapshots"], f"{r['gap_eV']:.3f}", f"{r['dephasing_fs']:.1f}",
              f"{r['rms_nac_meV']['VBM/CBM']:.3f}", f"{r['lifetime_ns']:.3g} ± {r['lifetime_stderr_ns']:.2g}",
-             r["solver"], _snapshot_cost(r)] for r in res.get("rows", [])]
+             r["solver"], _snapshot_cost(r), r["provenance"]["date_utc"] if "provenance" in r else "before the header's"]
+            for r in res.get("rows", [])]
     out = [_prov(res), "", "Si at 300 K, the bundled GFN1-xTB models: per size its own MLFF trajectory (LAMMPS, 1000 fs "
            f"NVT, then {res['snapshots']} fs NVE), couplings on every step for {res['window'][0]} valence + "
            f"{res['window'][1]} conduction states (buffer {res['buffer']}; sparse path with a {res['cutoff_ang']:g} Å "
            f"overlap cutoff from 512 atoms), DISH CBM → VBM ({d['initial']['times']} initial times × {d['ntraj']} "
-           f"trajectories × {d['namdtime_fs'] / 1000:g} ps). Plot: `{res['plot']}`.", "",
+           f"trajectories × {d['namdtime_fs'] / 1000:g} ps). Plot: `{res['plot']}`. The command above is the "
+           "latest run's; each size is a row of its own run (its date in the last column; the couplings cost is that "
+           "run's, beside whatever else the machine ran).", "",
            _table(["atoms", "snapshots", "⟨gap⟩ (eV)", "dephasing VBM–CBM (fs)", "RMS NAC VBM/CBM (meV)",
-                   "DISH lifetime (ns)", "solver", "s per snapshot: H + S, eigen-window"], rows)]
+                   "DISH lifetime (ns)", "solver", "s per snapshot: H + S, eigen-window", "run (UTC)"], rows)]
     if res.get("tblite216"):
         out += ["", "The model against tblite along the 216-atom trajectory:", "", *couplings(res["tblite216"])]
     return out
