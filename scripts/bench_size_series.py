@@ -124,17 +124,22 @@ def plot(rows: list[dict], path: Path) -> None:
 
     N = np.array([r["atoms"] for r in rows], float)
     nac = np.array([r["rms_nac_meV"]["VBM/CBM"] for r in rows])
+    across = np.array([r.get("rms_nac_across_gap_meV", np.nan) for r in rows])
     life = np.array([r["lifetime_ns"] for r in rows])
     err = np.array([r["lifetime_stderr_ns"] for r in rows])
     fig, ax = plt.subplots(1, 2, figsize=(9, 3.6))
     ax[0].loglog(N, nac, "o-", label="RMS NAC VBM/CBM")
+    ax[0].loglog(N, across, "s-", label="root sum of squares, all valence × conduction pairs")
     ax[0].loglog(N, nac[0] * (N / N[0]) ** -0.5, "k--", label="∝ N^-1/2")
+    ax[0].loglog(N, across[0] * (N / N[0]) ** -0.5, "k--")
     ax[0].set(xlabel="atoms N", ylabel="meV")
     ax[1].errorbar(N, life, yerr=err, fmt="o-", capsize=3, label="DISH lifetime")
     ax[1].plot(N, life[0] * N / N[0], "k--", label="∝ N")
     ax[1].set(xscale="log", yscale="log", xlabel="atoms N", ylabel="ns")
     for a in ax:
         a.legend(fontsize=8)
+        a.set_xticks(N, [f"{n:.0f}" for n in N])
+        a.minorticks_off()
     fig.suptitle("Si at 300 K, GFN1-xTB models: couplings and recombination against cell size")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -150,6 +155,9 @@ def main() -> None:
     ap.add_argument("--work", default="docs/bench/size_series")
     ap.add_argument("--runs", default="runs/bench/size_series")
     ap.add_argument("--json", default="docs/bench/size_series.json")
+    ap.add_argument("--refigure", action="store_true",
+                    help="recompute the figures of the finished rows from their couplings and populations files "
+                         "under --runs (after a change to benchlib.namd_figures); nothing is rerun")
     a = ap.parse_args()
     work, runs, out = (ROOT / a.work).resolve(), (ROOT / a.runs).resolve(), ROOT / a.json
     runs.mkdir(parents=True, exist_ok=True)
@@ -171,6 +179,13 @@ def main() -> None:
         out.write_text(json.dumps(res, indent=1))
         return
     res = json.loads(out.read_text()) if out.exists() else {"rows": []}
+    if a.refigure:
+        for r in res["rows"]:
+            h5 = runs / f"si{r['atoms']}.h5"
+            r.update(namd_figures(h5, h5.with_suffix("") / "populations.h5", VALENCE))
+        plot(res["rows"], out.with_suffix(".png"))
+        out.write_text(json.dumps(res, indent=1))
+        return
     done = {r["atoms"] for r in res["rows"]}
     for n in a.sizes:
         if 8 * n**3 in done:
