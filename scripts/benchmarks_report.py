@@ -129,6 +129,13 @@ def overlap(res) -> list[str]:
     return s
 
 
+def _largest_errors(pair: dict) -> str:
+    worst = "; ".join(f"step {e['step']}: {e['model_meV']:.2f} against {e['reference_meV']:.2f} meV "
+                      f"(VBM−1/VBM there: {e['reference_vbm_1_vbm_meV']:.1f} meV)" for e in pair["largest_errors"])
+    return (f"Largest VBM–CBM errors: {worst}. The two largest carry {100 * pair['share_of_mae_largest_2']:.0f} % "
+            "of its MAE.")
+
+
 def couplings(res) -> list[str]:
     s: list[str] = []
     engine = "tblite" if res["reference_method"].upper().startswith("GFN") else "pyscf"
@@ -144,6 +151,7 @@ def couplings(res) -> list[str]:
                  [[k, f"{v['nac_mae_meV']:.3f}", f"{v['rms_model_meV']:.3f}", f"{v['rms_reference_meV']:.3f}",
                    f"{100 * v['mae_over_rms_reference']:.0f} %"] for k, v in res.items()
                   if isinstance(v, dict) and "nac_mae_meV" in v]), "",
+          *([_largest_errors(res["VBM-CBM"]), ""] if "largest_errors" in res["VBM-CBM"] else []),
           "Time per snapshot: model "
           + ", ".join(f"{res[k]:.2f} s on {n}" for k, n in (("model_s_per_snapshot_1rank", "1 rank"),
                                                              ("model_s_per_snapshot_2ranks", "2 ranks")) if k in res)

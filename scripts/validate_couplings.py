@@ -95,6 +95,24 @@ def compare(model_h5: Path, ref_h5: Path) -> dict:
         out[name] = {"nac_mae_meV": float(np.mean(np.abs(dm - dr))), "rms_model_meV": float(np.sqrt(np.mean(dm**2))),
                      "rms_reference_meV": float(np.sqrt(np.mean(dr**2)))}
         out[name]["mae_over_rms_reference"] = out[name]["nac_mae_meV"] / out[name]["rms_reference_meV"]
+    # where the VBM–CBM error sits: its largest steps, with the VBM−1/VBM coupling there (large at an
+    # avoided crossing of the valence-band edge, where the VBM changes character)
+    i, j = pairs["VBM-CBM"]
+    dm, dr = np.abs(m.nac[:, i, j]) * meV, np.abs(r.nac[:, i, j]) * meV
+    err = np.abs(dm - dr)
+    worst = np.argsort(err)[::-1][:3]
+    out["VBM-CBM"]["largest_errors"] = [
+        {"step": int(k), "model_meV": float(dm[k]), "reference_meV": float(dr[k]),
+         "reference_vbm_1_vbm_meV": float(np.abs(r.nac[k, i - 1, i]) * meV)} for k in worst]
+    out["VBM-CBM"]["share_of_mae_largest_2"] = float(err[worst[:2]].sum() / err.sum())
+    # every valence × conduction pair of the window pooled: the band edges sit in near-degenerate manifolds
+    # whose members mix differently in model and reference near an avoided crossing, which moves one pair's
+    # coupling to its neighbours without changing the coupling across the gap
+    dm, dr = (np.abs(x.nac[:, : nv + 1, nv + 1 :]) * meV for x in (m, r))
+    out["all V×C pairs"] = {"nac_mae_meV": float(np.mean(np.abs(dm - dr))), "rms_model_meV": float(np.sqrt(np.mean(dm**2))),
+                            "rms_reference_meV": float(np.sqrt(np.mean(dr**2)))}
+    out["all V×C pairs"]["mae_over_rms_reference"] = out["all V×C pairs"]["nac_mae_meV"] / \
+        out["all V×C pairs"]["rms_reference_meV"]
     return out, (m, r, vm, cm, vr, cr, nv)
 
 
@@ -145,15 +163,16 @@ def main():
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    import torch
+    from n2amd_driver.models.io import read_model_file, resolve_model_path
 
-    reference = torch.load(args.model, map_location="cpu", weights_only=False)["reference"]
+    model_file = resolve_model_path(args.model)  # a path, or a bundled model's name
+    reference = read_model_file(model_file)["reference"]
     method, kmesh = reference["method"], reference.get("kmesh")
     traj = Path(args.trajectory) if args.trajectory else out / ("si64_300K.dump" if not kmesh else
                                                                f"si8x{''.join(map(str, kmesh))}_300K.extxyz")
     if not traj.exists():
         make_trajectory(out, traj, args.steps, kmesh)
-    model_h = [f"hamiltonian.model={Path(args.model).resolve()}", f"hamiltonian.dtype={args.dtype}"]
+    model_h = [f"hamiltonian.model={model_file.resolve()}", f"hamiltonian.dtype={args.dtype}"]
     ref_h = [f"hamiltonian.engine={reference['engine']}", f"hamiltonian.method={method}"]
     if reference["engine"] == "pyscf":  # the labels' own settings; a k-mesh label of the repeated cell
         ref_h += [f"hamiltonian.basis={reference['basis']}", f"hamiltonian.pseudo={reference['pseudo']}"]
@@ -189,7 +208,7 @@ def main():
         p = res[name]
         print(f"| RMS NAC {name} (meV) | {p['rms_model_meV']:.3f} | {p['rms_reference_meV']:.3f} |")
     print(f"\nVBM MAE {res['vbm_mae_meV']:.1f} meV, CBM MAE {res['cbm_mae_meV']:.1f} meV over {res['snapshots']} snapshots")
-    for name in ("VBM-CBM", "VBM-1/VBM", "CBM/CBM+1"):
+    for name in ("VBM-CBM", "VBM-1/VBM", "CBM/CBM+1", "all V×C pairs"):
         p = res[name]
         print(f"|NAC| MAE {name}: {p['nac_mae_meV']:.4f} meV = {100 * p['mae_over_rms_reference']:.1f}% of the "
               "reference RMS")
