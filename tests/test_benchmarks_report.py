@@ -36,3 +36,22 @@ def test_correlation_time_of_a_cosine():
     t = np.arange(0, 40000, 0.5)
     assert correlation_time_fs(np.cos(2 * np.pi * t / period_fs), 0.5) == \
         pytest.approx(period_fs / (2 * np.pi), rel=5e-3)
+
+
+def test_dish_results_of_other_settings_are_refused(tmp_path):
+    """A benchmark never reads a populations folder run with other DISH settings as its own (a 50 ps run
+    under a 10 ns label); the same settings are read back without a rerun."""
+    import h5py
+
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from benchlib import DISH, dish_populations
+
+    h5 = tmp_path / "level.h5"
+    (tmp_path / "level").mkdir()
+    ran = {"input": {"couplings": str(h5)}, "states": [1, 2], "method": "dish", "carrier": "electron",
+           "temperature_K": 300.0, **DISH, "plots": True, "output": str(tmp_path / "level")}
+    with h5py.File(tmp_path / "level" / "populations.h5", "w") as f:
+        f.attrs["config"] = json.dumps(ran)
+    assert dish_populations(h5, 2, tmp_path / "log") == tmp_path / "level" / "populations.h5"
+    with pytest.raises(SystemExit, match="namdtime_fs.*50000.0, 10000000.0"):
+        dish_populations(h5, 2, tmp_path / "log", dish={**DISH, "namdtime_fs": 1e7})
