@@ -30,14 +30,12 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from benchlib import DISH, dish_populations, namd_figures, provenance, run_package as run  # noqa: E402
+from benchlib import DISH_LONG as DISH_RUN, dish_populations, namd_figures, provenance, run_package as run  # noqa: E402
 
 #: (name, bundled Hamiltonian, scissor to this level's averaged gap)
 LEVELS = [("GFN1-xTB", "si_hamiltonian.pt", None), ("ML-PBE", "si_pbe_hamiltonian.pt", None),
           ("ML-PBE + scissor", "si_pbe_hamiltonian.pt", "ML-HSE06"), ("ML-HSE06", "si_hse06_hamiltonian.pt", None)]
 VALENCE = CONDUCTION = 2
-#: 50 ps (benchlib.DISH) resolves no decay at the HSE06 gap; 10 ns per run, populations kept every ps
-DISH_RUN = {**DISH, "namdtime_fs": 1.0e7, "record_every": 1000}
 
 
 def trajectory(out: Path, mlff: str, nve_fs: int) -> Path:

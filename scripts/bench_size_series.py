@@ -14,7 +14,7 @@ under ``--work`` (committed as it grows, so a later session continues it):
    buffer of 4 states on each side: the dense solver below 512 atoms, the sparse one from 512 atoms with a 10 Å
    overlap cutoff (its effect is measured in docs/benchmarks.md, stage large_cells); compact checkpoints in
    ``si<N>/ckpt`` (the states leave them once both steps are done);
-3. DISH recombination CBM → VBM (``benchlib.DISH``) and the figures of ``benchlib.namd_figures``.
+3. DISH recombination CBM → VBM (``benchlib.DISH_LONG``: 10 ns per run) and the figures of ``benchlib.namd_figures``.
 
 The JSON gets a row per finished size, the seconds per snapshot of its couplings, a log–log plot of the RMS
 VBM/CBM NAC and the DISH lifetime against N beside the N^-1/2 and N laws anchored at the smallest size.
@@ -35,7 +35,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from benchlib import DISH, dish_populations, namd_figures, provenance, run_package  # noqa: E402
+from benchlib import DISH_LONG, dish_populations, namd_figures, provenance, run_package  # noqa: E402
 
 VALENCE = CONDUCTION = 2
 BUFFER = 4
@@ -109,7 +109,7 @@ def size_row(work: Path, runs: Path, n: int, snapshots: int, ranks: int) -> dict
     t = time.time()
     traj = trajectory(frames_file(work, runs, n, snapshots), runs)
     h5 = couplings(work, runs, traj, atoms, ranks)
-    pops = dish_populations(h5, VALENCE, runs / f"si{atoms}_dish.log")
+    pops = dish_populations(h5, VALENCE, runs / f"si{atoms}_dish.log", dish=DISH_LONG)
     summary = json.loads(h5.with_suffix(".summary.json").read_text())
     return {"atoms": atoms, **namd_figures(h5, pops, VALENCE), "per_snapshot": summary.get("per_snapshot"),
             "seconds_per_task": summary.get("seconds_per_task"), "ranks": ranks,
@@ -156,8 +156,8 @@ def main() -> None:
     ap.add_argument("--runs", default="runs/bench/size_series")
     ap.add_argument("--json", default="docs/bench/size_series.json")
     ap.add_argument("--refigure", action="store_true",
-                    help="recompute the figures of the finished rows from their couplings and populations files "
-                         "under --runs (after a change to benchlib.namd_figures); nothing is rerun")
+                    help="recompute the figures of the finished rows from their couplings files under --runs (after a "
+                         "change to benchlib.namd_figures or the DISH settings: a missing DISH run is run)")
     a = ap.parse_args()
     work, runs, out = (ROOT / a.work).resolve(), (ROOT / a.runs).resolve(), ROOT / a.json
     runs.mkdir(parents=True, exist_ok=True)
@@ -182,7 +182,9 @@ def main() -> None:
     if a.refigure:
         for r in res["rows"]:
             h5 = runs / f"si{r['atoms']}.h5"
-            r.update(namd_figures(h5, h5.with_suffix("") / "populations.h5", VALENCE))
+            pops = dish_populations(h5, VALENCE, runs / f"si{r['atoms']}_dish.log", dish=DISH_LONG)
+            r.update(namd_figures(h5, pops, VALENCE), figures_provenance=provenance())
+        res["dish"] = DISH_LONG
         plot(res["rows"], out.with_suffix(".png"))
         out.write_text(json.dumps(res, indent=1))
         return
@@ -195,7 +197,7 @@ def main() -> None:
         res["rows"] = sorted(res["rows"] + [row], key=lambda r: r["atoms"])                    # several runs
         png = out.with_suffix(".png")
         plot(res["rows"], png)
-        res.update({"window": [VALENCE, CONDUCTION], "buffer": BUFFER, "cutoff_ang": CUTOFF_ANG, "dish": DISH,
+        res.update({"window": [VALENCE, CONDUCTION], "buffer": BUFFER, "cutoff_ang": CUTOFF_ANG, "dish": DISH_LONG,
                     "snapshots": a.snapshots, "plot": os.path.relpath(png, ROOT), "provenance": provenance()})
         out.write_text(json.dumps(res, indent=1))
 
