@@ -91,6 +91,7 @@ def namd_figures(h5, pops, valence: int) -> dict:
     import h5py
     import numpy as np
 
+    from n2amd_driver.core.units import HBAR_EV_FS
     from n2amd_driver.namd.couplings_file import read_couplings
 
     c = read_couplings(h5)
@@ -110,4 +111,18 @@ def namd_figures(h5, pops, valence: int) -> dict:
             # depends on how the members mix; the root sum of squares over every valence × conduction pair
             # of the window does not
             "rms_nac_across_gap_meV": float(np.sqrt((rms[:valence, valence:] ** 2).sum())),
+            # standard errors from 10 consecutive blocks of the trajectory: its length, not the model, limits
+            # how well a few hundred fs pin down a fluctuation's size
+            "gap_std_stderr_meV": 1000 * block_stderr(((gap - gap.mean()) ** 2), np.sqrt),
+            "rms_nac_across_gap_stderr_meV": 1000 * HBAR_EV_FS * block_stderr(
+                (c.series.nac[:, :valence, valence:] ** 2).sum((1, 2)), np.sqrt),
             "lifetime_ns": life / 1e6, "lifetime_stderr_ns": err / 1e6}
+
+
+def block_stderr(x, of=lambda m: m, blocks: int = 10) -> float:
+    """Standard error of ``of(mean(x))`` from the spread of its value over ``blocks`` consecutive blocks of the
+    series ``x`` (blocks longer than its correlation time make them independent)."""
+    import numpy as np
+
+    per = np.array([of(np.mean(b)) for b in np.array_split(np.asarray(x, float), blocks)])
+    return float(np.std(per, ddof=1) / np.sqrt(blocks))

@@ -398,9 +398,11 @@ def size_series(res) -> list[str]:
         return couplings(res["tblite216"])
     d = res["dish"]
     rows = [[r["atoms"], r["snapshots"], f"{r['gap_eV']:.3f}", f"{r['dephasing_fs']:.1f}",
-             f"{r['rms_nac_meV']['VBM/CBM']:.3f}", f"{r['rms_nac_across_gap_meV']:.3f}",
+             f"{r['rms_nac_meV']['VBM/CBM']:.3f}",
+             f"{r['rms_nac_across_gap_meV']:.3f} ± {r['rms_nac_across_gap_stderr_meV']:.3f}",
+             f"{r['gap_std_meV']:.1f} ± {r['gap_std_stderr_meV']:.1f}",
              f"{r['lifetime_ns']:.3g} ± {r['lifetime_stderr_ns']:.2g}", r["solver"], _snapshot_cost(r), (r["provenance"]["date_utc"] if "provenance" in r else "before the header's")
-             + (f"; DISH {r['figures_provenance']['date_utc']}" if "figures_provenance" in r else "")]
+             + (f"; figures {r['figures_provenance']['date_utc']}" if "figures_provenance" in r else "")]
             for r in res.get("rows", [])]
     out = [_prov(res), "", "Si at 300 K, the bundled GFN1-xTB models: per size its own MLFF trajectory (LAMMPS, 1000 fs "
            f"NVT, then {res['snapshots']} fs NVE), couplings on every step for {res['window'][0]} valence + "
@@ -408,12 +410,13 @@ def size_series(res) -> list[str]:
            f"overlap cutoff from 512 atoms), DISH CBM → VBM ({d['initial']['times']} initial times × {d['ntraj']} "
            f"trajectories × {d['namdtime_fs'] / 1000:g} ps). Plot: `{res['plot']}`. The command above is the "
            "latest run's; each size is a row of its own run (its date in the last column; the couplings cost is that "
-           "run's, beside whatever else the machine ran)."
-           + (" A row whose DISH and figures were recomputed later from its couplings file (`bench_size_series.py "
-              "--refigure`, after a change of DISH settings) gives that date too." if any(
+           "run's, beside whatever else the machine ran). ± of the NAC and gap σ: standard error from 10 "
+           "consecutive blocks of the trajectory; of the lifetime: over the initial times."
+           + (" A row whose figures were recomputed later from its couplings file (`bench_size_series.py "
+              "--refigure`, which also reruns DISH when its settings changed) gives that date too." if any(
                   "figures_provenance" in r for r in res["rows"]) else ""), "",
            _table(["atoms", "snapshots", "⟨gap⟩ (eV)", "dephasing VBM–CBM (fs)", "RMS NAC VBM/CBM (meV)",
-                   "RMS NAC, all V × C pairs (meV)", "DISH lifetime (ns)", "solver", "s per snapshot: H + S, eigen-window", "run (UTC)"], rows)]
+                   "RMS NAC, all V × C pairs (meV)", "gap σ (meV)", "DISH lifetime (ns)", "solver", "s per snapshot: H + S, eigen-window", "run (UTC)"], rows)]
     if res.get("tblite216"):
         out += ["", "The model against tblite along the 216-atom trajectory:", "", *couplings(res["tblite216"])]
     return out
