@@ -3,6 +3,7 @@
     OMP_NUM_THREADS=1 .venv/bin/python scripts/bench_size_series.py [--sizes 2 3 4 5 6] [--snapshots 300] \\
         [--ranks 2] [--work docs/bench/size_series] [--json docs/bench/size_series.json]
     OMP_NUM_THREADS=1 .venv/bin/python scripts/bench_size_series.py --stage tblite216
+    .venv/bin/python scripts/bench_size_series.py --stage folding [--sizes 2 3 4 5 6 8]
 
 Per size (the cubic 8-atom cell repeated n×n×n: 64, 216, 512, 1000, 1728 atoms), each step resumable and kept
 under ``--work`` (committed as it grows, so a later session continues it):
@@ -20,7 +21,8 @@ The JSON gets a row per finished size, the seconds per snapshot of its couplings
 VBM/CBM NAC and the DISH lifetime against N beside the N^-1/2 and N laws anchored at the smallest size.
 
 Stage ``tblite216``: the model against tblite GFN1-xTB along the first 31 frames of the 216-atom trajectory
-(``scripts/validate_couplings.py``, its JSON into ``<work>/tblite216``).
+(``scripts/validate_couplings.py``, its JSON into ``<work>/tblite216``). Stage ``folding``: which k-points of the
+ideal crystal each size folds onto Γ, and where its conduction-band edge comes from (:func:`folded_band_edges`).
 """
 from __future__ import annotations
 
@@ -116,6 +118,44 @@ def size_row(work: Path, runs: Path, n: int, snapshots: int, ranks: int) -> dict
             "solver": "sparse" if atoms >= SPARSE_FROM_ATOMS else "dense", "wall_s_this_run": time.time() - t}
 
 
+def folded_band_edges(sizes: list[int]) -> dict:
+    """Which states an n×n×n repeat of the cubic cell holds at its band edges: the bundled model's bands of the
+    ideal cubic Si8 cell at the k-points that fold onto the supercell's Γ along (k, 0, 0), k = m/n (fractional
+    in the cubic cell; k = 0 holds fcc Γ and X). Energies relative to the VBM at k = 0, eV."""
+    import scipy.linalg as sl
+    from ase.build import bulk
+
+    from n2amd_driver.models.bands import model_blocks
+    from n2amd_driver.models.io import load_hamiltonian_model
+    from n2amd_driver.orbitals.eigen import bloch_hamiltonian
+    from n2amd_driver.orbitals.functions import basis_functions
+    from n2amd_driver.orbitals.overlap import overlap_matrix
+
+    model = load_hamiltonian_model("si_hamiltonian.pt", device="cpu", dtype="float64")
+    cell = bulk("Si", "diamond", a=5.43, cubic=True)
+    bf = basis_functions(model.basis.name, cell.get_chemical_symbols())
+    blocks = model_blocks(model, cell)
+    nocc = int(round(model.n_electrons(cell) / 2))
+
+    def edges(k: float) -> tuple[float, float]:
+        Sk = overlap_matrix(bf, cell, kpt=[k, 0.0, 0.0])
+        e = sl.eigh(bloch_hamiltonian(blocks, [k, 0.0, 0.0], Sk), Sk, eigvals_only=True)
+        return float(e[nocc - 1]), float(e[nocc])
+
+    vbm0 = edges(0.0)[0]
+    line = {f"{k:.4f}": [x - vbm0 for x in edges(k)] for k in np.linspace(0, 0.5, 41)}
+    out = {"line_eV": line, "sizes": {}}
+    for n in sizes:
+        ks = sorted({round(min(m / n, 1 - m / n), 6) for m in range(n)})
+        cb = {f"{k:.4f}": edges(k)[1] - vbm0 for k in ks}
+        lowest = min(cb, key=cb.get)
+        out["sizes"][str(8 * n**3)] = {"k_cbm": float(lowest), "cbm_eV": cb[lowest],
+                                       "second_cbm_k": sorted(cb, key=cb.get)[1] if len(cb) > 1 else None,
+                                       "second_above_meV": 1000 * (sorted(cb.values())[1] - cb[lowest])
+                                       if len(cb) > 1 else None}
+    return out
+
+
 def plot(rows: list[dict], path: Path) -> None:
     import matplotlib
 
@@ -148,7 +188,7 @@ def plot(rows: list[dict], path: Path) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--stage", choices=["series", "tblite216"], default="series")
+    ap.add_argument("--stage", choices=["series", "tblite216", "folding"], default="series")
     ap.add_argument("--sizes", type=int, nargs="+", default=[2, 3, 4, 5, 6], help="repeats of the 8-atom cell")
     ap.add_argument("--snapshots", type=int, default=300, help="fs of NVE (1 fs steps) per size")
     ap.add_argument("--ranks", type=int, default=2, help="MPI ranks of the couplings jobs")
@@ -161,6 +201,11 @@ def main() -> None:
     a = ap.parse_args()
     work, runs, out = (ROOT / a.work).resolve(), (ROOT / a.runs).resolve(), ROOT / a.json
     runs.mkdir(parents=True, exist_ok=True)
+    if a.stage == "folding":
+        res = json.loads(out.read_text()) if out.exists() else {"rows": []}
+        res["folding"] = {**folded_band_edges(a.sizes), "provenance": provenance()}
+        out.write_text(json.dumps(res, indent=1))
+        return
     if a.stage == "tblite216":
         from ase.io import read, write
 

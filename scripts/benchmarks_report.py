@@ -417,6 +417,15 @@ def size_series(res) -> list[str]:
                   "figures_provenance" in r for r in res["rows"]) else ""), "",
            _table(["atoms", "snapshots", "⟨gap⟩ (eV)", "dephasing VBM–CBM (fs)", "RMS NAC VBM/CBM (meV)",
                    "RMS NAC, all V × C pairs (meV)", "gap σ (meV)", "DISH lifetime (ns)", "solver", "s per snapshot: H + S, eigen-window", "run (UTC)"], rows)]
+    if res.get("folding"):
+        f = res["folding"]
+        out += ["", _prov(f), "", "Which conduction states each size's Γ point holds: the bundled model's lowest "
+                "conduction band of the ideal cubic Si8 cell at the k-points (k, 0, 0) that fold onto the supercell's Γ "
+                "(k fractional in the cubic cell; k = 0 holds fcc Γ and X, k folds fcc (1 − k) X too). Energies above the VBM at k = 0.", "",
+                _table(["atoms", "k of the CBM", "CBM (eV)", "next folded k", "its CBM above (meV)"],
+                       [[n, f"{v['k_cbm']:.4f}", f"{v['cbm_eV']:.3f}", v["second_cbm_k"] or "—",
+                         f"{v['second_above_meV']:.1f}" if v["second_above_meV"] is not None else "—"]
+                        for n, v in f["sizes"].items()])]
     if res.get("tblite216"):
         out += ["", "The model against tblite along the 216-atom trajectory:", "", *couplings(res["tblite216"])]
     return out
