@@ -61,7 +61,8 @@ def dish_populations(h5, valence: int, log, ranks: int = 2, dish: dict | None = 
     if (folder / "populations.h5").exists():
         with h5py.File(folder / "populations.h5") as f:
             ran = json.loads(f.attrs["config"])
-        wrong = {k: (ran.get(k), v) for k, v in cfg.items() if k not in ("input", "plots", "output") and ran.get(k) != v}
+        wrong = {k: (ran.get(k), v) for k, v in cfg.items()
+                 if k not in ("input", "plots", "output") and ran.get(k) != v}
         if wrong:
             raise SystemExit(f"{folder}: populations from other DISH settings ({wrong}, as run → wanted); "
                              "move the folder away to rerun")
@@ -86,8 +87,9 @@ def correlation_time_fs(x, dt_fs: float) -> float:
 
 
 def namd_figures(h5, pops, valence: int) -> dict:
-    """⟨gap⟩ (eV), its spread (meV) and correlation time (fs), VBM–CBM pure-dephasing time (fs), RMS NAC (meV) of VBM−1/VBM, VBM/CBM
-    and CBM/CBM+1, and the DISH lifetime (ns) with its standard error over the initial times."""
+    """⟨gap⟩ (eV), its spread (meV) and correlation time (fs), VBM–CBM pure-dephasing time (fs), RMS NAC (meV) of
+    VBM−1/VBM, VBM/CBM and CBM/CBM+1 and pooled across the gap (with block standard errors), and the DISH lifetime
+    (ns) with its standard error over the initial times."""
     import h5py
     import numpy as np
 

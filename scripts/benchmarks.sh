@@ -56,8 +56,8 @@ for s in "${stages[@]}"; do
                                datasets/si8_hse06_test.h5 --speed-sizes 2 --out $out/hamiltonian_hse06.json ;;
         functionals) $py scripts/bench_functionals.py --out runs/functionals_pbe --json $out/functionals.json
                      # the MD level: the GFN1-xTB and ML-PBE Hamiltonians on a GFN1-xTB-MLFF trajectory
-                     $py scripts/bench_functionals.py --mlff si_mlff.pt --levels GFN1-xTB ML-PBE --out runs/functionals \
-                         --json $out/functionals_gfn1_md.json ;;
+                     $py scripts/bench_functionals.py --mlff si_mlff.pt --levels GFN1-xTB ML-PBE \
+                         --out runs/functionals --json $out/functionals_gfn1_md.json ;;
         couplings_pbe) # the pyscf PBE reference (101 Si216 snapshots, ~4 h) is kept in docs/bench/validate_couplings_pbe/
                        OMP_NUM_THREADS=1 $py scripts/validate_couplings.py $models/si_pbe_hamiltonian.pt --steps 100 \
                            --model-ranks 2 --reference-ranks 1 --out $out/validate_couplings_pbe
@@ -74,7 +74,8 @@ for s in "${stages[@]}"; do
                          --json $out/large_cells.json ;;
         size_series) # trajectories and compact couplings checkpoints are kept in docs/bench/size_series/ (hours per size from 1000 atoms; resumable)
                      OMP_NUM_THREADS=1 $py scripts/bench_size_series.py --json $out/size_series.json
-                     OMP_NUM_THREADS=1 $py scripts/bench_size_series.py --stage tblite216 --json $out/size_series.json ;;
+                     OMP_NUM_THREADS=1 $py scripts/bench_size_series.py --stage tblite216 --json $out/size_series.json
+                     $py scripts/bench_size_series.py --stage folding --sizes 2 3 4 5 6 8 --json $out/size_series.json ;;
         nac_vectors) # per-cell results are kept in docs/bench/nac_vectors/ (~2 min per cell and model)
                      OMP_NUM_THREADS=1 $py scripts/bench_nac_vectors.py --model si_hamiltonian.pt --cells 50 --atoms 2 \
                          --work $out/nac_vectors/si_hamiltonian --out $out/nac_vectors.json

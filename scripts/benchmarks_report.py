@@ -384,13 +384,19 @@ def functionals(res) -> list[str]:
                  f" The trajectory's atoms move {t['rms_displacement_A']:.3f} Å RMS about their mean positions, "
                  f"at a kinetic temperature of {t['temperature_K']:.0f} K (central differences over the NVE frames).")
     return [_prov(res), "", text, "",
-            _table(["level", "⟨gap⟩ (eV)", "gap σ (meV)", "gap correlation time (fs)", "dephasing VBM–CBM (fs)", "RMS NAC VBM−1/VBM (meV)",
-                    "VBM/CBM (meV)", "CBM/CBM+1 (meV)", "DISH lifetime (ns)"], rows)]
+            _table(["level", "⟨gap⟩ (eV)", "gap σ (meV)", "gap correlation time (fs)", "dephasing VBM–CBM (fs)",
+                    "RMS NAC VBM−1/VBM (meV)", "VBM/CBM (meV)", "CBM/CBM+1 (meV)", "DISH lifetime (ns)"], rows)]
 
 
 def _snapshot_cost(row: dict) -> str:
     c = row.get("per_snapshot")
     return f"{c['hamiltonian_s']:.2f}, {c['eigen_s']:.2f} ({row['ranks']} rank(s))" if c else "—"
+
+
+def _run_dates(row: dict) -> str:
+    """When a size-series row's couplings ran, and when its figures were recomputed (``--refigure``)."""
+    ran = row["provenance"]["date_utc"] if "provenance" in row else "before the header's"
+    return ran + (f"; figures {row['figures_provenance']['date_utc']}" if "figures_provenance" in row else "")
 
 
 def size_series(res) -> list[str]:
@@ -401,9 +407,9 @@ def size_series(res) -> list[str]:
              f"{r['rms_nac_meV']['VBM/CBM']:.3f}",
              f"{r['rms_nac_across_gap_meV']:.3f} ± {r['rms_nac_across_gap_stderr_meV']:.3f}",
              f"{r['gap_std_meV']:.1f} ± {r['gap_std_stderr_meV']:.1f}",
-             f"{r['lifetime_ns']:.3g} ± {r['lifetime_stderr_ns']:.2g}", r["solver"], _snapshot_cost(r), (r["provenance"]["date_utc"] if "provenance" in r else "before the header's")
-             + (f"; figures {r['figures_provenance']['date_utc']}" if "figures_provenance" in r else "")]
-            for r in res.get("rows", [])]
+             f"{r['lifetime_ns']:.3g} ± {r['lifetime_stderr_ns']:.2g}", r["solver"], _snapshot_cost(r), _run_dates(r)]
+            for r in res["rows"]]
+    refigured = any("figures_provenance" in r for r in res["rows"])
     out = [_prov(res), "", "Si at 300 K, the bundled GFN1-xTB models: per size its own MLFF trajectory (LAMMPS, 1000 fs "
            f"NVT, then {res['snapshots']} fs NVE), couplings on every step for {res['window'][0]} valence + "
            f"{res['window'][1]} conduction states (buffer {res['buffer']}; sparse path with a {res['cutoff_ang']:g} Å "
@@ -413,15 +419,17 @@ def size_series(res) -> list[str]:
            "run's, beside whatever else the machine ran). ± of the NAC and gap σ: standard error from 10 "
            "consecutive blocks of the trajectory; of the lifetime: over the initial times."
            + (" A row whose figures were recomputed later from its couplings file (`bench_size_series.py "
-              "--refigure`, which also reruns DISH when its settings changed) gives that date too." if any(
-                  "figures_provenance" in r for r in res["rows"]) else ""), "",
+              "--refigure`, which also reruns DISH when its settings changed) gives that date too." if refigured
+              else ""), "",
            _table(["atoms", "snapshots", "⟨gap⟩ (eV)", "dephasing VBM–CBM (fs)", "RMS NAC VBM/CBM (meV)",
-                   "RMS NAC, all V × C pairs (meV)", "gap σ (meV)", "DISH lifetime (ns)", "solver", "s per snapshot: H + S, eigen-window", "run (UTC)"], rows)]
+                   "RMS NAC, all V × C pairs (meV)", "gap σ (meV)", "DISH lifetime (ns)", "solver",
+                   "s per snapshot: H + S, eigen-window", "run (UTC)"], rows)]
     if res.get("folding"):
         f = res["folding"]
         out += ["", _prov(f), "", "Which conduction states each size's Γ point holds: the bundled model's lowest "
-                "conduction band of the ideal cubic Si8 cell at the k-points (k, 0, 0) that fold onto the supercell's Γ "
-                "(k fractional in the cubic cell; k = 0 holds fcc Γ and X, k folds fcc (1 − k) X too). Energies above the VBM at k = 0.", "",
+                "conduction band of the ideal cubic Si8 cell at the k-points (k, 0, 0) that fold onto the "
+                "supercell's Γ (k fractional in the cubic cell; k = 0 holds fcc Γ and X, k folds fcc (1 − k) X "
+                "too). Energies above the VBM at k = 0.", "",
                 _table(["atoms", "k of the CBM", "CBM (eV)", "next folded k", "its CBM above (meV)"],
                        [[n, f"{v['k_cbm']:.4f}", f"{v['cbm_eV']:.3f}", v["second_cbm_k"] or "—",
                          f"{v['second_above_meV']:.1f}" if v["second_above_meV"] is not None else "—"]

@@ -109,7 +109,8 @@ def compare(model_h5: Path, ref_h5: Path) -> dict:
     # whose members can mix differently in model and reference near an avoided crossing, which moves one pair's
     # coupling to its neighbours; the pooled figure is a diagnosis, not the target
     dm, dr = (np.abs(x.nac[:, : nv + 1, nv + 1 :]) * meV for x in (m, r))
-    out["all V×C pairs"] = {"nac_mae_meV": float(np.mean(np.abs(dm - dr))), "rms_model_meV": float(np.sqrt(np.mean(dm**2))),
+    out["all V×C pairs"] = {"nac_mae_meV": float(np.mean(np.abs(dm - dr))),
+                            "rms_model_meV": float(np.sqrt(np.mean(dm**2))),
                             "rms_reference_meV": float(np.sqrt(np.mean(dr**2)))}
     out["all V×C pairs"]["mae_over_rms_reference"] = out["all V×C pairs"]["nac_mae_meV"] / \
         out["all V×C pairs"]["rms_reference_meV"]
