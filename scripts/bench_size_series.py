@@ -122,37 +122,27 @@ def folded_band_edges(sizes: list[int]) -> dict:
     """Which states an n×n×n repeat of the cubic cell holds at its band edges: the bundled model's bands of the
     ideal cubic Si8 cell at the k-points that fold onto the supercell's Γ along (k, 0, 0), k = m/n (fractional
     in the cubic cell; k = 0 holds fcc Γ and X). Energies relative to the VBM at k = 0, eV."""
-    import scipy.linalg as sl
     from ase.build import bulk
 
-    from n2amd_driver.models.bands import model_blocks
+    from n2amd_driver.models.bands import bands_at
     from n2amd_driver.models.io import load_hamiltonian_model
-    from n2amd_driver.orbitals.eigen import bloch_hamiltonian
     from n2amd_driver.orbitals.functions import basis_functions
-    from n2amd_driver.orbitals.overlap import overlap_matrix
 
     model = load_hamiltonian_model("si_hamiltonian.pt", device="cpu", dtype="float64")
     cell = bulk("Si", "diamond", a=5.43, cubic=True)
     bf = basis_functions(model.basis.name, cell.get_chemical_symbols())
-    blocks = model_blocks(model, cell)
     nocc = int(round(model.n_electrons(cell) / 2))
-
-    def edges(k: float) -> tuple[float, float]:
-        Sk = overlap_matrix(bf, cell, kpt=[k, 0.0, 0.0])
-        e = sl.eigh(bloch_hamiltonian(blocks, [k, 0.0, 0.0], Sk), Sk, eigvals_only=True)
-        return float(e[nocc - 1]), float(e[nocc])
-
-    vbm0 = edges(0.0)[0]
-    line = {f"{k:.4f}": [x - vbm0 for x in edges(k)] for k in np.linspace(0, 0.5, 41)}
-    out = {"line_eV": line, "sizes": {}}
+    ks = sorted({round(min(m / n, 1 - m / n), 6) for n in sizes for m in range(n)} | set(np.linspace(0, 0.5, 41)))
+    e = bands_at(model, bf, cell, [[k, 0.0, 0.0] for k in ks])[:, nocc - 1 : nocc + 1]
+    edges = dict(zip(ks, e - e[ks.index(0.0), 0]))  # k → (VBM, CBM) relative to the VBM at k = 0
+    out = {"line_eV": {f"{k:.4f}": edges[k].tolist() for k in np.linspace(0, 0.5, 41)}, "sizes": {}}
     for n in sizes:
-        ks = sorted({round(min(m / n, 1 - m / n), 6) for m in range(n)})
-        cb = {f"{k:.4f}": edges(k)[1] - vbm0 for k in ks}
-        lowest = min(cb, key=cb.get)
-        out["sizes"][str(8 * n**3)] = {"k_cbm": float(lowest), "cbm_eV": cb[lowest],
-                                       "second_cbm_k": sorted(cb, key=cb.get)[1] if len(cb) > 1 else None,
-                                       "second_above_meV": 1000 * (sorted(cb.values())[1] - cb[lowest])
-                                       if len(cb) > 1 else None}
+        folded = sorted({round(min(m / n, 1 - m / n), 6) for m in range(n)}, key=lambda k: edges[k][1])
+        nxt = folded[1] if len(folded) > 1 else None
+        out["sizes"][str(8 * n**3)] = {"k_cbm": folded[0], "cbm_eV": float(edges[folded[0]][1]),
+                                       "second_cbm_k": None if nxt is None else f"{nxt:.4f}",
+                                       "second_above_meV": None if nxt is None else
+                                       1000 * float(edges[nxt][1] - edges[folded[0]][1])}
     return out
 
 

@@ -76,6 +76,13 @@ def make_trajectory(out: Path, traj: Path, steps: int, kmesh=None) -> None:
     write(traj, [frame.repeat(tuple(kmesh)) for frame in read_trajectory(run.trajectory)], format="extxyz")
 
 
+def _nac_errors(dm: np.ndarray, dr: np.ndarray) -> dict:
+    """MAE of the model's |NAC| ``dm`` against the reference's ``dr`` (meV, same shape), both RMS, and their ratio."""
+    mae, rms_ref = float(np.mean(np.abs(dm - dr))), float(np.sqrt(np.mean(dr**2)))
+    return {"nac_mae_meV": mae, "rms_model_meV": float(np.sqrt(np.mean(dm**2))), "rms_reference_meV": rms_ref,
+            "mae_over_rms_reference": mae / rms_ref}
+
+
 def compare(model_h5: Path, ref_h5: Path) -> dict:
     from n2amd_driver.core.units import HBAR_EV_FS
     from n2amd_driver.namd.couplings_file import read_couplings
@@ -91,10 +98,7 @@ def compare(model_h5: Path, ref_h5: Path) -> dict:
            "gap_model_eV": float(np.mean(cm - vm)), "gap_reference_eV": float(np.mean(cr - vr)),
            "window_energy_mae_meV": 1000 * float(np.mean(np.abs(m.energies - r.energies)))}
     for name, (i, j) in pairs.items():
-        dm, dr = np.abs(m.nac[:, i, j]) * meV, np.abs(r.nac[:, i, j]) * meV
-        out[name] = {"nac_mae_meV": float(np.mean(np.abs(dm - dr))), "rms_model_meV": float(np.sqrt(np.mean(dm**2))),
-                     "rms_reference_meV": float(np.sqrt(np.mean(dr**2)))}
-        out[name]["mae_over_rms_reference"] = out[name]["nac_mae_meV"] / out[name]["rms_reference_meV"]
+        out[name] = _nac_errors(np.abs(m.nac[:, i, j]) * meV, np.abs(r.nac[:, i, j]) * meV)
     # where the VBM–CBM error sits: its largest steps, with the VBM−1/VBM coupling there (large at an
     # avoided crossing of the valence-band edge, where the VBM changes character)
     i, j = pairs["VBM-CBM"]
@@ -108,12 +112,7 @@ def compare(model_h5: Path, ref_h5: Path) -> dict:
     # every valence × conduction pair of the window pooled: the band edges sit in near-degenerate manifolds
     # whose members can mix differently in model and reference near an avoided crossing, which moves one pair's
     # coupling to its neighbours; the pooled figure is a diagnosis, not the target
-    dm, dr = (np.abs(x.nac[:, : nv + 1, nv + 1 :]) * meV for x in (m, r))
-    out["all V×C pairs"] = {"nac_mae_meV": float(np.mean(np.abs(dm - dr))),
-                            "rms_model_meV": float(np.sqrt(np.mean(dm**2))),
-                            "rms_reference_meV": float(np.sqrt(np.mean(dr**2)))}
-    out["all V×C pairs"]["mae_over_rms_reference"] = out["all V×C pairs"]["nac_mae_meV"] / \
-        out["all V×C pairs"]["rms_reference_meV"]
+    out["all V×C pairs"] = _nac_errors(*(np.abs(x.nac[:, : nv + 1, nv + 1 :]) * meV for x in (m, r)))
     return out, (m, r, vm, cm, vr, cr, nv)
 
 

@@ -12,6 +12,6 @@ __all__, __getattr__, __dir__ = exports(__name__, {
     "io": ["BUNDLED", "load_force_model", "load_hamiltonian_model", "load_model", "read_model_file",
            "resolve_model_path", "save_model_file", "save_nnh_model"],
     "calculator": ["N2AMDCalculator"],
-    "bands": ["band_structure", "compare_bands", "model_blocks"],
+    "bands": ["band_structure", "bands_at", "compare_bands", "model_blocks"],
     "equivariance": ["TOLERANCES", "assert_equivariant", "equivariance_errors", "symmetry_cases"],
 })

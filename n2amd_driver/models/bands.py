@@ -27,16 +27,21 @@ def model_blocks(model, atoms: Atoms):
             d["blk_shift"].cpu().numpy().round().astype(int), d["norb_atom"].cpu().numpy(), v)
 
 
-def band_structure(model, basis_functions, atoms: Atoms, npoints: int = 60, path: str | None = None):
-    """Model bands along a high-symmetry path (ASE's for the lattice): (bandpath, energies (nk, norb))."""
-    bp = atoms.cell.bandpath(path, npoints=npoints)
+def bands_at(model, basis_functions, atoms: Atoms, kpts) -> np.ndarray:
+    """Model bands at k-points (fractional, (nk, 3)) of the cell ``atoms``: energies (nk, norb), eV."""
     blocks = model_blocks(model, atoms)
     energies = []
-    for k in bp.kpts:
+    for k in np.asarray(kpts, float):
         Sk = overlap_matrix(basis_functions, atoms, kpt=k)
         Hk = bloch_hamiltonian(blocks, k, Sk)
         energies.append(sl.eigh(Hk, Sk, eigvals_only=True))
-    return bp, np.array(energies)
+    return np.array(energies)
+
+
+def band_structure(model, basis_functions, atoms: Atoms, npoints: int = 60, path: str | None = None):
+    """Model bands along a high-symmetry path (ASE's for the lattice): (bandpath, energies (nk, norb))."""
+    bp = atoms.cell.bandpath(path, npoints=npoints)
+    return bp, bands_at(model, basis_functions, atoms, bp.kpts)
 
 
 def compare_bands(model, atoms, output: Path, npoints: int = 60, window_eV: float = 2.0) -> dict:
