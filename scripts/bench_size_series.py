@@ -2,6 +2,7 @@
 
     OMP_NUM_THREADS=1 .venv/bin/python scripts/bench_size_series.py [--sizes 2 3 4 5 6] [--snapshots 300] \\
         [--ranks 2] [--work docs/bench/size_series] [--json docs/bench/size_series.json]
+    OMP_NUM_THREADS=1 .venv/bin/python scripts/bench_size_series.py --stage replicas --sizes 2 3 --replicas 3
     OMP_NUM_THREADS=1 .venv/bin/python scripts/bench_size_series.py --stage tblite216
     .venv/bin/python scripts/bench_size_series.py --stage folding [--sizes 2 3 4 5 6 8]
 
@@ -19,6 +20,11 @@ under ``--work`` (committed as it grows, so a later session continues it):
 
 The JSON gets a row per finished size, the seconds per snapshot of its couplings, a log–log plot of the RMS
 VBM/CBM NAC and the DISH lifetime against N beside the N^-1/2 and N laws anchored at the smallest size.
+
+Stage ``replicas`` (``--replicas 3 --sizes 2 3``): more independent trajectories of a size, each with its own
+random velocities, through the same steps. In 300 fs of NVE each phonon keeps the energy it was given, so the
+block standard errors of one trajectory cannot see how much its NAC owes to that draw; the spread over
+replicas can.
 
 Stage ``tblite216``: the model against tblite GFN1-xTB along the first 31 frames of the 216-atom trajectory
 (``scripts/validate_couplings.py``, its JSON into ``<work>/tblite216``). Stage ``folding``: which k-points of the
@@ -45,17 +51,24 @@ SPARSE_FROM_ATOMS = 512
 CUTOFF_ANG = 10.0
 
 
-def frames_file(work: Path, runs: Path, n: int, snapshots: int) -> Path:
-    """The size's NVE frames (positions float32 Å, cell, numbers), made once by LAMMPS and kept."""
+def run_name(n: int, replica: int = 0) -> str:
+    """``si<N>`` for a size's main trajectory, ``si<N>_r<k>`` for its k-th independent replica."""
+    return f"si{8 * n**3}" + (f"_r{replica}" if replica else "")
+
+
+def frames_file(work: Path, runs: Path, n: int, snapshots: int, replica: int = 0) -> Path:
+    """The size's NVE frames (positions float32 Å, cell, numbers), made once by LAMMPS and kept. A replica
+    starts from other random velocities (seed + 100 × replica), so its phonon amplitudes are drawn anew."""
     from ase.build import bulk
     from ase.io import write
 
     from n2amd_driver.data.trajectory import read_trajectory
 
-    out = work / f"si{8 * n**3}" / "frames.npz"
+    name = run_name(n, replica)
+    out = work / name / "frames.npz"
     if out.exists():
         return out
-    md = runs / f"si{8 * n**3}_md"
+    md = runs / f"{name}_md"
     md.mkdir(parents=True, exist_ok=True)
     cell = md / "si8.extxyz"
     write(cell, bulk("Si", "diamond", a=5.43, cubic=True), format="extxyz")
@@ -64,8 +77,8 @@ def frames_file(work: Path, runs: Path, n: int, snapshots: int) -> Path:
     if len(frames) != snapshots + 1:  # none yet, or a killed run's part: LAMMPS starts again (minutes)
         run_package(["n2amd_driver.cli", "md", "lammps", "--model", "si_mlff.pt", "--structure", str(cell),
                      "--repeat", str(n), str(n), str(n), "--temperature", "300", "--nvt-steps", "1000",
-                     "--nve-steps", str(snapshots), "--dtype", "float32", "--seed", str(4928 + n),
-                     "--threads", "2", "--workdir", str(md)], runs / f"si{8 * n**3}_md.log")
+                     "--nve-steps", str(snapshots), "--dtype", "float32", "--seed", str(4928 + n + 100 * replica),
+                     "--threads", "2", "--workdir", str(md)], runs / f"{name}_md.log")
         frames = read_trajectory(next(md.glob("*_nve.dump")), "lammps-dump")
     if len(frames) != snapshots + 1:
         raise SystemExit(f"{md}: {len(frames)} NVE frames, expected {snapshots + 1}")
@@ -89,29 +102,29 @@ def trajectory(frames: Path, runs: Path) -> Path:
 
 
 def couplings(work: Path, runs: Path, traj: Path, atoms: int, ranks: int) -> Path:
-    h5 = runs / f"si{atoms}.h5"
+    h5 = runs / f"{traj.stem}.h5"
     if h5.exists():
         return h5
     sets = {"trajectory": str(traj), "dt_fs": 1.0, "hamiltonian.model": "si_hamiltonian.pt",
             "hamiltonian.dtype": "float32", "window.valence": VALENCE, "window.conduction": CONDUCTION,
             "window.buffer": BUFFER, "window.solver": "sparse" if atoms >= SPARSE_FROM_ATOMS else "dense",
-            "compact_checkpoint": True, "checkpoint": str(work / f"si{atoms}" / "ckpt"), "output": str(h5),
+            "compact_checkpoint": True, "checkpoint": str(work / traj.stem / "ckpt"), "output": str(h5),
             "plots": False}
     if atoms >= SPARSE_FROM_ATOMS:
         sets["window.overlap_cutoff_ang"] = CUTOFF_ANG
     cmd = ["n2amd_driver.namd", "couplings", str(ROOT / "tests" / "data" / "empty.yaml"), "-q"]
     for k, v in sets.items():
         cmd += ["--set", f"{k}={v}"]
-    run_package(cmd, runs / f"si{atoms}_couplings.log", ranks=ranks)
+    run_package(cmd, runs / f"{traj.stem}_couplings.log", ranks=ranks)
     return h5
 
 
-def size_row(work: Path, runs: Path, n: int, snapshots: int, ranks: int) -> dict:
+def size_row(work: Path, runs: Path, n: int, snapshots: int, ranks: int, replica: int = 0) -> dict:
     atoms = 8 * n**3
     t = time.time()
-    traj = trajectory(frames_file(work, runs, n, snapshots), runs)
+    traj = trajectory(frames_file(work, runs, n, snapshots, replica), runs)
     h5 = couplings(work, runs, traj, atoms, ranks)
-    pops = dish_populations(h5, VALENCE, runs / f"si{atoms}_dish.log", dish=DISH_LONG)
+    pops = dish_populations(h5, VALENCE, runs / f"{traj.stem}_dish.log", dish=DISH_LONG)
     summary = json.loads(h5.with_suffix(".summary.json").read_text())
     return {"atoms": atoms, **namd_figures(h5, pops, VALENCE), "per_snapshot": summary.get("per_snapshot"),
             "seconds_per_task": summary.get("seconds_per_task"), "ranks": ranks,
@@ -146,28 +159,65 @@ def folded_band_edges(sizes: list[int]) -> dict:
     return out
 
 
-def plot(rows: list[dict], path: Path) -> None:
+ENSEMBLE = {"gap_eV": lambda r: r["gap_eV"], "gap_std_meV": lambda r: r["gap_std_meV"],
+            "dephasing_fs": lambda r: r["dephasing_fs"], "rms_nac_vbm_cbm_meV": lambda r: r["rms_nac_meV"]["VBM/CBM"],
+            "rms_nac_across_gap_meV": lambda r: r["rms_nac_across_gap_meV"], "lifetime_ns": lambda r: r["lifetime_ns"]}
+
+
+def ensemble(res: dict) -> dict:
+    """Per size, over its main trajectory and its replicas: mean, sample standard deviation and standard error
+    of each figure, and the ensemble lifetime 1/⟨1/τ⟩ (ns; the decay rate of the population averaged over the
+    trajectories while it is still near 1)."""
+    out = {}
+    for r in res["rows"]:
+        every = [r] + res.get("replicas", {}).get(str(r["atoms"]), [])
+        fig = {}
+        for k, f in ENSEMBLE.items():
+            v = np.array([f(x) for x in every])
+            sd = float(v.std(ddof=1)) if len(v) > 1 else None
+            fig[k] = {"mean": float(v.mean()), "sd": sd, "stderr": None if sd is None else sd / np.sqrt(len(v))}
+        rate = np.array([1 / x["lifetime_ns"] for x in every])
+        fig["ensemble_lifetime_ns"] = float(1 / rate.mean())
+        fig["ensemble_lifetime_stderr_ns"] = (float(rate.std(ddof=1) / np.sqrt(len(rate)) / rate.mean() ** 2)
+                                              if len(rate) > 1 else None)
+        out[str(r["atoms"])] = {"trajectories": len(every), **fig}
+    return out
+
+
+def plot(res: dict, path: Path) -> None:
+    """NAC and lifetime against N: each size's main trajectory, and where a size has replicas, their mean with
+    its standard error (slightly offset in N so that the two stay apart)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    rows = res["rows"]
     N = np.array([r["atoms"] for r in rows], float)
     nac = np.array([r["rms_nac_meV"]["VBM/CBM"] for r in rows])
     across = np.array([r.get("rms_nac_across_gap_meV", np.nan) for r in rows])
     life = np.array([r["lifetime_ns"] for r in rows])
     err = np.array([r["lifetime_stderr_ns"] for r in rows])
+    ens = [(int(n), e) for n, e in res.get("ensemble", {}).items() if e["trajectories"] > 1]
     fig, ax = plt.subplots(1, 2, figsize=(9, 3.6))
     ax[0].loglog(N, nac, "o-", label="RMS NAC VBM/CBM")
     ax[0].loglog(N, across, "s-", label="root sum of squares, all valence × conduction pairs")
     ax[0].loglog(N, nac[0] * (N / N[0]) ** -0.5, "k--", label="∝ N^-1/2")
     ax[0].loglog(N, across[0] * (N / N[0]) ** -0.5, "k--")
-    ax[0].set(xlabel="atoms N", ylabel="meV")
-    ax[1].errorbar(N, life, yerr=err, fmt="o-", capsize=3, label="DISH lifetime")
+    ax[1].errorbar(N, life, yerr=err, fmt="o-", capsize=3, label="DISH lifetime (one trajectory)")
     ax[1].plot(N, life[0] * N / N[0], "k--", label="∝ N")
+    if ens:
+        n = np.array([k for k, _ in ens], float) * 1.06
+        a = [e["rms_nac_across_gap_meV"] for _, e in ens]
+        ax[0].errorbar(n, [x["mean"] for x in a], yerr=[x["stderr"] for x in a], fmt="D", color="C3", capsize=3,
+                       label="all V × C pairs, mean of independent trajectories")
+        ax[1].errorbar(n, [e["ensemble_lifetime_ns"] for _, e in ens],
+                       yerr=[e["ensemble_lifetime_stderr_ns"] for _, e in ens], fmt="D", color="C3", capsize=3,
+                       label="1/⟨1/τ⟩ over independent trajectories")
+    ax[0].set(xlabel="atoms N", ylabel="meV")
     ax[1].set(xscale="log", yscale="log", xlabel="atoms N", ylabel="ns")
     for a in ax:
-        a.legend(fontsize=8)
+        a.legend(fontsize=7)
         a.set_xticks(N, [f"{n:.0f}" for n in N])
         a.minorticks_off()
     fig.suptitle("Si at 300 K, GFN1-xTB models: couplings and recombination against cell size")
@@ -178,10 +228,12 @@ def plot(rows: list[dict], path: Path) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--stage", choices=["series", "tblite216", "folding"], default="series")
+    ap.add_argument("--stage", choices=["series", "replicas", "tblite216", "folding"], default="series")
     ap.add_argument("--sizes", type=int, nargs="+", default=[2, 3, 4, 5, 6], help="repeats of the 8-atom cell")
     ap.add_argument("--snapshots", type=int, default=300, help="fs of NVE (1 fs steps) per size")
     ap.add_argument("--ranks", type=int, default=2, help="MPI ranks of the couplings jobs")
+    ap.add_argument("--replicas", type=int, default=3,
+                    help="stage replicas: independent trajectories per size besides the main one")
     ap.add_argument("--work", default="docs/bench/size_series")
     ap.add_argument("--runs", default="runs/bench/size_series")
     ap.add_argument("--json", default="docs/bench/size_series.json")
@@ -214,13 +266,32 @@ def main() -> None:
         out.write_text(json.dumps(res, indent=1))
         return
     res = json.loads(out.read_text()) if out.exists() else {"rows": []}
+    if a.stage == "replicas":
+        reps = res.setdefault("replicas", {})
+        for n in a.sizes:
+            have = {r["replica"] for r in reps.get(str(8 * n**3), [])}
+            for k in range(1, a.replicas + 1):
+                if k in have:
+                    continue
+                print(f"[size series] {run_name(n, k)}", flush=True)
+                row = {**size_row(work, runs, n, a.snapshots, a.ranks, k), "replica": k,
+                       "seed": 4928 + n + 100 * k, "provenance": provenance()}
+                res = json.loads(out.read_text())  # another stage may have written meanwhile
+                reps = res.setdefault("replicas", {})
+                reps[str(8 * n**3)] = sorted(reps.get(str(8 * n**3), []) + [row], key=lambda r: r["replica"])
+                res["ensemble"] = ensemble(res)
+                plot(res, out.with_suffix(".png"))
+                out.write_text(json.dumps(res, indent=1))
+        return
     if a.refigure:
-        for r in res["rows"]:
-            h5 = runs / f"si{r['atoms']}.h5"
-            pops = dish_populations(h5, VALENCE, runs / f"si{r['atoms']}_dish.log", dish=DISH_LONG)
+        for r in res["rows"] + [r for rs in res.get("replicas", {}).values() for r in rs]:
+            name = f"si{r['atoms']}" + (f"_r{r['replica']}" if r.get("replica") else "")
+            h5 = runs / f"{name}.h5"
+            pops = dish_populations(h5, VALENCE, runs / f"{name}_dish.log", dish=DISH_LONG)
             r.update(namd_figures(h5, pops, VALENCE), figures_provenance=provenance())
         res["dish"] = DISH_LONG
-        plot(res["rows"], out.with_suffix(".png"))
+        res["ensemble"] = ensemble(res)
+        plot(res, out.with_suffix(".png"))
         out.write_text(json.dumps(res, indent=1))
         return
     done = {r["atoms"] for r in res["rows"]}
@@ -229,9 +300,11 @@ def main() -> None:
             continue
         print(f"[size series] Si{8 * n**3}", flush=True)
         row = {**size_row(work, runs, n, a.snapshots, a.ranks), "provenance": provenance()}  # rows come from
-        res["rows"] = sorted(res["rows"] + [row], key=lambda r: r["atoms"])                    # several runs
+        res = json.loads(out.read_text()) if out.exists() else {"rows": []}                    # several runs
+        res["rows"] = sorted(res["rows"] + [row], key=lambda r: r["atoms"])
+        res["ensemble"] = ensemble(res)
         png = out.with_suffix(".png")
-        plot(res["rows"], png)
+        plot(res, png)
         res.update({"window": [VALENCE, CONDUCTION], "buffer": BUFFER, "cutoff_ang": CUTOFF_ANG, "dish": DISH_LONG,
                     "snapshots": a.snapshots, "plot": os.path.relpath(png, ROOT), "provenance": provenance()})
         out.write_text(json.dumps(res, indent=1))

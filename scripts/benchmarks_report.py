@@ -434,9 +434,41 @@ def size_series(res) -> list[str]:
                        [[n, f"{v['k_cbm']:.4f}", f"{v['cbm_eV']:.3f}", v["second_cbm_k"] or "—",
                          f"{v['second_above_meV']:.1f}" if v["second_above_meV"] is not None else "—"]
                         for n, v in f["sizes"].items()])]
+    if res.get("replicas"):
+        out += ["", *_size_replicas(res)]
     if res.get("tblite216"):
         out += ["", "The model against tblite along the 216-atom trajectory:", "", *couplings(res["tblite216"])]
     return out
+
+
+def _size_replicas(res) -> list[str]:
+    """Independent trajectories of a size (stage ``replicas``) beside its main row, and their ensemble
+    (``bench_size_series.ensemble``): the spread that the block errors of one trajectory cannot show."""
+    main = {r["atoms"]: r for r in res["rows"]}
+    cols = [("⟨gap⟩ (eV)", "gap_eV", lambda r: r["gap_eV"], "{:.3f}"),
+            ("RMS NAC VBM/CBM (meV)", "rms_nac_vbm_cbm_meV", lambda r: r["rms_nac_meV"]["VBM/CBM"], "{:.2f}"),
+            ("RMS NAC, all V × C pairs (meV)", "rms_nac_across_gap_meV", lambda r: r["rms_nac_across_gap_meV"],
+             "{:.2f}"),
+            ("gap σ (meV)", "gap_std_meV", lambda r: r["gap_std_meV"], "{:.1f}"),
+            ("dephasing (fs)", "dephasing_fs", lambda r: r["dephasing_fs"], "{:.0f}"),
+            ("DISH lifetime (ns)", "lifetime_ns", lambda r: r["lifetime_ns"], "{:.2f}")]
+    rows = []
+    for n, reps in sorted(res["replicas"].items(), key=lambda kv: int(kv[0])):
+        for r in ([main[int(n)]] if int(n) in main else []) + reps:
+            rows.append([n, r.get("replica", "0 (main)"), *(fmt.format(f(r)) for _, _, f, fmt in cols),
+                         r["provenance"]["date_utc"] if "provenance" in r else "—"])
+        e = res.get("ensemble", {}).get(n)
+        if e and e["trajectories"] > 1:
+            rows.append([n, f"**mean ± sd of {e['trajectories']}**",
+                         *(f"**{fmt.format(e[k]['mean'])} ± {fmt.format(e[k]['sd'])}** "
+                           f"({100 * e[k]['sd'] / e[k]['mean']:.0f} %)" for _, k, _, fmt in cols),
+                         f"1/⟨1/τ⟩ = {e['ensemble_lifetime_ns']:.2f} ± {e['ensemble_lifetime_stderr_ns']:.2f} ns"])
+    return ["Independent trajectories per size (stage `replicas`; replica 0 is the main row above; each replica "
+            "has its own LAMMPS velocities and otherwise the same settings). Within 300 fs of NVE a phonon keeps "
+            "the energy it was drawn with, so how much one trajectory's figures owe to that draw shows only across "
+            "trajectories. The last column of a size's summary is the ensemble lifetime, the inverse of the mean "
+            "decay rate, with its standard error.", "",
+            _table(["atoms", "replica", *(c for c, _, _, _ in cols), "run (UTC)"], rows)]
 
 
 def large_cells(res) -> list[str]:
