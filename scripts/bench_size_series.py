@@ -5,6 +5,7 @@
     OMP_NUM_THREADS=1 .venv/bin/python scripts/bench_size_series.py --stage replicas --sizes 2 3 --replicas 3
     OMP_NUM_THREADS=1 .venv/bin/python scripts/bench_size_series.py --stage tblite216
     .venv/bin/python scripts/bench_size_series.py --stage folding [--sizes 2 3 4 5 6 8]
+    OMP_NUM_THREADS=1 .venv/bin/python scripts/bench_size_series.py --stage localisation --sizes 2 3 4
 
 Per size (the cubic 8-atom cell repeated n×n×n: 64, 216, 512, 1000, 1728 atoms), each step resumable and kept
 under ``--work`` (committed as it grows, so a later session continues it):
@@ -29,6 +30,7 @@ replicas can.
 Stage ``tblite216``: the model against tblite GFN1-xTB along the first 31 frames of the 216-atom trajectory
 (``scripts/validate_couplings.py``, its JSON into ``<work>/tblite216``). Stage ``folding``: which k-points of the
 ideal crystal each size folds onto Γ, and where its conduction-band edge comes from (:func:`folded_band_edges`).
+Stage ``localisation``: how far the window states spread over the cell (:func:`localisation`).
 """
 from __future__ import annotations
 
@@ -131,6 +133,31 @@ def size_row(work: Path, runs: Path, n: int, snapshots: int, ranks: int, replica
             "solver": "sparse" if atoms >= SPARSE_FROM_ATOMS else "dense", "wall_s_this_run": time.time() - t}
 
 
+def localisation(work: Path, sizes: list[int]) -> dict:
+    """How far the window states spread over the cell, on the last frame of each size's main trajectory: the
+    participation ratio 1/(N Σ_A q_A²) of the Mulliken atom populations of VBM−1 … CBM+1 (1: spread evenly;
+    1/N: on one atom), with the bundled model in float32 and the overlap cutoff, as in the series."""
+    from ase import Atoms
+
+    from n2amd_driver.namd.sources import ModelSource
+    from n2amd_driver.orbitals.eigen import atom_populations, participation_ratio
+    from n2amd_driver.orbitals.window import window_eigh
+
+    src = ModelSource("si_hamiltonian.pt", device="cpu", dtype="float32")
+    out = {}
+    for n in sizes:
+        z = np.load(work / run_name(n) / "frames.npz")
+        atoms = Atoms(numbers=z["numbers"], positions=z["positions"][-1].astype(float), cell=z["cell"], pbc=True)
+        H, S, nel = src.electronic_sparse(atoms, CUTOFF_ANG if len(atoms) >= SPARSE_FROM_ATOMS else None)
+        nocc = int(round(nel / 2))
+        w = window_eigh(H, S, nocc - VALENCE, nocc + CONDUCTION - 1, buffer=0)
+        q = atom_populations(w.C, S, src.model.basis.orbital_offsets(atoms.numbers))
+        pr = participation_ratio(q)
+        out[str(len(atoms))] = {"frame": int(len(z["positions"]) - 1), "participation_ratio": pr.tolist(),
+                                "largest_atom_population": q.max(0).tolist()}
+    return out
+
+
 def folded_band_edges(sizes: list[int]) -> dict:
     """Which states an n×n×n repeat of the cubic cell holds at its band edges: the bundled model's bands of the
     ideal cubic Si8 cell at the k-points that fold onto the supercell's Γ along (k, 0, 0), k = m/n (fractional
@@ -161,7 +188,8 @@ def folded_band_edges(sizes: list[int]) -> dict:
 
 ENSEMBLE = {"gap_eV": lambda r: r["gap_eV"], "gap_std_meV": lambda r: r["gap_std_meV"],
             "dephasing_fs": lambda r: r["dephasing_fs"], "rms_nac_vbm_cbm_meV": lambda r: r["rms_nac_meV"]["VBM/CBM"],
-            "rms_nac_across_gap_meV": lambda r: r["rms_nac_across_gap_meV"], "lifetime_ns": lambda r: r["lifetime_ns"]}
+            "rms_nac_across_gap_meV": lambda r: r["rms_nac_across_gap_meV"], "lifetime_ns": lambda r: r["lifetime_ns"],
+            "golden_rule_lifetime_ns": lambda r: r["golden_rule_lifetime_ns"]}
 
 
 def ensemble(res: dict) -> dict:
@@ -199,13 +227,19 @@ def plot(res: dict, path: Path) -> None:
     life = np.array([r["lifetime_ns"] for r in rows])
     err = np.array([r["lifetime_stderr_ns"] for r in rows])
     ens = [(int(n), e) for n, e in res.get("ensemble", {}).items() if e["trajectories"] > 1]
-    fig, ax = plt.subplots(1, 2, figsize=(9, 3.6))
-    ax[0].loglog(N, nac, "o-", label="RMS NAC VBM/CBM")
-    ax[0].loglog(N, across, "s-", label="root sum of squares, all valence × conduction pairs")
-    ax[0].loglog(N, nac[0] * (N / N[0]) ** -0.5, "k--", label="∝ N^-1/2")
-    ax[0].loglog(N, across[0] * (N / N[0]) ** -0.5, "k--")
-    ax[1].errorbar(N, life, yerr=err, fmt="o-", capsize=3, label="DISH lifetime (one trajectory)")
-    ax[1].plot(N, life[0] * N / N[0], "k--", label="∝ N")
+    # the power laws start from the smallest size's ensemble mean where it has one: one trajectory can be far off
+    e0 = res.get("ensemble", {}).get(str(rows[0]["atoms"]))
+    e0 = e0 if e0 and e0["trajectories"] > 1 else None
+    a0 = e0["rms_nac_across_gap_meV"]["mean"] if e0 else across[0]
+    n0 = e0["rms_nac_vbm_cbm_meV"]["mean"] if e0 else nac[0]
+    l0 = e0["ensemble_lifetime_ns"] if e0 else life[0]
+    fig, ax = plt.subplots(1, 2, figsize=(10, 5))
+    ax[0].loglog(N, nac, "o-", label="RMS NAC VBM/CBM, main trajectory")
+    ax[0].loglog(N, across, "s-", label="RMS NAC, all V × C pairs (root sum of squares), main trajectory")
+    ax[0].loglog(N, n0 * (N / N[0]) ** -0.5, "k--", label="∝ N^-1/2" + (", from the Si%d mean" % N[0] if e0 else ""))
+    ax[0].loglog(N, a0 * (N / N[0]) ** -0.5, "k--")
+    ax[1].errorbar(N, life, yerr=err, fmt="o-", capsize=3, label="DISH lifetime, main trajectory")
+    ax[1].plot(N, l0 * N / N[0], "k--", label="∝ N" + (", from the Si%d ensemble" % N[0] if e0 else ""))
     if ens:
         n = np.array([k for k, _ in ens], float) * 1.06
         a = [e["rms_nac_across_gap_meV"] for _, e in ens]
@@ -217,7 +251,7 @@ def plot(res: dict, path: Path) -> None:
     ax[0].set(xlabel="atoms N", ylabel="meV")
     ax[1].set(xscale="log", yscale="log", xlabel="atoms N", ylabel="ns")
     for a in ax:
-        a.legend(fontsize=7)
+        a.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.15))
         a.set_xticks(N, [f"{n:.0f}" for n in N])
         a.minorticks_off()
     fig.suptitle("Si at 300 K, GFN1-xTB models: couplings and recombination against cell size")
@@ -228,7 +262,8 @@ def plot(res: dict, path: Path) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--stage", choices=["series", "replicas", "tblite216", "folding"], default="series")
+    ap.add_argument("--stage", choices=["series", "replicas", "tblite216", "folding", "localisation"],
+                    default="series")
     ap.add_argument("--sizes", type=int, nargs="+", default=[2, 3, 4, 5, 6], help="repeats of the 8-atom cell")
     ap.add_argument("--snapshots", type=int, default=300, help="fs of NVE (1 fs steps) per size")
     ap.add_argument("--ranks", type=int, default=2, help="MPI ranks of the couplings jobs")
@@ -243,9 +278,11 @@ def main() -> None:
     a = ap.parse_args()
     work, runs, out = (ROOT / a.work).resolve(), (ROOT / a.runs).resolve(), ROOT / a.json
     runs.mkdir(parents=True, exist_ok=True)
-    if a.stage == "folding":
-        res = json.loads(out.read_text()) if out.exists() else {"rows": []}
-        res["folding"] = {**folded_band_edges(a.sizes), "provenance": provenance()}
+    if a.stage in ("folding", "localisation"):
+        part = ({**folded_band_edges(a.sizes), "provenance": provenance()} if a.stage == "folding" else
+                {"sizes": localisation(work, a.sizes), "provenance": provenance()})
+        res = json.loads(out.read_text()) if out.exists() else {"rows": []}  # read after the work: other stages
+        res[a.stage] = part                                                   # may have written meanwhile
         out.write_text(json.dumps(res, indent=1))
         return
     if a.stage == "tblite216":

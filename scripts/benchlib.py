@@ -88,13 +88,15 @@ def correlation_time_fs(x, dt_fs: float) -> float:
 
 def namd_figures(h5, pops, valence: int) -> dict:
     """⟨gap⟩ (eV), its spread (meV) and correlation time (fs), VBM–CBM pure-dephasing time (fs), RMS NAC (meV) of
-    VBM−1/VBM, VBM/CBM and CBM/CBM+1 and pooled across the gap (with block standard errors), and the DISH lifetime
-    (ns) with its standard error over the initial times."""
+    VBM−1/VBM, VBM/CBM and CBM/CBM+1 and pooled across the gap (with block standard errors), the DISH lifetime
+    (ns) with its standard error over the initial times, and the VBM–CBM decoherence-limited golden-rule
+    lifetime (ns), the estimate of the DISH one straight from the couplings."""
     import h5py
     import numpy as np
 
     from n2amd_driver.core.units import HBAR_EV_FS
     from n2amd_driver.namd.couplings_file import read_couplings
+    from n2amd_driver.namd.dephasing import decoherence_limited_rate
 
     c = read_couplings(h5)
     rms = c.series.rms_nac_meV()
@@ -113,12 +115,17 @@ def namd_figures(h5, pops, valence: int) -> dict:
             # depends on how the members mix; the root sum of squares over every valence × conduction pair
             # of the window does not
             "rms_nac_across_gap_meV": float(np.sqrt((rms[:valence, valence:] ** 2).sum())),
+            "edge_splitting_meV": {"VBM-1/VBM": 1000 * float(np.mean(np.diff(c.series.energies[:, iv - 1 : iv + 1]))),
+                                   "CBM/CBM+1": 1000 * float(np.mean(np.diff(c.series.energies[:, iv + 1 : iv + 3])))},
             # standard errors from 10 consecutive blocks of the trajectory: its length, not the model, limits
             # how well a few hundred fs pin down a fluctuation's size
             "gap_std_stderr_meV": 1000 * block_stderr(((gap - gap.mean()) ** 2), np.sqrt),
             "rms_nac_across_gap_stderr_meV": 1000 * HBAR_EV_FS * block_stderr(
                 (c.series.nac[:, :valence, valence:] ** 2).sum((1, 2)), np.sqrt),
-            "lifetime_ns": life / 1e6, "lifetime_stderr_ns": err / 1e6}
+            "lifetime_ns": life / 1e6, "lifetime_stderr_ns": err / 1e6,
+            "golden_rule_lifetime_ns": 1e-6 / decoherence_limited_rate(
+                c.series.nac[:, iv, iv + 1], c.series.energies[:, iv + 1] - c.series.energies[:, iv],
+                c.series.dt_fs, tau)}
 
 
 def block_stderr(x, of=lambda m: m, blocks: int = 10) -> float:

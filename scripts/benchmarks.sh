@@ -74,7 +74,10 @@ for s in "${stages[@]}"; do
                          --json $out/large_cells.json ;;
         size_series) # trajectories and compact couplings checkpoints are kept in docs/bench/size_series/ (hours per size from 1000 atoms; resumable)
                      OMP_NUM_THREADS=1 $py scripts/bench_size_series.py --json $out/size_series.json
+                     OMP_NUM_THREADS=1 $py scripts/bench_size_series.py --stage replicas --sizes 2 3 --replicas 3 --json $out/size_series.json
+                     OMP_NUM_THREADS=1 $py scripts/bench_size_series.py --stage replicas --sizes 4 --replicas 1 --json $out/size_series.json
                      OMP_NUM_THREADS=1 $py scripts/bench_size_series.py --stage tblite216 --json $out/size_series.json
+                     OMP_NUM_THREADS=1 $py scripts/bench_size_series.py --stage localisation --sizes 2 3 4 5 6 --json $out/size_series.json
                      $py scripts/bench_size_series.py --stage folding --sizes 2 3 4 5 6 8 --json $out/size_series.json ;;
         nac_vectors) # per-cell results are kept in docs/bench/nac_vectors/ (~2 min per cell and model)
                      OMP_NUM_THREADS=1 $py scripts/bench_nac_vectors.py --model si_hamiltonian.pt --cells 50 --atoms 2 \

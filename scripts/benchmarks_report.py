@@ -407,6 +407,7 @@ def size_series(res) -> list[str]:
              f"{r['rms_nac_meV']['VBM/CBM']:.3f}",
              f"{r['rms_nac_across_gap_meV']:.3f} ± {r['rms_nac_across_gap_stderr_meV']:.3f}",
              f"{r['gap_std_meV']:.1f} ± {r['gap_std_stderr_meV']:.1f}",
+             ", ".join(f"{v:.0f}" for v in r["edge_splitting_meV"].values()) if "edge_splitting_meV" in r else "—",
              f"{r['lifetime_ns']:.3g} ± {r['lifetime_stderr_ns']:.2g}", r["solver"], _snapshot_cost(r), _run_dates(r)]
             for r in res["rows"]]
     refigured = any("figures_provenance" in r for r in res["rows"])
@@ -422,7 +423,8 @@ def size_series(res) -> list[str]:
               "--refigure`, which also reruns DISH when its settings changed) gives that date too." if refigured
               else ""), "",
            _table(["atoms", "snapshots", "⟨gap⟩ (eV)", "dephasing VBM–CBM (fs)", "RMS NAC VBM/CBM (meV)",
-                   "RMS NAC, all V × C pairs (meV)", "gap σ (meV)", "DISH lifetime (ns)", "solver",
+                   "RMS NAC, all V × C pairs (meV)", "gap σ (meV)",
+                   "mean splitting VBM−1/VBM, CBM/CBM+1 (meV)", "DISH lifetime (ns)", "solver",
                    "s per snapshot: H + S, eigen-window", "run (UTC)"], rows)]
     if res.get("folding"):
         f = res["folding"]
@@ -434,11 +436,28 @@ def size_series(res) -> list[str]:
                        [[n, f"{v['k_cbm']:.4f}", f"{v['cbm_eV']:.3f}", v["second_cbm_k"] or "—",
                          f"{v['second_above_meV']:.1f}" if v["second_above_meV"] is not None else "—"]
                         for n, v in f["sizes"].items()])]
+    if res.get("localisation"):
+        loc = res["localisation"]
+        out += ["", _prov(loc), "", "How far the window states spread over the cell, on the last frame of each "
+                "size's main trajectory: participation ratio 1/(N Σ_A q_A²) of their Mulliken atom populations "
+                "(1: spread evenly over the N atoms; 1/N: on one atom), and the largest population on one atom.", "",
+                _table(["atoms", "participation ratio VBM−1, VBM, CBM, CBM+1", "largest atom population"],
+                       [[n, ", ".join(f"{x:.2f}" for x in v["participation_ratio"]),
+                         ", ".join(f"{x:.4f}" for x in v["largest_atom_population"])]
+                        for n, v in loc["sizes"].items()])]
     if res.get("replicas"):
         out += ["", *_size_replicas(res)]
     if res.get("tblite216"):
         out += ["", "The model against tblite along the 216-atom trajectory:", "", *couplings(res["tblite216"])]
     return out
+
+
+def _or_dash(f, row: dict, fmt: str) -> str:
+    """A figure of a row, or "—" for one from before that figure was recorded (``--refigure`` adds it)."""
+    try:
+        return fmt.format(f(row))
+    except KeyError:
+        return "—"
 
 
 def _size_replicas(res) -> list[str]:
@@ -451,14 +470,15 @@ def _size_replicas(res) -> list[str]:
              "{:.2f}"),
             ("gap σ (meV)", "gap_std_meV", lambda r: r["gap_std_meV"], "{:.1f}"),
             ("dephasing (fs)", "dephasing_fs", lambda r: r["dephasing_fs"], "{:.0f}"),
-            ("DISH lifetime (ns)", "lifetime_ns", lambda r: r["lifetime_ns"], "{:.2f}")]
+            ("DISH lifetime (ns)", "lifetime_ns", lambda r: r["lifetime_ns"], "{:.2f}"),
+            ("golden-rule estimate (ns)", "golden_rule_lifetime_ns", lambda r: r["golden_rule_lifetime_ns"], "{:.2f}")]
     rows = []
     for n, reps in sorted(res["replicas"].items(), key=lambda kv: int(kv[0])):
         for r in ([main[int(n)]] if int(n) in main else []) + reps:
-            rows.append([n, r.get("replica", "0 (main)"), *(fmt.format(f(r)) for _, _, f, fmt in cols),
+            rows.append([n, r.get("replica", "0 (main)"), *(_or_dash(f, r, fmt) for _, _, f, fmt in cols),
                          r["provenance"]["date_utc"] if "provenance" in r else "—"])
         e = res.get("ensemble", {}).get(n)
-        if e and e["trajectories"] > 1:
+        if e and e["trajectories"] > 1 and all(k in e for _, k, _, _ in cols):
             rows.append([n, f"**mean ± sd of {e['trajectories']}**",
                          *(f"**{fmt.format(e[k]['mean'])} ± {fmt.format(e[k]['sd'])}** "
                            f"({100 * e[k]['sd'] / e[k]['mean']:.0f} %)" for _, k, _, fmt in cols),
@@ -466,8 +486,12 @@ def _size_replicas(res) -> list[str]:
     return ["Independent trajectories per size (stage `replicas`; replica 0 is the main row above; each replica "
             "has its own LAMMPS velocities and otherwise the same settings). Within 300 fs of NVE a phonon keeps "
             "the energy it was drawn with, so how much one trajectory's figures owe to that draw shows only across "
-            "trajectories. The last column of a size's summary is the ensemble lifetime, the inverse of the mean "
-            "decay rate, with its standard error.", "",
+            "trajectories. The golden-rule estimate is 1/rate with rate = ⟨|∫ d(t) e^{iφ(t)} dt|²⟩ / τ over windows "
+            "of the VBM–CBM pure-dephasing time τ (φ the accumulated gap phase; "
+            "`n2amd_driver.namd.dephasing.decoherence_limited_rate`): it follows the DISH lifetime from trajectory to "
+            "trajectory, so the spread comes from the NAC's content near the gap frequency, not from its RMS. The "
+            "last column of a size's summary is the ensemble lifetime, the inverse of the mean DISH decay rate, with "
+            "its standard error.", "",
             _table(["atoms", "replica", *(c for c, _, _, _ in cols), "run (UTC)"], rows)]
 
 

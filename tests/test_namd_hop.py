@@ -12,7 +12,8 @@ import yaml
 
 from n2amd_driver.core.units import HBAR_EV_FS, KB_EV_K
 from n2amd_driver.namd.couplings_file import Couplings, write_couplings
-from n2amd_driver.namd.dephasing import dephasing_function, dephasing_matrix, gaussian_dephasing_time
+from n2amd_driver.namd.dephasing import (decoherence_limited_rate, dephasing_function, dephasing_matrix,
+                                         gaussian_dephasing_time)
 from n2amd_driver.namd.hefei import parse_namelist, read_hefei, write_hefei
 from n2amd_driver.namd.hopping import HopSettings, HopState, Propagators, Record, advance
 from n2amd_driver.namd.lifetime import fit_lifetime
@@ -179,6 +180,19 @@ def test_dephasing_matrix_is_symmetric_with_zero_diagonal():
     np.testing.assert_allclose(tau, tau.T)
     assert np.all(np.diag(tau) == 0) and np.all(tau[np.triu_indices(4, 1)] > 0)
     assert D.shape == (4, 4, len(t)) and np.all(D[0, 1] <= 1 + 1e-12)
+
+
+def test_decoherence_limited_rate_against_the_constant_coupling_formula():
+    """Constant d and gap ΔE = ħω: every window's amplitude is d·dt·Σ_k e^{iωk·dt}, so
+    rate = d² dt sin²(ωL·dt/2) / (L sin²(ω·dt/2)); with no gap, d² L·dt (the coherent growth)."""
+    d, dt, L, n = 2e-3, 0.5, 40, 1001
+    for gap in (0.0, 0.3):
+        w = gap / HBAR_EV_FS
+        want = d**2 * L * dt if gap == 0 else d**2 * dt * np.sin(w * L * dt / 2) ** 2 / (L * np.sin(w * dt / 2) ** 2)
+        got = decoherence_limited_rate(np.full(n - 1, d), np.full(n, gap), dt, L * dt)
+        assert got == pytest.approx(want, rel=1e-12)
+        # one coupling per snapshot (Hefei-NAMD input), and a sign flip of the coupling: the same rate
+        assert decoherence_limited_rate(np.full(n, -d), np.full(n, gap), dt, L * dt) == pytest.approx(want, rel=1e-12)
 
 
 def test_lifetime_fits_recover_known_decays():
@@ -377,6 +391,8 @@ def test_analyse_reads_a_hefei_namd_folder(tmp_path):
     assert res["bands_1based"] == [10, 11, 12] and res["pair"] == [0, 2] and "average_band_gap_eV" not in res
     assert res["average_gap_eV"] == pytest.approx(float(np.mean(s.energies[:, 2] - s.energies[:, 0])), rel=1e-9)
     assert res["rms_nac_meV"] == pytest.approx(s.rms_nac_meV()[0, 2], rel=1e-8)
+    rate = decoherence_limited_rate(s.nac[:, 0, 2], s.energies[:, 2] - s.energies[:, 0], s.dt_fs, res["dephasing_fs"])
+    assert res["golden_rule_lifetime_fs"] == pytest.approx(1 / rate, rel=1e-6)
     r = subprocess.run([sys.executable, "-m", "n2amd_driver.namd", "analyse", str(tmp_path / "hefei"), "-o",
                         str(tmp_path / "cli")], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr

@@ -121,3 +121,30 @@ def test_si512_sparse_path_equals_dense_energies_overlaps_and_nac():
     nac_s = correct(np.array([e for e, _ in sparse]), O_s[None], 1.0).nac
     nac_d = correct(np.array([d.eps for d in dense]), O_d[None], 1.0).nac
     assert np.abs(nac_s - nac_d).max() <= 1e-8 and np.abs(nac_d).max() > 1e-4
+
+
+def test_atom_populations_and_participation_ratio():
+    """Limits of the formula (one atom: 1/N; evenly spread: 1), and on the bundled model's Si64 band edges:
+    Mulliken populations sum to 1 per state, and the states spread over the cell."""
+    from n2amd_driver.orbitals.eigen import atom_populations, participation_ratio
+
+    offsets = np.arange(0, 13, 3)  # 4 atoms × 3 orbitals, orthonormal basis
+    C = np.zeros((12, 2))
+    C[4, 0] = 1.0                  # on atom 1 only
+    C[[0, 3, 6, 9], 1] = 0.5       # the same weight on every atom
+    q = atom_populations(C, np.eye(12), offsets)
+    assert np.allclose(q.sum(0), 1) and np.allclose(q[:, 0], [0, 1, 0, 0])
+    assert np.allclose(participation_ratio(q), [0.25, 1.0])
+
+    m = load_hamiltonian_model("si_hamiltonian.pt", device="cpu", dtype="float64")
+    a = bulk("Si", "diamond", 5.43, cubic=True).repeat(2)
+    a.rattle(0.05, seed=3)
+    S = overlap_matrix(m.basis_functions(a), a, sparse=True)
+    H = m.sparse_hamiltonian(a, S)
+    nocc = int(round(m.n_electrons(a) / 2))
+    w = window_eigh(H, S, nocc - 2, nocc + 1, buffer=0)
+    offsets = m.basis.orbital_offsets(a.numbers)
+    q = atom_populations(w.C, S, offsets)
+    assert np.abs(q.sum(0) - 1).max() <= 1e-10
+    assert np.allclose(q, atom_populations(w.C, S.toarray(), offsets), atol=1e-14)
+    assert participation_ratio(q).min() > 0.5  # Bloch-like band edges of a nearly perfect crystal

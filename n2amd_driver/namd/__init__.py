@@ -18,7 +18,7 @@ __all__, __getattr__, __dir__ = exports(__name__, {
     "hop_md_job": ["run_hop_md"],
     "hefei": ["read_dephtime", "read_hefei", "read_inicon", "write_hefei"],
     "exports": ["write_pyxaid"],
-    "dephasing": ["dephasing_function", "dephasing_matrix"],
+    "dephasing": ["decoherence_limited_rate", "dephasing_function", "dephasing_matrix"],
     "lifetime": ["LifetimeFit", "fit_lifetime"],
     "analyse": ["analyse"],
 })

@@ -1,8 +1,9 @@
 """``python -m n2amd_driver.namd analyse couplings.h5``: what a couplings file says, as numbers and plots.
 
 Canonically averaged gap (CBM − VBM, and between every pair of window states), pure-dephasing times from
-the gap fluctuations (second-order cumulant, :mod:`.dephasing`), RMS NAC ħ|d| in meV, written as a text
-table, a JSON file and PNGs (band energies, NAC time series, NAC heat map, dephasing functions).
+the gap fluctuations (second-order cumulant, :mod:`.dephasing`), RMS NAC ħ|d| in meV, the headline pair's
+decoherence-limited golden-rule rate (an estimate of its DISH lifetime), written as a text table, a JSON file
+and PNGs (band energies, NAC time series, NAC heat map, dephasing functions).
 Energies eV, times fs. Reads n2amd couplings files and Hefei-NAMD folders (EIGTXT/NATXT).
 """
 from __future__ import annotations
@@ -33,7 +34,7 @@ def load(path) -> tuple[CouplingSeries, np.ndarray | None, np.ndarray | None]:
 def analyse(path, out_prefix=None, pair: tuple[int, int] | None = None) -> dict:
     """Numbers and plots of a couplings file; ``pair``: the two window states of the headline (default
     VBM and CBM when known, else the lowest and highest)."""
-    from .dephasing import dephasing_matrix
+    from .dephasing import decoherence_limited_rate, dephasing_matrix
     from .plots import plot_couplings, plot_dephasing
 
     series, vbm, cbm = load(path)
@@ -48,6 +49,7 @@ def analyse(path, out_prefix=None, pair: tuple[int, int] | None = None) -> dict:
     tau, t, D = dephasing_matrix(series.energies, series.dt_fs)
     rms = series.rms_nac_meV()
     gap = series.energies[:, j] - series.energies[:, i]
+    rate = decoherence_limited_rate(series.nac[:, i, j], gap, series.dt_fs, tau[i, j])
     out = Path(out_prefix) if out_prefix else Path(str(path).rstrip("/")).with_suffix("")
     plots = plot_couplings(out, series, vbm, cbm)
     plot_dephasing(out.with_name(out.name + "_dephasing.png"), t, D, tau)
@@ -56,6 +58,7 @@ def analyse(path, out_prefix=None, pair: tuple[int, int] | None = None) -> dict:
            "bands_1based": [int(b) for b in series.bands] if series.bands is not None else list(range(1, n + 1)), "pair": [int(i), int(j)],
            "average_gap_eV": float(gap.mean()), "gap_std_meV": float(gap.std() * 1000),
            "dephasing_fs": float(tau[i, j]), "rms_nac_meV": float(rms[i, j]),
+           "golden_rule_lifetime_fs": 1 / rate if rate > 0 else None,  # None: the pair never couples
            "dephasing_matrix_fs": tau.tolist(), "rms_nac_matrix_meV": rms.tolist(), "plots": plots}
     if vbm is not None and cbm is not None:
         res["average_band_gap_eV"] = float(np.mean(cbm - vbm))
@@ -65,6 +68,9 @@ def analyse(path, out_prefix=None, pair: tuple[int, int] | None = None) -> dict:
         f"  {'averaged gap':32s} {res['average_gap_eV']:.4f} eV (σ {res['gap_std_meV']:.1f} meV)",
         f"  {'pure-dephasing time':32s} {res['dephasing_fs']:.2f} fs",
         f"  {'RMS NAC ħ|d|':32s} {res['rms_nac_meV']:.4f} meV",
+        f"  {'golden-rule lifetime estimate':32s} "
+        + (f"{res['golden_rule_lifetime_fs'] / 1000:.4g} ps" if rate > 0 else "none (no coupling)")
+        + " (decoherence-limited; DISH computes the lifetime)",
         "  RMS NAC matrix (meV):",
         *("    " + " ".join(f"{x:8.3f}" for x in row) for row in rms),
         "  plots: " + ", ".join(plots)])

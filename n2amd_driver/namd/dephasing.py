@@ -62,3 +62,22 @@ def dephasing_matrix(energies: np.ndarray, dt_fs: float) -> tuple[np.ndarray, np
     for (i, j), D in Ds.items():
         Dmat[i, j] = Dmat[j, i] = D
     return tau, (np.zeros(0) if t is None else t), Dmat
+
+
+def decoherence_limited_rate(nac_fs: np.ndarray, gap_eV: np.ndarray, dt_fs: float, tau_fs: float) -> float:
+    """Transition rate (fs⁻¹) between two states by Fermi's golden rule with the phase memory cut at the
+    pure-dephasing time τ: A(s) = ∫_s^{s+τ} d(t) e^{iφ(t)} dt with φ(t) = ∫ ΔE dt'/ħ, over every window of
+    length τ along the trajectory, and rate = ⟨|A|²⟩ / τ.
+
+    An estimate of the DISH rate straight from the couplings (DISH resets the coherence on the same time
+    scale): it counts only the NAC's content near the gap frequency ΔE/ħ, not its RMS. ``nac_fs`` (M,) the
+    coupling at the step midpoints, ``gap_eV`` (N,) the energy difference at the snapshots (M = N − 1 or N).
+    """
+    d = np.asarray(nac_fs, float)
+    gap = np.asarray(gap_eV, float)
+    mid = 0.5 * (gap[1:] + gap[:-1]) if len(gap) == len(d) + 1 else gap[: len(d)]
+    z = d * np.exp(1j * np.cumsum(mid) * dt_fs / HBAR_EV_FS) * dt_fs  # a constant phase offset changes no |A|
+    L = int(min(max(round(tau_fs / dt_fs), 1), len(d)))
+    c = np.concatenate([[0.0], np.cumsum(z)])
+    A = c[L:] - c[:-L]
+    return float(np.mean(np.abs(A) ** 2) / (L * dt_fs))

@@ -17,6 +17,7 @@ __all__, __getattr__, __dir__ = exports(__name__, {
     "window": ["IllConditionedOverlap", "ShiftInvert", "WindowNotConverged", "WindowStates", "dense_window",
                "factorisation_memory",
                "fixed_signs", "smallest_overlap_eigenvalue", "window_eigh"],
-    "eigen": ["band_edges", "bloch_hamiltonian", "bvk_images", "bvk_kpoints", "bvk_to_k", "bvk_to_supercell", "dos",
-              "eigh", "k_to_bvk"],
+    "eigen": ["atom_populations", "band_edges", "bloch_hamiltonian", "bvk_images", "bvk_kpoints", "bvk_to_k",
+              "bvk_to_supercell", "dos",
+              "eigh", "k_to_bvk", "participation_ratio"],
 })

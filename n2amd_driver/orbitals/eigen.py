@@ -1,4 +1,5 @@
-"""Electronic structure from any Hamiltonian (model or reference): eigenpairs, band edges, H(k), DOS.
+"""Electronic structure from any Hamiltonian (model or reference): eigenpairs, band edges, H(k), DOS, how
+localised a state is.
 
 Real-space blocks H_ij(T) become Bloch matrices by the Fourier sum
     H_ab(k) = Σ_T H_ab(T) exp(2πi k·n_T),    k in reciprocal-lattice (fractional) coordinates,
@@ -87,3 +88,17 @@ def bloch_hamiltonian(blocks, kpt, overlap_k: np.ndarray | None = None) -> np.nd
 def dos(eps: np.ndarray, grid: np.ndarray, sigma: float = 0.05) -> np.ndarray:
     """Gaussian-broadened density of states (states/eV, 2 electrons per orbital not included)."""
     return np.exp(-((grid[:, None] - eps[None, :]) ** 2) / (2 * sigma**2)).sum(1) / (sigma * np.sqrt(2 * np.pi))
+
+
+def atom_populations(C: np.ndarray, S, offsets: np.ndarray) -> np.ndarray:
+    """Mulliken populations of states on atoms, (n_atoms, n_states): q_A = Σ_{μ∈A} c_μ (S c)_μ, summing to 1
+    per S-normalised state. ``C`` (n_orb, n_states), ``S`` dense or sparse, ``offsets`` the first orbital of
+    each atom and the orbital count (n_atoms + 1)."""
+    q = C * (S @ C)
+    return np.add.reduceat(q, np.asarray(offsets[:-1], int), axis=0)
+
+
+def participation_ratio(q: np.ndarray) -> np.ndarray:
+    """1 / (N Σ_A q_A²) per state from atom populations ``q`` (n_atoms, n_states): 1 for a state spread evenly
+    over the N atoms, 1/N for one on a single atom."""
+    return 1.0 / (q.shape[0] * np.sum(q**2, axis=0))
