@@ -18,6 +18,5 @@ __all__, __getattr__, __dir__ = exports(__name__, {
                "factorisation_memory",
                "fixed_signs", "smallest_overlap_eigenvalue", "window_eigh"],
     "eigen": ["atom_populations", "band_edges", "bloch_hamiltonian", "bvk_images", "bvk_kpoints", "bvk_to_k",
-              "bvk_to_supercell", "dos",
-              "eigh", "k_to_bvk", "participation_ratio"],
+              "bvk_to_supercell", "dos", "eigh", "k_to_bvk", "participation_ratio"],
 })
