@@ -77,7 +77,8 @@ def decoherence_limited_rate(nac_fs: np.ndarray, gap_eV: np.ndarray, dt_fs: floa
     gap = np.asarray(gap_eV, float)
     mid = 0.5 * (gap[1:] + gap[:-1]) if len(gap) == len(d) + 1 else gap[: len(d)]
     z = d * np.exp(1j * np.cumsum(mid) * dt_fs / HBAR_EV_FS) * dt_fs  # a constant phase offset changes no |A|
-    L = int(min(max(round(tau_fs / dt_fs), 1), len(d)))
+    # no (finite) dephasing time: one window as long as the trajectory
+    L = int(min(max(round(tau_fs / dt_fs), 1), len(d))) if np.isfinite(tau_fs) else len(d)
     c = np.concatenate([[0.0], np.cumsum(z)])
     A = c[L:] - c[:-L]
     return float(np.mean(np.abs(A) ** 2) / (L * dt_fs))
