@@ -53,9 +53,14 @@ SPARSE_FROM_ATOMS = 512
 CUTOFF_ANG = 10.0
 
 
-def run_name(n: int, replica: int = 0) -> str:
+def run_name(atoms: int, replica: int = 0) -> str:
     """``si<N>`` for a size's main trajectory, ``si<N>_r<k>`` for its k-th independent replica."""
-    return f"si{8 * n**3}" + (f"_r{replica}" if replica else "")
+    return f"si{atoms}" + (f"_r{replica}" if replica else "")
+
+
+def velocity_seed(n: int, replica: int = 0) -> int:
+    """LAMMPS velocity seed of the n×n×n cell's main trajectory (replica 0) or of a replica."""
+    return 4928 + n + 100 * replica
 
 
 def frames_file(work: Path, runs: Path, n: int, snapshots: int, replica: int = 0) -> Path:
@@ -66,7 +71,7 @@ def frames_file(work: Path, runs: Path, n: int, snapshots: int, replica: int = 0
 
     from n2amd_driver.data.trajectory import read_trajectory
 
-    name = run_name(n, replica)
+    name = run_name(8 * n**3, replica)
     out = work / name / "frames.npz"
     if out.exists():
         return out
@@ -79,7 +84,7 @@ def frames_file(work: Path, runs: Path, n: int, snapshots: int, replica: int = 0
     if len(frames) != snapshots + 1:  # none yet, or a killed run's part: LAMMPS starts again (minutes)
         run_package(["n2amd_driver.cli", "md", "lammps", "--model", "si_mlff.pt", "--structure", str(cell),
                      "--repeat", str(n), str(n), str(n), "--temperature", "300", "--nvt-steps", "1000",
-                     "--nve-steps", str(snapshots), "--dtype", "float32", "--seed", str(4928 + n + 100 * replica),
+                     "--nve-steps", str(snapshots), "--dtype", "float32", "--seed", str(velocity_seed(n, replica)),
                      "--threads", "2", "--workdir", str(md)], runs / f"{name}_md.log")
         frames = read_trajectory(next(md.glob("*_nve.dump")), "lammps-dump")
     if len(frames) != snapshots + 1:
@@ -146,7 +151,7 @@ def localisation(work: Path, sizes: list[int]) -> dict:
     src = ModelSource("si_hamiltonian.pt", device="cpu", dtype="float32")
     out = {}
     for n in sizes:
-        z = np.load(work / run_name(n) / "frames.npz")
+        z = np.load(work / run_name(8 * n**3) / "frames.npz")
         atoms = Atoms(numbers=z["numbers"], positions=z["positions"][-1].astype(float), cell=z["cell"], pbc=True)
         H, S, nel = src.electronic_sparse(atoms, CUTOFF_ANG if len(atoms) >= SPARSE_FROM_ATOMS else None)
         nocc = int(round(nel / 2))
@@ -310,9 +315,9 @@ def main() -> None:
             for k in range(1, a.replicas + 1):
                 if k in have:
                     continue
-                print(f"[size series] {run_name(n, k)}", flush=True)
+                print(f"[size series] {run_name(8 * n**3, k)}", flush=True)
                 row = {**size_row(work, runs, n, a.snapshots, a.ranks, k), "replica": k,
-                       "seed": 4928 + n + 100 * k, "provenance": provenance()}
+                       "seed": velocity_seed(n, k), "provenance": provenance()}
                 res = json.loads(out.read_text())  # another stage may have written meanwhile
                 reps = res.setdefault("replicas", {})
                 reps[str(8 * n**3)] = sorted(reps.get(str(8 * n**3), []) + [row], key=lambda r: r["replica"])
@@ -322,7 +327,7 @@ def main() -> None:
         return
     if a.refigure:
         for r in res["rows"] + [r for rs in res.get("replicas", {}).values() for r in rs]:
-            name = f"si{r['atoms']}" + (f"_r{r['replica']}" if r.get("replica") else "")
+            name = run_name(r["atoms"], r.get("replica", 0))
             h5 = runs / f"{name}.h5"
             pops = dish_populations(h5, VALENCE, runs / f"{name}_dish.log", dish=DISH_LONG)
             r.update(namd_figures(h5, pops, VALENCE), figures_provenance=provenance())

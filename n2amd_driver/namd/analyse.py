@@ -69,7 +69,7 @@ def analyse(path, out_prefix=None, pair: tuple[int, int] | None = None) -> dict:
         f"  {'pure-dephasing time':32s} {res['dephasing_fs']:.2f} fs",
         f"  {'RMS NAC ħ|d|':32s} {res['rms_nac_meV']:.4f} meV",
         f"  {'golden-rule lifetime estimate':32s} "
-        + (f"{res['golden_rule_lifetime_fs'] / 1000:.4g} ps" if rate > 0 else "none (no coupling)")
+        + (f"{res['golden_rule_lifetime_fs'] / 1000:.4g} ps" if res["golden_rule_lifetime_fs"] else "none (no coupling)")
         + " (decoherence-limited; DISH computes the lifetime)",
         "  RMS NAC matrix (meV):",
         *("    " + " ".join(f"{x:8.3f}" for x in row) for row in rms),
