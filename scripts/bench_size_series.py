@@ -28,7 +28,8 @@ block standard errors of one trajectory cannot see how much its NAC owes to that
 replicas can.
 
 Stage ``tblite216``: the model against tblite GFN1-xTB along the first 31 frames of the 216-atom trajectory
-(``scripts/validate_couplings.py``, its JSON into ``<work>/tblite216``). Stage ``folding``: which k-points of the
+(``scripts/validate_couplings.py``, its JSON into ``<work>/tblite216``), and both on the ideal Si64 and Si216
+cells (:func:`reference_cell_dependence`). Stage ``folding``: which k-points of the
 ideal crystal each size folds onto Γ, and where its conduction-band edge comes from (:func:`folded_band_edges`).
 Stage ``localisation``: how far the window states spread over the cell (:func:`localisation`).
 """
@@ -160,6 +161,31 @@ def localisation(work: Path, sizes: list[int]) -> dict:
         pr = participation_ratio(q)
         out[str(len(atoms))] = {"frame": int(len(z["positions"]) - 1), "participation_ratio": pr.tolist(),
                                 "largest_atom_population": q.max(0).tolist()}
+    return out
+
+
+def reference_cell_dependence(sizes=(2, 3)) -> dict:
+    """Band edges (eV) of the ideal cubic cell repeated n×n×n from tblite GFN1-xTB and from the bundled model
+    (float64). Both cells hold fcc Γ (the VBM) and X (the CBM), so a fixed Hamiltonian gives them the same
+    edges: the model, being local, does. tblite's Γ-only SCC density, and with it every level, depends on
+    the cell, and the model carries its 64-atom training cells' density to every size."""
+    from ase.build import bulk
+    from scipy.linalg import eigh
+
+    from n2amd_driver.namd.sources import EngineSource, ModelSource
+
+    model = ModelSource("si_hamiltonian.pt", device="cpu", dtype="float64")
+    sources = {"model": model, "tblite": EngineSource("tblite", method=model.reference["method"])}
+    out = {}
+    for n in sizes:
+        atoms = bulk("Si", "diamond", a=5.43, cubic=True).repeat(n)
+        row = {}
+        for name, src in sources.items():
+            H, S, nel = src.electronic(atoms)
+            e = eigh(H, S, eigvals_only=True)
+            nocc = int(round(nel / 2))
+            row[name] = {"vbm_eV": float(e[nocc - 1]), "cbm_eV": float(e[nocc])}
+        out[str(len(atoms))] = row
     return out
 
 
@@ -302,8 +328,10 @@ def main() -> None:
                "--out", str(work / "tblite216")]
         if subprocess.run(cmd, cwd=ROOT).returncode:
             raise SystemExit("validate_couplings.py failed; rerun to resume")
-        res = json.loads(out.read_text()) if out.exists() else {"rows": []}
-        res["tblite216"] = json.loads((work / "tblite216" / "validate_couplings.json").read_text())
+        part = {**json.loads((work / "tblite216" / "validate_couplings.json").read_text()),
+                "cell_dependence": reference_cell_dependence()}
+        res = json.loads(out.read_text()) if out.exists() else {"rows": []}  # other stages may have written
+        res["tblite216"] = part
         res.setdefault("provenance", res["tblite216"]["provenance"])
         out.write_text(json.dumps(res, indent=1))
         return

@@ -147,6 +147,11 @@ def couplings(res) -> list[str]:
           _table(["VBM MAE (meV)", "CBM MAE (meV)", "<gap> model (eV)", "<gap> reference (eV)"],
                  [[f"{res['vbm_mae_meV']:.1f}", f"{res['cbm_mae_meV']:.1f}", f"{res['gap_model_eV']:.3f}",
                    f"{res['gap_reference_eV']:.3f}"]]), "",
+          *([f"Model − reference, mean over the snapshots: VBM {res['vbm_mean_offset_meV']:+.1f} meV, CBM "
+             f"{res['cbm_mean_offset_meV']:+.1f} meV; MAE about those means (how the edges move) "
+             f"{res['vbm_mae_offset_removed_meV']:.1f} / {res['cbm_mae_offset_removed_meV']:.1f} meV; gap σ "
+             f"{res['gap_std_model_meV']:.1f} (model) / {res['gap_std_reference_meV']:.1f} meV.", ""]
+            if "vbm_mean_offset_meV" in res else []),
           _table(["pair", "MAE of the NAC magnitude (meV)", "RMS model (meV)", "RMS reference (meV)", "MAE / RMS ref"],
                  [[k, f"{v['nac_mae_meV']:.3f}", f"{v['rms_model_meV']:.3f}", f"{v['rms_reference_meV']:.3f}",
                    f"{100 * v['mae_over_rms_reference']:.0f} %"] for k, v in res.items()
@@ -155,7 +160,8 @@ def couplings(res) -> list[str]:
           "Time per snapshot: model "
           + ", ".join(f"{res[k]:.2f} s on {n}" for k, n in (("model_s_per_snapshot_1rank", "1 rank"),
                                                              ("model_s_per_snapshot_2ranks", "2 ranks")) if k in res)
-          + (f" (speed-up {res['speedup_2ranks']:.2f})" if "speedup_2ranks" in res else " (1-rank job not timed)")
+          + (f" (speed-up {res['speedup_2ranks']:.2f})" if "speedup_2ranks" in res else
+             " (2-rank job not timed)" if "model_s_per_snapshot_1rank" in res else " (1-rank job not timed)")
           + f"; {engine} {res['reference_s_per_snapshot']:.2f} s per snapshot on {res['reference_ranks']} rank(s)."
           + (f" The model's times are from an earlier run (its weights changed since in ways that cannot change the "
              f"cost): {_prov({'provenance': res['timing_provenance']})}" if res.get("timing_provenance") else "")]
@@ -449,6 +455,13 @@ def size_series(res) -> list[str]:
         out += ["", *_size_replicas(res)]
     if res.get("tblite216"):
         out += ["", "The model against tblite along the 216-atom trajectory:", "", *couplings(res["tblite216"])]
+        if res["tblite216"].get("cell_dependence"):
+            cd = res["tblite216"]["cell_dependence"]
+            out += ["", "Band edges of the ideal crystal in the 64- and 216-atom cells (both hold fcc Γ, the VBM, and X, "
+                    "the CBM, so a fixed Hamiltonian gives both cells the same edges); eV:", "",
+                    _table(["atoms", "VBM model", "VBM tblite", "CBM model", "CBM tblite"],
+                           [[n, *(f"{v[src][e]:.4f}" for e in ("vbm_eV", "cbm_eV") for src in ("model", "tblite"))]
+                            for n, v in cd.items()])]
     return out
 
 

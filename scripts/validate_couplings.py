@@ -97,6 +97,11 @@ def compare(model_h5: Path, ref_h5: Path) -> dict:
            "cbm_mae_meV": 1000 * float(np.mean(np.abs(cm - cr))),
            "gap_model_eV": float(np.mean(cm - vm)), "gap_reference_eV": float(np.mean(cr - vr)),
            "window_energy_mae_meV": 1000 * float(np.mean(np.abs(m.energies - r.energies)))}
+    # a constant offset (e.g. a reference whose level depends on the cell) against the error in how the edges move
+    for edge, d in (("vbm", vm - vr), ("cbm", cm - cr)):
+        out[f"{edge}_mean_offset_meV"] = 1000 * float(np.mean(d))
+        out[f"{edge}_mae_offset_removed_meV"] = 1000 * float(np.mean(np.abs(d - np.mean(d))))
+    out["gap_std_model_meV"], out["gap_std_reference_meV"] = (1000 * float(np.std(c - v)) for v, c in ((vm, cm), (vr, cr)))
     for name, (i, j) in pairs.items():
         out[name] = _nac_errors(np.abs(m.nac[:, i, j]) * meV, np.abs(r.nac[:, i, j]) * meV)
     # where the VBM–CBM error sits: its largest steps, with the VBM−1/VBM coupling there (large at an
@@ -207,7 +212,9 @@ def main():
     for name in ("VBM-CBM", "VBM-1/VBM", "CBM/CBM+1"):
         p = res[name]
         print(f"| RMS NAC {name} (meV) | {p['rms_model_meV']:.3f} | {p['rms_reference_meV']:.3f} |")
-    print(f"\nVBM MAE {res['vbm_mae_meV']:.1f} meV, CBM MAE {res['cbm_mae_meV']:.1f} meV over {res['snapshots']} snapshots")
+    print(f"\nVBM MAE {res['vbm_mae_meV']:.1f} meV, CBM MAE {res['cbm_mae_meV']:.1f} meV over {res['snapshots']} snapshots"
+          f" (mean offsets {res['vbm_mean_offset_meV']:+.1f} / {res['cbm_mean_offset_meV']:+.1f} meV; MAE with them "
+          f"removed {res['vbm_mae_offset_removed_meV']:.1f} / {res['cbm_mae_offset_removed_meV']:.1f} meV)")
     for name in ("VBM-CBM", "VBM-1/VBM", "CBM/CBM+1", "all V×C pairs"):
         p = res[name]
         print(f"|NAC| MAE {name}: {p['nac_mae_meV']:.4f} meV = {100 * p['mae_over_rms_reference']:.1f}% of the "
