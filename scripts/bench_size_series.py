@@ -291,6 +291,16 @@ def plot(res: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def store(out: Path, insert) -> None:
+    """Add a finished run to the JSON: re-read it (rows come from several runs, and other stages may have
+    written meanwhile), ``insert(res)``, then recompute the ensemble figures and the plot, and write."""
+    res = json.loads(out.read_text()) if out.exists() else {"rows": []}
+    insert(res)
+    res["ensemble"] = ensemble(res)
+    plot(res, out.with_suffix(".png"))
+    out.write_text(json.dumps(res, indent=1))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--stage", choices=["series", "replicas", "tblite216", "folding", "localisation"],
@@ -346,12 +356,12 @@ def main() -> None:
                 print(f"[size series] {run_name(8 * n**3, k)}", flush=True)
                 row = {**size_row(work, runs, n, a.snapshots, a.ranks, k), "replica": k,
                        "seed": velocity_seed(n, k), "provenance": provenance()}
-                res = json.loads(out.read_text())  # another stage may have written meanwhile
-                reps = res.setdefault("replicas", {})
-                reps[str(8 * n**3)] = sorted(reps.get(str(8 * n**3), []) + [row], key=lambda r: r["replica"])
-                res["ensemble"] = ensemble(res)
-                plot(res, out.with_suffix(".png"))
-                out.write_text(json.dumps(res, indent=1))
+
+                def insert(res, row=row, key=str(8 * n**3)):
+                    reps = res.setdefault("replicas", {})
+                    reps[key] = sorted(reps.get(key, []) + [row], key=lambda r: r["replica"])
+
+                store(out, insert)
         return
     if a.refigure:
         for r in res["rows"] + [r for rs in res.get("replicas", {}).values() for r in rs]:
@@ -369,15 +379,15 @@ def main() -> None:
         if 8 * n**3 in done:
             continue
         print(f"[size series] Si{8 * n**3}", flush=True)
-        row = {**size_row(work, runs, n, a.snapshots, a.ranks), "provenance": provenance()}  # rows come from
-        res = json.loads(out.read_text()) if out.exists() else {"rows": []}                    # several runs
-        res["rows"] = sorted(res["rows"] + [row], key=lambda r: r["atoms"])
-        res["ensemble"] = ensemble(res)
-        png = out.with_suffix(".png")
-        plot(res, png)
-        res.update({"window": [VALENCE, CONDUCTION], "buffer": BUFFER, "cutoff_ang": CUTOFF_ANG, "dish": DISH_LONG,
-                    "snapshots": a.snapshots, "plot": os.path.relpath(png, ROOT), "provenance": provenance()})
-        out.write_text(json.dumps(res, indent=1))
+        row = {**size_row(work, runs, n, a.snapshots, a.ranks), "provenance": provenance()}
+
+        def insert(res, row=row):
+            res["rows"] = sorted(res["rows"] + [row], key=lambda r: r["atoms"])
+            res.update({"window": [VALENCE, CONDUCTION], "buffer": BUFFER, "cutoff_ang": CUTOFF_ANG,
+                        "dish": DISH_LONG, "snapshots": a.snapshots, "provenance": provenance(),
+                        "plot": os.path.relpath(out.with_suffix(".png"), ROOT)})
+
+        store(out, insert)
 
 
 if __name__ == "__main__":
