@@ -569,7 +569,11 @@ def nac_vectors(res) -> list[str]:
             rows.append([pair, a["cells"] if a else 0, r["degenerate_left_out"],
                          f"{a['mae_per_ang']:.3f}" if a else "—", f"{a['mae_hbar_eV_fs_per_ang']:.3f}" if a else "—",
                          f"{a['rms_ref_per_ang']:.3f}" if a else "—", f"{a['mae_relative_to_rms']:.2f}" if a else "—",
-                         mt["cells"] if mt else 0, f"{mt['mae_relative_to_rms']:.2f}" if mt else "—"])
+                         mt["cells"] if mt else 0, f"{mt['mae_relative_to_rms']:.2f}" if mt else "—",
+                         f"{r['numerator_mae_relative_to_rms']:.2f}" if "numerator_mae_relative_to_rms" in r else "—",
+                         (f"{r['splitting_meV']['model_median']:.0f} / {r['splitting_meV']['reference_median']:.0f} "
+                          f"({r['splitting_meV']['reference_min']:.0f}–{r['splitting_meV']['reference_max']:.0f})")
+                         if "splitting_meV" in r else "—"])
         c = m["seconds_per_cell"]
         out += [_prov({"provenance": prov}), "",
                 f"`{m['model']}` against {m['reference']} on {m['cells'] if 'cells' in m else m['VBM/CBM']['cells']} "
@@ -582,7 +586,13 @@ def nac_vectors(res) -> list[str]:
                 f"Band-edge MAE on these cells {m['band_edge_mae_meV']:.0f} meV; median state overlap "
                 f"{m['state_overlap_median']:.2f}.", "",
                 _table(["pair", "cells", "degenerate (left out)", "MAE (Å⁻¹)", "ħ·MAE (eV·fs/Å)", "reference RMS (Å⁻¹)",
-                        "MAE / RMS", "matched cells", "matched MAE / RMS"], rows), "",
+                        "MAE / RMS", "matched cells", "matched MAE / RMS", "numerator MAE / RMS",
+                        "splitting, median model / reference (reference range), meV"], rows), "",
+                "d = c_iᵀ(∂H − ε_j ∂S)c_j / (ε_j − ε_i): the numerator is what the model's ∂H decides; the "
+                "splitting amplifies its error, and adds its own, where the pair is close. Share of each MAE in its "
+                "five worst cells: " + (", ".join(f"{p} {100 * m[p]['share_of_mae_worst_5_cells']:.0f} %"
+                                                  for p in ("VBM-1/VBM", "VBM/CBM", "CBM/CBM+1"))
+                                        if "share_of_mae_worst_5_cells" in m["VBM/CBM"] else "not recorded") + ".", "",
                 f"Cost of all {m['atoms']} atoms' vectors for the 4 window states: model (autograd) "
                 f"{c['model_autograd_all_atoms']:.1f} s, reference finite differences "
                 f"{c['reference_finite_differences_all_atoms']:.0f} s (from its per-atom time): {m['speedup']:.0f}×.", ""]
