@@ -339,7 +339,7 @@ def main() -> None:
         if subprocess.run(cmd, cwd=ROOT).returncode:
             raise SystemExit("validate_couplings.py failed; rerun to resume")
         part = {**json.loads((work / "tblite216" / "validate_couplings.json").read_text()),
-                "cell_dependence": reference_cell_dependence()}
+                "cell_dependence": reference_cell_dependence(), "cell_dependence_provenance": provenance()}
         res = json.loads(out.read_text()) if out.exists() else {"rows": []}  # other stages may have written
         res["tblite216"] = part
         res.setdefault("provenance", res["tblite216"]["provenance"])

@@ -457,7 +457,9 @@ def size_series(res) -> list[str]:
         out += ["", "The model against tblite along the 216-atom trajectory:", "", *couplings(res["tblite216"])]
         if res["tblite216"].get("cell_dependence"):
             cd = res["tblite216"]["cell_dependence"]
-            out += ["", "Band edges of the ideal crystal in the 64- and 216-atom cells (both hold fcc Γ, the VBM, and X, "
+            prov = res["tblite216"].get("cell_dependence_provenance")
+            out += ["", *([_prov({"provenance": prov}), ""] if prov else []),
+                    "Band edges of the ideal crystal in the 64- and 216-atom cells (both hold fcc Γ, the VBM, and X, "
                     "the CBM, so a fixed Hamiltonian gives both cells the same edges); eV:", "",
                     _table(["atoms", "VBM model", "VBM tblite", "CBM model", "CBM tblite"],
                            [[n, *(f"{v[src][e]:.4f}" for e in ("vbm_eV", "cbm_eV") for src in ("model", "tblite"))]
