@@ -141,7 +141,11 @@ def couplings(res) -> list[str]:
     engine = "tblite" if res["reference_method"].upper().startswith("GFN") else "pyscf"
     targets = ("VBM/CBM ≤ 10 meV, VBM–CBM |NAC| MAE ≤ 10 % of the reference RMS" if engine == "tblite" else
                "([J]) VBM/CBM ≤ 15 meV, VBM–CBM |NAC| MAE ≤ 15 % of the reference RMS")
-    s += [_prov(res), "", f"Model `{res['model']}` vs {res['reference_method']} ({engine}) on the same "
+    s += [_prov(res), ""]
+    if res.get("analysis_provenance"):
+        s += [f"The figures below were re-derived from that run's stored couplings files on "
+              f"{res['analysis_provenance']['date_utc']} UTC.", ""]
+    s += [f"Model `{res['model']}` vs {res['reference_method']} ({engine}) on the same "
           f"{res['snapshots']} snapshots (1 fs) of `{Path(res['trajectory']).name}`, same code path. "
           f"Targets: {targets}.", "",
           _table(["VBM MAE (meV)", "CBM MAE (meV)", "<gap> model (eV)", "<gap> reference (eV)"],
