@@ -29,7 +29,7 @@ import numpy as np
 from ase.build import bulk
 
 sys.path.insert(0, str(Path(__file__).parent))
-from benchlib import provenance  # noqa: E402
+from benchlib import stamp  # noqa: E402
 
 from n2amd_driver.core.units import HBAR_EV_FS  # noqa: E402
 from n2amd_driver.namd.nac_vectors import nac_vectors  # noqa: E402
@@ -146,12 +146,7 @@ def main() -> None:
     before = json.loads(Path(target).read_text()) if target and Path(target).exists() else {"models": {}}
     res = before if a.update else {"models": {}}
     res["models"][formula] = section
-    key = "provenance" if not a.update else f"provenance_{formula}"
-    if computed == 0 and key in before:  # only summarised: the run that computed the cells (their timings)
-        res[key] = before[key]            # stays on record
-        res[f"summary_provenance_{formula}"] = provenance()
-    else:
-        res[key] = provenance()
+    stamp(res, before, computed > 0, "provenance" if not a.update else f"provenance_{formula}")
     if target:
         Path(target).write_text(json.dumps(res, indent=1))
     print(json.dumps(section, indent=1))

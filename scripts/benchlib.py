@@ -21,6 +21,16 @@ def provenance() -> dict:
             "note": os.environ.get("N2AMD_BENCH_NOTE")}
 
 
+def stamp(res: dict, before: dict, computed: bool, key: str = "provenance") -> None:
+    """Set ``res[key]`` to this run's provenance, unless this run computed nothing and only re-derived figures
+    from stored results: then the run that computed them (``before[key]``) stays on record, and this one goes
+    under ``analysis_`` + key."""
+    if not computed and key in before:
+        res[key], res[f"analysis_{key}"] = before[key], provenance()
+    else:
+        res[key] = provenance()
+
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 #: DISH settings of the NAMD benchmarks (the demo's): 10 initial times × 100 trajectories × 50 ps

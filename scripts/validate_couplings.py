@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from benchlib import provenance
+from benchlib import stamp
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -209,11 +209,7 @@ def main():
                 "model_dtype": args.dtype})
     plot(out / "model_vs_reference.png", data)
     record = out / "validate_couplings.json"
-    before = json.loads(record.read_text()) if record.exists() else {}
-    if analysis_only and "provenance" in before:  # nothing run: the run that computed the jobs stays on record
-        res.update(provenance=before["provenance"], analysis_provenance=provenance())
-    else:
-        res["provenance"] = provenance()
+    stamp(res, json.loads(record.read_text()) if record.exists() else {}, computed=not analysis_only)
     record.write_text(json.dumps(res, indent=2))
     print(f"| quantity | model | {method} |\n| --- | ---: | ---: |")
     print(f"| average gap (eV) | {res['gap_model_eV']:.3f} | {res['gap_reference_eV']:.3f} |")
