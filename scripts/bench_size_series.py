@@ -54,6 +54,13 @@ SPARSE_FROM_ATOMS = 512
 CUTOFF_ANG = 10.0
 
 
+def cubic_cell():
+    """The 8-atom cubic Si cell (a = 5.43 Å) whose n×n×n repeats make the series."""
+    from ase.build import bulk
+
+    return bulk("Si", "diamond", a=5.43, cubic=True)
+
+
 def run_name(atoms: int, replica: int = 0) -> str:
     """``si<N>`` for a size's main trajectory, ``si<N>_r<k>`` for its k-th independent replica."""
     return f"si{atoms}" + (f"_r{replica}" if replica else "")
@@ -67,7 +74,6 @@ def velocity_seed(n: int, replica: int = 0) -> int:
 def frames_file(work: Path, runs: Path, n: int, snapshots: int, replica: int = 0) -> Path:
     """The size's NVE frames (positions float32 Å, cell, numbers), made once by LAMMPS and kept. A replica
     starts from other random velocities (seed + 100 × replica), so its phonon amplitudes are drawn anew."""
-    from ase.build import bulk
     from ase.io import write
 
     from n2amd_driver.data.trajectory import read_trajectory
@@ -79,7 +85,7 @@ def frames_file(work: Path, runs: Path, n: int, snapshots: int, replica: int = 0
     md = runs / f"{name}_md"
     md.mkdir(parents=True, exist_ok=True)
     cell = md / "si8.extxyz"
-    write(cell, bulk("Si", "diamond", a=5.43, cubic=True), format="extxyz")
+    write(cell, cubic_cell(), format="extxyz")
     dumps = list(md.glob("*_nve.dump"))
     frames = read_trajectory(dumps[0], "lammps-dump") if dumps else []
     if len(frames) != snapshots + 1:  # none yet, or a killed run's part: LAMMPS starts again (minutes)
@@ -169,22 +175,21 @@ def reference_cell_dependence(sizes=(2, 3)) -> dict:
     (float64). Both cells hold fcc Γ (the VBM) and X (the CBM), so a fixed Hamiltonian gives them the same
     edges: the model, being local, does. tblite's Γ-only SCC density, and with it every level, depends on
     the cell, and the model carries its 64-atom training cells' density to every size."""
-    from ase.build import bulk
     from scipy.linalg import eigh
 
     from n2amd_driver.namd.sources import EngineSource, ModelSource
+    from n2amd_driver.orbitals.eigen import band_edges
 
     model = ModelSource("si_hamiltonian.pt", device="cpu", dtype="float64")
     sources = {"model": model, "tblite": EngineSource("tblite", method=model.reference["method"])}
     out = {}
     for n in sizes:
-        atoms = bulk("Si", "diamond", a=5.43, cubic=True).repeat(n)
+        atoms = cubic_cell().repeat(n)
         row = {}
         for name, src in sources.items():
             H, S, nel = src.electronic(atoms)
-            e = eigh(H, S, eigvals_only=True)
-            nocc = int(round(nel / 2))
-            row[name] = {"vbm_eV": float(e[nocc - 1]), "cbm_eV": float(e[nocc])}
+            vbm, cbm = band_edges(eigh(H, S, eigvals_only=True), nel)
+            row[name] = {"vbm_eV": vbm, "cbm_eV": cbm}
         out[str(len(atoms))] = row
     return out
 
@@ -193,14 +198,12 @@ def folded_band_edges(sizes: list[int]) -> dict:
     """Which states an n×n×n repeat of the cubic cell holds at its band edges: the bundled model's bands of the
     ideal cubic Si8 cell at the k-points that fold onto the supercell's Γ along (k, 0, 0), k = m/n (fractional
     in the cubic cell; k = 0 holds fcc Γ and X). Energies relative to the VBM at k = 0, eV."""
-    from ase.build import bulk
-
     from n2amd_driver.models.bands import bands_at
     from n2amd_driver.models.io import load_hamiltonian_model
     from n2amd_driver.orbitals.functions import basis_functions
 
     model = load_hamiltonian_model("si_hamiltonian.pt", device="cpu", dtype="float64")
-    cell = bulk("Si", "diamond", a=5.43, cubic=True)
+    cell = cubic_cell()
     bf = basis_functions(model.basis.name, cell.get_chemical_symbols())
     nocc = int(round(model.n_electrons(cell) / 2))
     ks = sorted({round(min(m / n, 1 - m / n), 6) for n in sizes for m in range(n)} | set(np.linspace(0, 0.5, 41)))

@@ -29,11 +29,16 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
+def finished(out: Path) -> bool:
+    """Whether the couplings job writing ``out`` has finished (its file and its timing are there)."""
+    return out.exists() and out.with_suffix(".timing.json").exists()
+
+
 def run_job(out: Path, traj: Path, hamiltonian: list[str], ranks: int, window: tuple[int, int]) -> dict:
     """Wall seconds, MPI ranks and snapshots computed (a resumed job counts only what it computed) of one
     couplings job; a finished job is not re-run (its timing is kept)."""
     timing = out.with_suffix(".timing.json")
-    if out.exists() and timing.exists():
+    if finished(out):
         return json.loads(timing.read_text())
     resumed = len(list(Path(str(out) + ".ckpt").glob("snap_*.npz")))  # snapshots a killed run left
     from n2amd_driver.md.launch import module_command
@@ -184,7 +189,7 @@ def main():
         ref_h += [f"hamiltonian.kmesh=[{','.join(map(str, kmesh))}]"] if kmesh else []
     w = tuple(args.window)
     jobs_h5 = [out / "reference.h5"] + [out / f"model_{r}.h5" for r in args.model_ranks]
-    analysis_only = all(h.exists() and h.with_suffix(".timing.json").exists() for h in jobs_h5)
+    analysis_only = all(finished(h) for h in jobs_h5)
     ref = run_job(out / "reference.h5", traj, ref_h, args.reference_ranks, w)
     if args.reference_only:
         return
