@@ -318,7 +318,8 @@ def main() -> None:
     ap.add_argument("--json", default="docs/bench/size_series.json")
     ap.add_argument("--refigure", action="store_true",
                     help="recompute the figures of the finished rows from their couplings files under --runs (after a "
-                         "change to benchlib.namd_figures or the DISH settings: a missing DISH run is run)")
+                         "change to benchlib.namd_figures or the DISH settings): a missing couplings file is "
+                         "reassembled from its checkpoints, a missing DISH run is run")
     a = ap.parse_args()
     work, runs, out = (ROOT / a.work).resolve(), (ROOT / a.runs).resolve(), ROOT / a.json
     runs.mkdir(parents=True, exist_ok=True)
@@ -367,15 +368,22 @@ def main() -> None:
                 store(out, insert)
         return
     if a.refigure:
+        figures = {}  # (atoms, replica) → new figures; written through store(), which re-reads the JSON
         for r in res["rows"] + [r for rs in res.get("replicas", {}).values() for r in rs]:
-            name = run_name(r["atoms"], r.get("replica", 0))
-            h5 = runs / f"{name}.h5"
-            pops = dish_populations(h5, VALENCE, runs / f"{name}_dish.log", dish=DISH_LONG)
-            r.update(namd_figures(h5, pops, VALENCE), figures_provenance=provenance())
-        res["dish"] = DISH_LONG
-        res["ensemble"] = ensemble(res)
-        plot(res, out.with_suffix(".png"))
-        out.write_text(json.dumps(res, indent=1))
+            key = (r["atoms"], r.get("replica", 0))
+            n = round(r["atoms"] ** (1 / 3) / 2)
+            # a couplings file lost with runs/ is reassembled from its committed checkpoints (no snapshot recomputed)
+            traj = trajectory(frames_file(work, runs, n, a.snapshots, key[1]), runs)
+            h5 = couplings(work, runs, traj, r["atoms"], a.ranks)
+            pops = dish_populations(h5, VALENCE, runs / f"{traj.stem}_dish.log", dish=DISH_LONG)
+            figures[key] = {**namd_figures(h5, pops, VALENCE), "figures_provenance": provenance()}
+
+        def insert(res):
+            for r in res["rows"] + [r for rs in res.get("replicas", {}).values() for r in rs]:
+                r.update(figures.get((r["atoms"], r.get("replica", 0)), {}))
+            res["dish"] = DISH_LONG
+
+        store(out, insert)
         return
     done = {r["atoms"] for r in res["rows"]}
     for n in a.sizes:
