@@ -87,6 +87,31 @@ def test_window_outside_the_spectrum_is_refused(si64_pair):
         window_eigh(*p0, 0, p0[0].shape[0], buffer=2)
 
 
+def test_a_warm_start_asks_for_as_many_nearest_states_as_its_start_needed(monkeypatch):
+    """A spectrum ten times denser above the gap than below: the states nearest σ do not reach the window's
+    lower end until ARPACK is asked for more of them. The cold start finds how many; the warm start asks
+    for that many at once (one ARPACK run, not several) and gives the same states as LAPACK."""
+    import n2amd_driver.orbitals.window as window
+
+    rng = np.random.default_rng(0)
+    n, below = 120, 60
+    lam = np.concatenate([-1.0 * np.arange(below, 0, -1), 0.1 * np.arange(1, n - below + 1)])
+    Q = np.linalg.qr(rng.normal(size=(n, n)))[0]
+    L = np.eye(n) + 0.01 * rng.normal(size=(n, n))
+    S, H = L @ L.T, L @ (Q * lam) @ Q.T @ L.T  # H c = ε S c has the eigenvalues lam (c = L⁻ᵀ Q e)
+    H = 0.5 * (H + H.T)
+    runs = []
+    nearest = window._nearest
+    monkeypatch.setattr(window, "_nearest", lambda *a, **k: runs.append(a[3]) or nearest(*a, **k))
+    lo, hi = below - 2, below + 1
+    w0 = window_eigh(sp.csr_matrix(H), sp.csr_matrix(S), lo, hi, buffer=2)
+    assert w0.nearest > 4 + 4  # the guess of as many states below σ as above fell short
+    runs.clear()
+    w1 = window_eigh(sp.csr_matrix(H), sp.csr_matrix(S), lo, hi, buffer=2, start=w0)
+    assert w1.warm and runs == [w0.nearest]
+    _same_states(w1, dense_window(H, S, lo - 2, hi + 2), S)
+
+
 @pytest.mark.slow
 def test_si512_sparse_path_equals_dense_energies_overlaps_and_nac():
     """[K]'s check at 512 atoms with the bundled model: window energies ≤ 1e-8 eV, step overlaps and NAC ≤ 1e-8,
