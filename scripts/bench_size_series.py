@@ -294,6 +294,11 @@ def plot(res: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def every_run(res: dict) -> list[dict]:
+    """The rows of the main trajectories and of their replicas."""
+    return res["rows"] + [r for rs in res.get("replicas", {}).values() for r in rs]
+
+
 def store(out: Path, insert) -> None:
     """Add a finished run to the JSON: re-read it (rows come from several runs, and other stages may have
     written meanwhile), ``insert(res)``, then recompute the ensemble figures and the plot, and write."""
@@ -369,7 +374,7 @@ def main() -> None:
         return
     if a.refigure:
         figures = {}  # (atoms, replica) → new figures; written through store(), which re-reads the JSON
-        for r in res["rows"] + [r for rs in res.get("replicas", {}).values() for r in rs]:
+        for r in every_run(res):
             key = (r["atoms"], r.get("replica", 0))
             n = round(r["atoms"] ** (1 / 3) / 2)
             # a couplings file lost with runs/ is reassembled from its committed checkpoints (no snapshot recomputed)
@@ -379,7 +384,7 @@ def main() -> None:
             figures[key] = {**namd_figures(h5, pops, VALENCE), "figures_provenance": provenance()}
 
         def insert(res):
-            for r in res["rows"] + [r for rs in res.get("replicas", {}).values() for r in rs]:
+            for r in every_run(res):
                 r.update(figures.get((r["atoms"], r.get("replica", 0)), {}))
             res["dish"] = DISH_LONG
 
